@@ -1,0 +1,1 @@
+//! Typed digest authentication headers (being written).
