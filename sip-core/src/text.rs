@@ -1,0 +1,553 @@
+//! Lexical helpers shared by the typed header views (RFC 3261 §25.1).
+//!
+//! Everything here works on bytes with lookup tables: no regex, no per-char UTF-8 decoding and
+//! no allocation, except in [`unquote`] and the percent decoders, which allocate only when the
+//! input actually holds an escape.
+
+use std::borrow::Cow;
+
+// Character classes of RFC 3261 §25.1, one bit each in `CLASS`.
+const TOKEN: u8 = 1 << 0;
+const WORD: u8 = 1 << 1;
+const UNRESERVED: u8 = 1 << 2;
+const USER: u8 = 1 << 3;
+const PASSWORD: u8 = 1 << 4;
+const PARAM: u8 = 1 << 5;
+const HNV: u8 = 1 << 6;
+const URIC: u8 = 1 << 7;
+
+const fn build_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        // unreserved = alphanum / mark
+        let mark = matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        );
+        let mut v = 0u8;
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            v |= TOKEN;
+        }
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'!'
+                    | b'%'
+                    | b'*'
+                    | b'_'
+                    | b'+'
+                    | b'`'
+                    | b'\''
+                    | b'~'
+                    | b'('
+                    | b')'
+                    | b'<'
+                    | b'>'
+                    | b':'
+                    | b'\\'
+                    | b'"'
+                    | b'/'
+                    | b'['
+                    | b']'
+                    | b'?'
+                    | b'{'
+                    | b'}'
+            )
+        {
+            v |= WORD;
+        }
+        if alnum || mark {
+            v |= UNRESERVED | USER | PASSWORD | PARAM | HNV | URIC;
+        }
+        // user-unreserved
+        if matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            v |= USER;
+        }
+        if matches!(c, b'&' | b'=' | b'+' | b'$' | b',') {
+            v |= PASSWORD;
+        }
+        // param-unreserved
+        if matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            v |= PARAM;
+        }
+        // hnv-unreserved
+        if matches!(c, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            v |= HNV;
+        }
+        // reserved (RFC 3261 §25.1, RFC 2396)
+        if matches!(
+            c,
+            b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b','
+        ) {
+            v |= URIC;
+        }
+        t[b] = v;
+        b += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = build_class();
+
+#[inline]
+fn has(b: u8, class: u8) -> bool {
+    CLASS[b as usize] & class != 0
+}
+
+/// RFC 3261 §25.1 `token` character: `alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"`.
+#[inline]
+pub fn is_token_byte(b: u8) -> bool {
+    has(b, TOKEN)
+}
+
+/// RFC 3261 §25.1 `word` character (Call-ID): token characters plus `( ) < > : \ " / [ ] ? { }`.
+#[inline]
+pub fn is_word_byte(b: u8) -> bool {
+    has(b, WORD)
+}
+
+/// RFC 3261 §25.1 `unreserved`: `alphanum / mark`.
+#[inline]
+pub fn is_unreserved_byte(b: u8) -> bool {
+    has(b, UNRESERVED)
+}
+
+/// Characters of a SIP URI `user` other than escapes: `unreserved / user-unreserved`.
+#[inline]
+pub(crate) fn is_user_byte(b: u8) -> bool {
+    has(b, USER)
+}
+
+/// Characters of a SIP URI `password` other than escapes.
+#[inline]
+pub(crate) fn is_password_byte(b: u8) -> bool {
+    has(b, PASSWORD)
+}
+
+/// `paramchar` of a URI parameter other than escapes: `param-unreserved / unreserved`.
+#[inline]
+pub(crate) fn is_paramchar_byte(b: u8) -> bool {
+    has(b, PARAM)
+}
+
+/// Characters of a URI header name or value other than escapes: `hnv-unreserved / unreserved`.
+#[inline]
+pub(crate) fn is_hnv_byte(b: u8) -> bool {
+    has(b, HNV)
+}
+
+/// `uric` other than escapes (`reserved / unreserved`), for opaque absolute URIs.
+#[inline]
+pub(crate) fn is_uric_byte(b: u8) -> bool {
+    has(b, URIC)
+}
+
+/// Linear white space inside a header value: SP, HTAB, CR, LF (folding is LWS, RFC 3261 §25.1).
+#[inline]
+pub fn is_lws_byte(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// True if `s` is a non-empty RFC 3261 `token`.
+///
+/// ```
+/// use sip_core::text::is_token;
+/// assert!(is_token("z9hG4bK-74.bf9"));
+/// assert!(!is_token("a b"));
+/// assert!(!is_token(""));
+/// ```
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// True if `s` is a non-empty run of RFC 3261 `word` characters.
+pub fn is_word(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_word_byte)
+}
+
+/// Index of the first byte at or after `i` that is not LWS (or `b.len()`).
+#[inline]
+pub(crate) fn skip_lws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_lws_byte(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first byte at or after `i` that is not a token character (or `b.len()`).
+#[inline]
+pub(crate) fn scan_token(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_token_byte(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Strips leading and trailing LWS (SP, HTAB, CR, LF).
+///
+/// ```
+/// assert_eq!(sip_core::text::trim_lws(" \r\n\tabc \r\n"), "abc");
+/// ```
+pub fn trim_lws(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = skip_lws(b, 0);
+    let mut end = b.len();
+    while end > start && is_lws_byte(b[end - 1]) {
+        end -= 1;
+    }
+    // Both ends sit next to ASCII bytes, so they are char boundaries.
+    s.get(start..end).unwrap_or("")
+}
+
+/// Scans a `quoted-string` whose opening `"` is at `b[start]`; returns the index just past the
+/// closing quote, or `None` if it is unterminated (RFC 3261 §25.1: `quoted-pair = "\" CHAR`).
+pub(crate) fn scan_quoted(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Like [`scan_quoted`] but also rejects control characters that are neither LWS nor escaped.
+pub(crate) fn scan_quoted_strict(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                // quoted-pair excludes CR and LF.
+                match b.get(i + 1) {
+                    Some(b'\r') | Some(b'\n') | None => return None,
+                    Some(_) => i += 2,
+                }
+            }
+            c if c < 0x20 && !is_lws_byte(c) => return None,
+            0x7f => return None,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Iterator over the comma-separated values of one header line; see [`split_values`].
+#[derive(Debug, Clone)]
+pub struct SplitValues<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+/// Splits one header line's value at top-level commas (RFC 3261 §7.3.1).
+///
+/// Commas inside quoted strings (with `\"` escapes) and inside `<…>` do not split. Each value is
+/// trimmed of LWS and empty elements are skipped.
+///
+/// ```
+/// use sip_core::text::split_values;
+/// let v: Vec<_> = split_values(r#""a, b" <sip:x@y;p=1,2>;q=1 , sip:z@w,,"#).collect();
+/// assert_eq!(v, [r#""a, b" <sip:x@y;p=1,2>;q=1"#, "sip:z@w"]);
+/// ```
+pub fn split_values(s: &str) -> SplitValues<'_> {
+    SplitValues { s, pos: 0 }
+}
+
+impl<'a> Iterator for SplitValues<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        while self.pos < b.len() {
+            let start = self.pos;
+            let mut i = start;
+            let mut in_angle = false;
+            while i < b.len() {
+                match b[i] {
+                    b'"' => match scan_quoted(b, i) {
+                        Some(end) => i = end,
+                        // Unterminated quote: the rest is one (malformed) value.
+                        None => i = b.len(),
+                    },
+                    b'<' => {
+                        in_angle = true;
+                        i += 1;
+                    }
+                    b'>' => {
+                        in_angle = false;
+                        i += 1;
+                    }
+                    b',' if !in_angle => break,
+                    _ => i += 1,
+                }
+            }
+            let end = i.min(b.len());
+            self.pos = end + 1;
+            let v = trim_lws(self.s.get(start..end).unwrap_or(""));
+            if !v.is_empty() {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// Removes the surrounding double quotes of a `quoted-string` (if present) and resolves its
+/// `\x` escapes (RFC 3261 §25.1). Borrows when there is nothing to unescape.
+///
+/// ```
+/// use sip_core::text::unquote;
+/// assert_eq!(unquote(r#""J Rosenberg \\\"""#), r#"J Rosenberg \""#);
+/// assert_eq!(unquote("token"), "token");
+/// ```
+pub fn unquote(s: &str) -> Cow<'_, str> {
+    let inner = if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    };
+    unescape_quoted_pairs(inner)
+}
+
+/// Resolves `\x` escapes of quoted-string content (without the surrounding quotes).
+pub fn unescape_quoted_pairs(inner: &str) -> Cow<'_, str> {
+    let b = inner.as_bytes();
+    let Some(first) = memchr::memchr(b'\\', b) else {
+        return Cow::Borrowed(inner);
+    };
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
+    let mut i = first;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            out.push(b[i + 1]);
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    // Only ASCII backslashes were removed, so the bytes are still UTF-8.
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+#[inline]
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// True if `b[i..]` starts with a valid `escaped` (`%` HEXDIG HEXDIG).
+#[inline]
+pub(crate) fn is_escape_at(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i..i + 3), Some([b'%', h, l]) if hex_val(*h).is_some() && hex_val(*l).is_some())
+}
+
+/// Decodes `%XX` escapes (RFC 3261 §19.1.2, §25.1 `escaped`). Borrows when there is none; a `%`
+/// not followed by two hex digits is kept as is.
+///
+/// ```
+/// use sip_core::text::percent_decode;
+/// assert_eq!(&*percent_decode("null-%00-null"), b"null-\0-null");
+/// ```
+pub fn percent_decode(s: &str) -> Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    let Some(first) = memchr::memchr(b'%', b) else {
+        return Cow::Borrowed(b);
+    };
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
+    let mut i = first;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex_val),
+                b.get(i + 2).copied().and_then(hex_val),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+/// [`percent_decode`] as text; `None` if the decoded bytes are not UTF-8.
+///
+/// ```
+/// use sip_core::text::percent_decode_str;
+/// assert_eq!(percent_decode_str("I%20have%20spaces").unwrap(), "I have spaces");
+/// assert_eq!(percent_decode_str("%FF"), None);
+/// ```
+pub fn percent_decode_str(s: &str) -> Option<Cow<'_, str>> {
+    match percent_decode(s) {
+        Cow::Borrowed(_) => Some(Cow::Borrowed(s)),
+        Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+    }
+}
+
+/// Parses 1*DIGIT as a `u32`, rejecting empty input, non-digits and overflow.
+pub(crate) fn parse_u32_digits(s: &str) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in s.as_bytes() {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u32::from(d))?;
+    }
+    Some(v)
+}
+
+/// Parses 1*DIGIT saturating at `u32::MAX` (delta-seconds, RFC 3261 §20.19).
+pub(crate) fn parse_u32_saturating(s: &str) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in s.as_bytes() {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.saturating_mul(10).saturating_add(u32::from(d));
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn token_classes() {
+        assert!(is_token("INVITE"));
+        assert!(is_token("+sip.instance"));
+        assert!(is_token("a`'~%*_!.-"));
+        for bad in ["", "a b", "a;b", "a\"", "é", "a:b", "<", "a/b"] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+        assert!(is_word("f81d4fae-7dec-11d0-a765-00a0c91e6bf6"));
+        assert!(is_word("a<b>c:\\\"/[]?{}()"));
+        assert!(!is_word("a b"));
+        assert!(!is_word("a@b"));
+    }
+
+    #[test]
+    fn trims() {
+        assert_eq!(trim_lws(""), "");
+        assert_eq!(trim_lws(" \r\n "), "");
+        assert_eq!(trim_lws("\r\n a b\t"), "a b");
+    }
+
+    #[test]
+    fn splits() {
+        let v: Vec<_> = split_values("a, b ,c").collect();
+        assert_eq!(v, ["a", "b", "c"]);
+        let v: Vec<_> = split_values(";;,,;;,;").collect();
+        assert_eq!(v, [";;", ";;", ";"]);
+        let v: Vec<_> = split_values(r#""x \", y" <sip:a,b>, <sip:c>"#).collect();
+        assert_eq!(v, [r#""x \", y" <sip:a,b>"#, "<sip:c>"]);
+        // A quoted '<' does not open an angle bracket.
+        let v: Vec<_> = split_values(r#""<" <sip:a>, <sip:b>"#).collect();
+        assert_eq!(v, [r#""<" <sip:a>"#, "<sip:b>"]);
+        let v: Vec<_> = split_values(
+            "<sip:carol@192.0.2.15;transport=tcp>;+org.linphone.specs=\"ephemeral,groupchat/1.1,lime\", <sip:d@e>",
+        )
+        .collect();
+        assert_eq!(v.len(), 2);
+        let v: Vec<_> =
+            split_values("application/sdp, application/pkcs7-mime,\r\n        multipart/mixed")
+                .collect();
+        assert_eq!(
+            v,
+            [
+                "application/sdp",
+                "application/pkcs7-mime",
+                "multipart/mixed"
+            ]
+        );
+        assert_eq!(split_values("").count(), 0);
+        assert_eq!(split_values(" , ,").count(), 0);
+        let v: Vec<_> = split_values("\"unterminated, x").collect();
+        assert_eq!(v, ["\"unterminated, x"]);
+    }
+
+    #[test]
+    fn unquotes() {
+        assert_eq!(unquote("\"a\\\\b\""), "a\\b");
+        assert_eq!(unquote("\"Quoted string \\\"\\\"\""), "Quoted string \"\"");
+        assert!(matches!(unquote("\"plain\""), Cow::Borrowed("plain")));
+        assert_eq!(unquote("\"\""), "");
+        assert_eq!(unquote("\"é\\ü\""), "éü");
+    }
+
+    #[test]
+    fn decodes() {
+        assert_eq!(
+            percent_decode_str("sips%3Auser%40example.com").unwrap(),
+            "sips:user@example.com"
+        );
+        assert_eq!(percent_decode_str("%75se%72").unwrap(), "user");
+        assert_eq!(&*percent_decode("%Z1%"), b"%Z1%");
+        assert_eq!(&*percent_decode("%4"), b"%4");
+        assert!(matches!(percent_decode("abc"), Cow::Borrowed(_)));
+        assert!(is_escape_at(b"%41", 0));
+        assert!(!is_escape_at(b"%4", 0));
+        assert!(!is_escape_at(b"%4G", 0));
+    }
+
+    #[test]
+    fn digits() {
+        assert_eq!(parse_u32_digits("4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32_digits("4294967296"), None);
+        assert_eq!(parse_u32_digits("0009"), Some(9));
+        assert_eq!(parse_u32_digits(""), None);
+        assert_eq!(parse_u32_digits("1a"), None);
+        assert_eq!(parse_u32_saturating("99999999999999"), Some(u32::MAX));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = split_values(&s).count();
+            let _ = unquote(&s);
+            let _ = percent_decode_str(&s);
+            let _ = trim_lws(&s);
+            let _ = is_token(&s);
+        }
+
+        #[test]
+        fn split_values_are_trimmed_and_nonempty(s in "[a-z\",<> ;\\\\]{0,40}") {
+            for v in split_values(&s) {
+                prop_assert!(!v.is_empty());
+                prop_assert_eq!(v, trim_lws(v));
+            }
+        }
+    }
+}
