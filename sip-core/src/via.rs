@@ -1,0 +1,406 @@
+//! The Via header value (RFC 3261 §20.42, §18.2.1; `rport` RFC 3581; IPv6 RFC 5118).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::addr::trim_with_offset;
+use crate::error::{Error, Result};
+use crate::params::{walk_header_params, Params};
+use crate::text::{parse_u32_digits, scan_token, skip_lws};
+use crate::uri::{parse_host, parse_port, Host};
+
+/// The `branch` magic cookie of RFC 3261 §8.1.1.7.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+fn syntax(what: &'static str, offset: usize) -> Error {
+    Error::Syntax { what, offset }
+}
+
+/// One `via-parm`: sent-protocol, sent-by and via-params.
+///
+/// ```
+/// use sip_core::via::Via;
+/// let v = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8").unwrap();
+/// assert_eq!(v.transport(), "TCP");
+/// assert_eq!(v.host_str(), "spindle.example.com");
+/// assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+/// assert!(v.has_magic_cookie());
+///
+/// let v = Via::parse("SIP/2.0/UDP 192.0.2.20:5080;branch=z9hG4bK-1;rport=5080;received=198.51.100.9").unwrap();
+/// assert_eq!(v.sent_by_port(), Some(5080));
+/// assert_eq!(v.rport(), Some(Some(5080)));
+/// assert_eq!(v.received(), Some("198.51.100.9"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Via<'a> {
+    raw: &'a str,
+    protocol_name: &'a str,
+    protocol_version: &'a str,
+    transport: &'a str,
+    host: Host<'a>,
+    host_str: &'a str,
+    port: Option<u16>,
+    params: &'a str,
+    branch: Option<&'a str>,
+    received: Option<&'a str>,
+    rport: Option<Option<u16>>,
+    maddr: Option<&'a str>,
+    ttl: Option<u8>,
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value (one element of a comma-separated Via line). LWS is allowed around
+    /// the slashes of the sent-protocol, before the port colon and around parameters (RFC 4475
+    /// `wsinv`). Known parameters are checked: `ttl` 0..=255, `rport` empty or a port,
+    /// `maddr` a host, `received` an IPv4 or IPv6 address, bracketed or not (RFC 5118 §4.5).
+    pub fn parse(s: &'a str) -> Result<Via<'a>> {
+        let (base, t) = trim_with_offset(s);
+        let b = t.as_bytes();
+        let (protocol_name, i) = token_at(t, 0, base)?;
+        let i = slash_at(b, i, base)?;
+        let (protocol_version, i) = token_at(t, i, base)?;
+        let i = slash_at(b, i, base)?;
+        let (transport, i) = token_at(t, i, base)?;
+        let hstart = skip_lws(b, i);
+        if hstart == i {
+            return Err(syntax("Via sent-by", base + i));
+        }
+        let (host, hend) = parse_host(t, hstart, base)?;
+        let host_str = &t[hstart..hend];
+        let mut i = hend;
+        let mut port = None;
+        let k = skip_lws(b, i);
+        if b.get(k) == Some(&b':') {
+            let (p, e) = parse_port(t, skip_lws(b, k + 1), base)?;
+            port = Some(p);
+            i = e;
+        }
+        let params = &t[i..];
+        let pbase = base + i;
+        let mut branch = None;
+        let mut received = None;
+        let mut rport_raw = None;
+        let mut maddr = None;
+        let mut ttl_raw = None;
+        walk_header_params(params, pbase, |n, v| {
+            let slot = if n.eq_ignore_ascii_case("branch") {
+                &mut branch
+            } else if n.eq_ignore_ascii_case("received") {
+                &mut received
+            } else if n.eq_ignore_ascii_case("rport") {
+                &mut rport_raw
+            } else if n.eq_ignore_ascii_case("maddr") {
+                &mut maddr
+            } else if n.eq_ignore_ascii_case("ttl") {
+                &mut ttl_raw
+            } else {
+                return;
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
+        })?;
+        let bad = |reason| Error::InvalidHeader {
+            name: "Via",
+            offset: pbase,
+            reason,
+        };
+        let rport = match rport_raw {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(v)) => match parse_u32_digits(v) {
+                Some(p) if p <= u32::from(u16::MAX) => Some(Some(p as u16)),
+                _ => return Err(bad("bad rport")),
+            },
+        };
+        let ttl = match ttl_raw {
+            None => None,
+            Some(v) => match v.and_then(parse_u32_digits) {
+                Some(n) if n <= 255 && v.is_some_and(|v| v.len() <= 3) => Some(n as u8),
+                _ => return Err(bad("bad ttl")),
+            },
+        };
+        let maddr = match maddr {
+            None => None,
+            Some(Some(m)) if matches!(parse_host(m, 0, 0), Ok((_, e)) if e == m.len()) => Some(m),
+            Some(_) => return Err(bad("bad maddr")),
+        };
+        let received = match received {
+            None => None,
+            Some(Some(r)) if parse_ip(r).is_some() => Some(r),
+            Some(_) => return Err(bad("bad received")),
+        };
+        let branch = match branch {
+            None => None,
+            Some(Some(br)) if !br.starts_with('"') => Some(br),
+            Some(_) => return Err(bad("bad branch")),
+        };
+        Ok(Via {
+            raw: t,
+            protocol_name,
+            protocol_version,
+            transport,
+            host,
+            host_str,
+            port,
+            params,
+            branch,
+            received,
+            rport,
+            maddr,
+            ttl,
+        })
+    }
+
+    /// The value as written, without surrounding LWS.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The protocol name, normally `SIP`.
+    pub fn protocol_name(&self) -> &'a str {
+        self.protocol_name
+    }
+
+    /// The protocol version, normally `2.0`.
+    pub fn protocol_version(&self) -> &'a str {
+        self.protocol_version
+    }
+
+    /// The transport as written (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, … or any token).
+    pub fn transport(&self) -> &'a str {
+        self.transport
+    }
+
+    /// The sent-by host.
+    pub fn sent_by_host(&self) -> &Host<'a> {
+        &self.host
+    }
+
+    /// The sent-by host as written (IPv6 with brackets).
+    pub fn host_str(&self) -> &'a str {
+        self.host_str
+    }
+
+    /// The sent-by port, if written.
+    pub fn sent_by_port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// All via-params.
+    pub fn params(&self) -> Params<'a> {
+        Params::from_validated(self.params)
+    }
+
+    /// The `branch` parameter (RFC 3261 §8.1.1.7).
+    pub fn branch(&self) -> Option<&'a str> {
+        self.branch
+    }
+
+    /// True if the branch starts with the RFC 3261 magic cookie `z9hG4bK` (§8.1.1.7); an RFC
+    /// 2543 peer's branch does not (RFC 4475 `inv2543`).
+    pub fn has_magic_cookie(&self) -> bool {
+        self.branch.is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter as written: IPv4, or IPv6 with or without brackets
+    /// (RFC 3261 §18.2.1, RFC 5118 §4.5).
+    pub fn received(&self) -> Option<&'a str> {
+        self.received
+    }
+
+    /// The `received` parameter as an address.
+    pub fn received_addr(&self) -> Option<IpAddr> {
+        self.received.and_then(parse_ip)
+    }
+
+    /// The `rport` parameter (RFC 3581 §4): `Some(None)` when present without a value (a client
+    /// asking for it), `Some(Some(port))` when filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.rport
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.maddr
+    }
+
+    /// The `ttl` parameter (0..=255).
+    pub fn ttl(&self) -> Option<u8> {
+        self.ttl
+    }
+}
+
+impl fmt::Display for Via<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.raw)
+    }
+}
+
+fn token_at(s: &str, i: usize, base: usize) -> Result<(&str, usize)> {
+    let b = s.as_bytes();
+    let i = skip_lws(b, i);
+    let e = scan_token(b, i);
+    if e == i {
+        return Err(syntax("Via sent-protocol", base + i));
+    }
+    Ok((&s[i..e], e))
+}
+
+fn slash_at(b: &[u8], i: usize, base: usize) -> Result<usize> {
+    let i = skip_lws(b, i);
+    if b.get(i) != Some(&b'/') {
+        return Err(syntax("Via sent-protocol", base + i));
+    }
+    Ok(i + 1)
+}
+
+/// An IPv4 address, or an IPv6 address with or without brackets.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn ok(s: &str) -> Via<'_> {
+        Via::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn rfc4475_wsinv() {
+        let v = ok(" SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw");
+        assert_eq!(v.protocol_name(), "SIP");
+        assert_eq!(v.protocol_version(), "2.0");
+        assert_eq!(v.transport(), "UDP");
+        assert_eq!(v.sent_by_host(), &Host::Ipv4(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.has_magic_cookie());
+        let v = ok("SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ");
+        assert_eq!(v.host_str(), "spindle.example.com");
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+        assert!(v.as_str().ends_with("z9hG4bK9ikj8"));
+        let v = ok("\r\n SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239");
+        assert_eq!(v.branch(), Some("z9hG4bK30239"));
+        assert_eq!(v.sent_by_port(), None);
+    }
+
+    #[test]
+    fn transports_and_params() {
+        for t in ["UDP", "TCP", "TLS", "SCTP", "UNKNOWN", "WSS"] {
+            assert_eq!(
+                ok(&format!("SIP/2.0/{t} t.example.com;branch=z9hG4bKx")).transport(),
+                t
+            );
+        }
+        let v = ok("SIP/2.0/UDP 192.168.1.2:5060;rport;branch=z9hG4bK1890963109");
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.sent_by_port(), Some(5060));
+        let v = ok("SIP/2.0/TCP 192.0.2.15:49320;alias;branch=z9hG4bK.fDb2xPq8L;rport");
+        assert!(v.params().contains("alias"));
+        assert_eq!(v.rport(), Some(None));
+        let v = ok("SIP/2.0/UDP h.example.com : 5060 ;maddr=224.2.0.1;ttl=16;BRANCH=z9hG4bKa");
+        assert_eq!(v.sent_by_port(), Some(5060));
+        assert_eq!(v.maddr(), Some("224.2.0.1"));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.branch(), Some("z9hG4bKa"));
+        assert_eq!(v.rport(), None);
+        assert_eq!(v.received(), None);
+        assert_eq!(ok("SIP/2.0/UDP h").branch(), None);
+    }
+
+    #[test]
+    fn rfc5118() {
+        let v6 = |s: &str| Host::Ipv6(s.parse().unwrap());
+        let v = ok("SIP/2.0/UDP [::ffff:192.0.2.10]:19823;branch=z9hG4bKbh19");
+        assert_eq!(v.sent_by_host(), &v6("::ffff:192.0.2.10"));
+        assert_eq!(v.sent_by_port(), Some(19823));
+        let v = ok("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3");
+        assert_eq!(v.received(), Some("2001:db8::9:255"));
+        assert_eq!(v.received_addr(), Some("2001:db8::9:255".parse().unwrap()));
+        assert_eq!(v.host_str(), "[2001:db8::9:1]");
+        let v = ok("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111");
+        assert_eq!(v.received(), Some("[2001:db8::9:255]"));
+        assert_eq!(v.received_addr(), Some("2001:db8::9:255".parse().unwrap()));
+        let v = ok("SIP/2.0/TCP [2001:db8::9:255];branch=z9hG4bK451jj;received=192.0.2.200");
+        assert_eq!(v.received_addr(), Some("192.0.2.200".parse().unwrap()));
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP ",
+            "SIP/2.0 UDP host",
+            "SIP/2.0/UDPhost",
+            "SIP//UDP host",
+            "SIP/2.0/UDP host:",
+            "SIP/2.0/UDP host:70000",
+            "SIP/2.0/UDP 2001:db8::1",
+            "SIP/2.0/UDP [2001:db8:::1]",
+            "SIP/2.0/UDP host;",
+            "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host;branch=\"x\"",
+            "SIP/2.0/UDP host;ttl=256",
+            "SIP/2.0/UDP host;ttl=0016",
+            "SIP/2.0/UDP host;rport=x",
+            "SIP/2.0/UDP host;rport=65536",
+            "SIP/2.0/UDP host;received=example.com",
+            "SIP/2.0/UDP host;maddr=a_b",
+            "SIP/2.0/UDP host extra",
+            "SIP/2.0/UDP host, SIP/2.0/UDP h2",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = Via::parse(&s);
+        }
+
+        #[test]
+        fn never_panics_viaish(s in "SIP/2\\.0/[A-Z]{1,4}[ ]{0,2}[a-z0-9:.\\[\\];=\r\n ]{0,30}") {
+            if let Ok(v) = Via::parse(&s) { let _ = v.params().iter().count(); }
+        }
+
+        #[test]
+        fn generated_round_trip(
+            transport in "UDP|TCP|TLS|SCTP|[A-Z]{2,5}",
+            host in prop_oneof![
+                "[a-z][a-z0-9-]{0,6}[a-z0-9](\\.[a-z]{2,4}){0,2}",
+                any::<[u8; 4]>().prop_map(|a| Ipv4Addr::from(a).to_string()),
+                any::<[u16; 8]>().prop_map(|a| format!("[{}]", Ipv6Addr::from(a))),
+            ],
+            port in proptest::option::of(any::<u16>()),
+            branch in "z9hG4bK[a-zA-Z0-9.-]{1,12}",
+            rport in proptest::option::of(proptest::option::of(any::<u16>())),
+            ws in "( |\r\n )?",
+        ) {
+            let mut s = format!("SIP{ws}/2.0/{ws}{transport} {host}");
+            if let Some(p) = port { s.push_str(&format!(":{p}")); }
+            s.push_str(&format!("{ws};{ws}branch{ws}={ws}{branch}"));
+            match rport {
+                None => {}
+                Some(None) => s.push_str(";rport"),
+                Some(Some(p)) => s.push_str(&format!(";rport={p}")),
+            }
+            let v = Via::parse(&s).unwrap();
+            prop_assert_eq!(v.transport(), transport.as_str());
+            prop_assert_eq!(v.host_str(), host.as_str());
+            prop_assert_eq!(v.sent_by_port(), port);
+            prop_assert_eq!(v.branch(), Some(branch.as_str()));
+            prop_assert_eq!(v.rport(), rport);
+            let text = v.to_string();
+            prop_assert_eq!(Via::parse(&text).unwrap(), v);
+        }
+    }
+}
