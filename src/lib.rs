@@ -1,1 +1,38 @@
-pub use sip_core;
+//! # sip-stack
+//!
+//! An embeddable SIP stack for Rust. This root crate is the one applications add; it re-exports
+//! each layer:
+//!
+//! - [`core`] (`sip-core`): the zero-copy message model, parser, serializer, URIs, typed
+//!   headers, builders and the TCP/TLS stream framer.
+//!
+//! The transport, transaction, dialog and authentication layers and the Endpoint with its
+//! UserAgent / Registrar / Proxy builders join here as they land.
+//!
+//! ```
+//! use sip_stack::core::{HeaderName, Message, Method};
+//!
+//! let req = Message::parse(&b"REGISTER sip:example.com SIP/2.0\r\n\
+//!     Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKnashds7\r\n\
+//!     Max-Forwards: 70\r\n\
+//!     To: Bob <sip:bob@example.com>\r\n\
+//!     From: Bob <sip:bob@example.com>;tag=456248\r\n\
+//!     Call-ID: 843817637684230@998sdasdh09\r\n\
+//!     CSeq: 1826 REGISTER\r\n\
+//!     Contact: <sip:bob@192.0.2.10>;expires=7200\r\n\
+//!     Content-Length: 0\r\n\r\n"[..])?;
+//! req.validate()?;
+//! assert_eq!(req.method(), Some(Method::Register));
+//! assert_eq!(req.via()?.branch(), Some("z9hG4bKnashds7"));
+//! assert_eq!(req.to()?.uri().to_string(), "sip:bob@example.com");
+//!
+//! let ok = req.response(200).header("Expires", "7200").build()?;
+//! assert_eq!(ok.status(), Some(200));
+//! assert_eq!(ok.header(HeaderName::CSeq), Some("1826 REGISTER"));
+//! # Ok::<(), sip_stack::core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub use sip_core as core;
+
+pub mod sipcheck;

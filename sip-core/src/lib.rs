@@ -1,4 +1,25 @@
-//! sip-core (work in progress skeleton)
+//! sip-core (work in progress)
+pub mod addr;
+pub mod builder;
+mod edit;
+pub mod framer;
 pub mod auth;
 pub mod error;
+pub mod headers;
+pub mod limits;
+pub mod message;
+pub mod method;
+pub mod name;
+pub mod params;
+pub mod random;
+mod serialize;
+pub mod parser;
+pub mod text;
+pub mod uri;
+pub mod via;
 pub use error::{Error, Result};
+pub use limits::Limits;
+pub use message::{HeaderField, Message, StartLine};
+pub use method::Method;
+pub use name::HeaderName;
+pub use parser::Framing;

@@ -1,0 +1,428 @@
+//! Building requests and responses (RFC 3261 §8.1.1, §8.2.6).
+//!
+//! A builder writes the wire form once and parses it, so a built message is indexed exactly
+//! like a received one and every edit and accessor works the same on both.
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::method::Method;
+use crate::name::HeaderName;
+use crate::random::{IdGenerator, OsRandom};
+
+/// The default reason phrase of a status code (RFC 3261 §21 and companions).
+///
+/// ```
+/// assert_eq!(sip_core::builder::reason_phrase(486), "Busy Here");
+/// assert_eq!(sip_core::builder::reason_phrase(299), "");
+/// ```
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        199 => "Early Dialog Terminated",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Notification",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        412 => "Conditional Request Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
+        428 => "Use Identity Header",
+        429 => "Provide Referrer Identity",
+        430 => "Flow Failed",
+        439 => "First Hop Lacks Outbound Support",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        555 => "Push Notification Service Not Supported",
+        580 => "Precondition Failure",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        607 => "Unwanted",
+        608 => "Rejected",
+        _ => "",
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn finish(mut out: Vec<u8>, headers: &[(String, String)], body: &Bytes) -> Result<Message> {
+    for (n, v) in headers {
+        push_line(&mut out, n, v);
+    }
+    push_line(&mut out, "Content-Length", &body.len().to_string());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    let msg = Message::parse(Bytes::from(out))?;
+    // Every name and value given must have survived as one header line each (no injection).
+    if msg.header_count() != headers.len() + 1 {
+        return Err(Error::Syntax {
+            what: "header value (line break)",
+            offset: 0,
+        });
+    }
+    Ok(msg)
+}
+
+fn check_line(name: &str, value: &str) -> Result<()> {
+    if name.is_empty() || !name.bytes().all(|c| crate::parser::TOKEN[c as usize]) {
+        return Err(Error::Syntax {
+            what: "header name",
+            offset: 0,
+        });
+    }
+    if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
+        return Err(Error::Syntax {
+            what: "header value (line break)",
+            offset: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Builds a request. Max-Forwards 70 is added unless set (RFC 3261 §8.1.1.6), and
+/// Content-Length is always computed.
+///
+/// ```
+/// use sip_core::{builder::RequestBuilder, HeaderName, Method};
+/// let req = RequestBuilder::new(Method::Options, "sip:bob@example.com")
+///     .header("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc")
+///     .header("From", "<sip:alice@example.com>;tag=88sja8x")
+///     .header("To", "<sip:bob@example.com>")
+///     .header("Call-ID", "987asjd97y7atg")
+///     .header("CSeq", "986759 OPTIONS")
+///     .build()?;
+/// assert_eq!(req.header(HeaderName::MaxForwards), Some("70"));
+/// assert_eq!(req.header(HeaderName::ContentLength), Some("0"));
+/// # Ok::<(), sip_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestBuilder {
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    error: Option<Error>,
+}
+
+impl RequestBuilder {
+    /// A request with this method and Request-URI.
+    pub fn new(method: Method<'_>, uri: &str) -> RequestBuilder {
+        RequestBuilder {
+            method: method.as_str().to_owned(),
+            uri: uri.to_owned(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            error: None,
+        }
+    }
+
+    /// Adds a header line (in order). Content-Length is ignored: it is computed.
+    pub fn header(mut self, name: &str, value: impl AsRef<str>) -> RequestBuilder {
+        let value = value.as_ref();
+        if let Err(e) = check_line(name, value) {
+            self.error.get_or_insert(e);
+        }
+        if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
+            self.headers.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+
+    /// Sets the body with its Content-Type.
+    pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> RequestBuilder {
+        self = self.header("Content-Type", content_type);
+        self.body = body.into();
+        self
+    }
+
+    /// Writes and parses the request.
+    pub fn build(self) -> Result<Message> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.uri.as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        let mut headers = self.headers;
+        if !headers
+            .iter()
+            .any(|(n, _)| HeaderName::from_bytes(n.as_bytes()) == HeaderName::MaxForwards)
+        {
+            headers.push(("Max-Forwards".to_owned(), "70".to_owned()));
+        }
+        let msg = finish(out, &headers, &self.body)?;
+        if !msg.is_request() {
+            return Err(Error::InvalidStartLine { offset: 0 });
+        }
+        Ok(msg)
+    }
+}
+
+/// Builds a response to a request (RFC 3261 §8.2.6): Via lines, From, To, Call-ID and CSeq are
+/// copied; a To-tag is added to every response but 100 when the request's To has none.
+///
+/// ```
+/// use sip_core::{HeaderName, Message};
+/// let req = Message::parse(&b"INVITE sip:bob@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+///     From: <sip:alice@a>;tag=1\r\nTo: <sip:bob@b>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\
+///     Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"[..])?;
+/// let resp = req.response(486).to_tag("xyz").build()?;
+/// assert_eq!(resp.status(), Some(486));
+/// assert_eq!(resp.reason(), Some("Busy Here"));
+/// assert_eq!(resp.header(HeaderName::To), Some("<sip:bob@b>;tag=xyz"));
+/// # Ok::<(), sip_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResponseBuilder {
+    status: u16,
+    reason: String,
+    copied: Vec<(String, String)>,
+    to: Option<String>,
+    to_has_tag: bool,
+    to_tag: Option<String>,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    error: Option<Error>,
+}
+
+impl Message {
+    /// Starts a response to this request (see [`ResponseBuilder`]).
+    pub fn response(&self, status: u16) -> ResponseBuilder {
+        let mut copied = Vec::new();
+        let mut to = None;
+        let mut to_has_tag = false;
+        for h in self.headers() {
+            let Some(v) = h.value_str() else { continue };
+            let keep = match h.name {
+                HeaderName::Via
+                | HeaderName::From
+                | HeaderName::CallId
+                | HeaderName::CSeq => true,
+                // RFC 3261 §8.2.6.1: a 100 echoes Timestamp.
+                HeaderName::Timestamp => status == 100,
+                HeaderName::To => {
+                    to_has_tag = crate::addr::NameAddr::parse(v)
+                        .map(|a| a.tag().is_some())
+                        .unwrap_or(false);
+                    to = Some(v.to_owned());
+                    false
+                }
+                _ => false,
+            };
+            if keep {
+                let name = h.name.canonical().unwrap_or("X-Unknown");
+                copied.push((name.to_owned(), v.to_owned()));
+            }
+        }
+        let error = if (100..=699).contains(&status) {
+            None
+        } else {
+            Some(Error::InvalidStatusCode { offset: 0 })
+        };
+        ResponseBuilder {
+            status,
+            reason: reason_phrase(status).to_owned(),
+            copied,
+            to,
+            to_has_tag,
+            to_tag: None,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            error,
+        }
+    }
+}
+
+impl ResponseBuilder {
+    /// Overrides the reason phrase.
+    pub fn reason(mut self, reason: &str) -> ResponseBuilder {
+        if reason.bytes().any(|c| c < 0x20 && c != b'\t') {
+            self.error.get_or_insert(Error::InvalidStartLine { offset: 0 });
+        }
+        self.reason = reason.to_owned();
+        self
+    }
+
+    /// The To-tag to add (when the request's To has none). Without it a random tag is
+    /// generated for every status but 100.
+    pub fn to_tag(mut self, tag: &str) -> ResponseBuilder {
+        self.to_tag = Some(tag.to_owned());
+        self
+    }
+
+    /// Adds a header line after the copied ones.
+    pub fn header(mut self, name: &str, value: impl AsRef<str>) -> ResponseBuilder {
+        let value = value.as_ref();
+        if let Err(e) = check_line(name, value) {
+            self.error.get_or_insert(e);
+        }
+        if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
+            self.headers.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+
+    /// Sets the body with its Content-Type.
+    pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> ResponseBuilder {
+        self = self.header("Content-Type", content_type);
+        self.body = body.into();
+        self
+    }
+
+    /// Writes and parses the response.
+    pub fn build(self) -> Result<Message> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(512 + self.body.len());
+        out.extend_from_slice(b"SIP/2.0 ");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let mut headers = self.copied;
+        if let Some(to) = self.to {
+            let to = if self.to_has_tag || self.status == 100 {
+                to
+            } else {
+                let tag = self
+                    .to_tag
+                    .unwrap_or_else(|| IdGenerator::new(OsRandom).tag());
+                format!("{to};tag={tag}")
+            };
+            // Keep To right after From, where most stacks expect it.
+            let at = headers
+                .iter()
+                .position(|(n, _)| n == "From")
+                .map_or(headers.len(), |i| i + 1);
+            headers.insert(at, ("To".to_owned(), to));
+        }
+        headers.extend(self.headers);
+        finish(out, &headers, &self.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite() -> Message {
+        Message::parse(
+            &b"INVITE sip:bob@b SIP/2.0\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1\r\nFrom: \"A\" <sip:alice@a>;tag=1\r\n\
+To: <sip:bob@b>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nTimestamp: 54\r\nMax-Forwards: 70\r\n\
+Contact: <sip:alice@a>\r\nContent-Length: 0\r\n\r\n"[..],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn response_copies_the_right_headers() {
+        let r = invite().response(200).to_tag("t9").build().unwrap();
+        let vias: Vec<&str> = r.values(HeaderName::Via).collect();
+        assert_eq!(vias.len(), 2);
+        assert_eq!(vias[1], "SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1");
+        assert_eq!(r.header(HeaderName::From), Some("\"A\" <sip:alice@a>;tag=1"));
+        assert_eq!(r.header(HeaderName::To), Some("<sip:bob@b>;tag=t9"));
+        assert_eq!(r.call_id(), Some("c1"));
+        assert_eq!(r.header(HeaderName::CSeq), Some("7 INVITE"));
+        assert!(!r.has(HeaderName::Timestamp));
+        assert!(!r.has(HeaderName::Contact));
+        assert_eq!(r.header(HeaderName::ContentLength), Some("0"));
+    }
+
+    #[test]
+    fn trying_has_no_tag_and_echoes_timestamp() {
+        let r = invite().response(100).build().unwrap();
+        assert_eq!(r.header(HeaderName::To), Some("<sip:bob@b>"));
+        assert_eq!(r.header(HeaderName::Timestamp), Some("54"));
+    }
+
+    #[test]
+    fn generated_tag_and_existing_tag() {
+        let r = invite().response(180).build().unwrap();
+        let to = r.header(HeaderName::To).unwrap();
+        assert!(to.starts_with("<sip:bob@b>;tag=") && to.len() > 20);
+        let r2 = r.response(200).to_tag("other").build();
+        // A response has no request line, but building from a message with a tagged To keeps it.
+        let r2 = r2.unwrap();
+        assert_eq!(r2.header(HeaderName::To), Some(to));
+    }
+
+    #[test]
+    fn injection_is_refused() {
+        assert!(RequestBuilder::new(Method::Options, "sip:a@b")
+            .header("X", "a\r\nVia: b")
+            .build()
+            .is_err());
+        assert!(invite().response(200).header("X", "a\nb").build().is_err());
+        assert!(invite().response(200).reason("a\r\nb").build().is_err());
+        assert!(invite().response(99).build().is_err());
+        assert!(RequestBuilder::new(Method::Options, "sip:a b").build().is_err());
+    }
+
+    #[test]
+    fn request_with_body() {
+        let r = RequestBuilder::new(Method::Message, "sip:a@b")
+            .header("Max-Forwards", "5")
+            .body("text/plain", "hi")
+            .build()
+            .unwrap();
+        assert_eq!(r.body(), b"hi");
+        assert_eq!(r.header(HeaderName::MaxForwards), Some("5"));
+        assert_eq!(r.header(HeaderName::ContentType), Some("text/plain"));
+        assert_eq!(r.count(HeaderName::MaxForwards), 1);
+    }
+}

@@ -1,0 +1,380 @@
+//! Editing a parsed message without re-parsing it (RFC 3261 §16.6, §16.7 operations for proxies).
+//!
+//! New and rewritten header lines are written into the message's edit buffer; every other
+//! line keeps pointing into the original buffer and is written back byte for byte.
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::message::{Body, Entry, Message, Span, Src, Start};
+use crate::name::HeaderName;
+use crate::parser::TOKEN;
+
+/// A header value must not smuggle in a line break that is not folding (header injection).
+fn check_value(value: &str) -> Result<()> {
+    let b = value.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'\r' || c == b'\n' {
+            let folded = c == b'\r'
+                && b.get(i + 1) == Some(&b'\n')
+                && matches!(b.get(i + 2), Some(b' ' | b'\t'));
+            let lf_of_fold = c == b'\n' && i > 0 && b[i - 1] == b'\r' && matches!(b.get(i + 1), Some(b' ' | b'\t'));
+            if !(folded || lf_of_fold) {
+                return Err(Error::Syntax {
+                    what: "header value (line break)",
+                    offset: i,
+                });
+            }
+        } else if c == 0 {
+            return Err(Error::Syntax {
+                what: "header value (NUL)",
+                offset: i,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.bytes().all(|c| TOKEN[c as usize]) || name.len() > u16::MAX as usize {
+        return Err(Error::Syntax {
+            what: "header name",
+            offset: 0,
+        });
+    }
+    Ok(())
+}
+
+impl Message {
+    /// Writes `name: value` into the edit buffer and returns its table entry.
+    fn new_entry(&mut self, name: &str, value: &str) -> Result<Entry> {
+        check_name(name)?;
+        check_value(value)?;
+        let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        let line = self.extra.len();
+        self.extra.extend_from_slice(name.as_bytes());
+        self.extra.extend_from_slice(b": ");
+        let v = self.extra.len();
+        self.extra.extend_from_slice(value.as_bytes());
+        if self.extra.len() > u32::MAX as usize {
+            return Err(Error::MessageTooLarge {
+                size: self.extra.len(),
+                limit: u32::MAX as usize,
+            });
+        }
+        Ok(Entry {
+            name: HeaderName::from_bytes(name.as_bytes()),
+            src: Src::Extra,
+            name_len: name.len() as u16,
+            line: line as u32,
+            value: v as u32,
+            end: self.extra.len() as u32,
+        })
+    }
+
+    fn spelled(name: HeaderName, fallback: &str) -> &str {
+        name.canonical().unwrap_or(fallback)
+    }
+
+    /// Appends a header line at the end of the header section. The name is resolved as on the
+    /// wire (so `"v"` or `"via"` give a Via line, written as given).
+    pub fn append_header(&mut self, name: &str, value: &str) -> Result<()> {
+        let e = self.new_entry(name, value)?;
+        self.headers.push(e);
+        self.edited = true;
+        Ok(())
+    }
+
+    /// Inserts a header line at `index` in the header table (clamped to the end).
+    pub fn insert_header(&mut self, index: usize, name: &str, value: &str) -> Result<()> {
+        let e = self.new_entry(name, value)?;
+        let index = index.min(self.headers.len());
+        self.headers.insert(index, e);
+        self.edited = true;
+        Ok(())
+    }
+
+    /// Replaces every line of a known header by one line with `value` (placed where the first
+    /// one was, or appended).
+    pub fn set_header(&mut self, name: HeaderName, value: &str) -> Result<()> {
+        let spelled = Self::spelled(name, "X-Unknown");
+        if name == HeaderName::Other {
+            return Err(Error::Syntax {
+                what: "header name (use set_header_named for unknown headers)",
+                offset: 0,
+            });
+        }
+        let e = self.new_entry(spelled, value)?;
+        match self.headers.iter().position(|h| h.name == name) {
+            Some(i) => {
+                self.headers[i] = e;
+                let mut j = i + 1;
+                while j < self.headers.len() {
+                    if self.headers[j].name == name {
+                        self.headers.remove(j);
+                    } else {
+                        j += 1;
+                    }
+                }
+            }
+            None => self.headers.push(e),
+        }
+        self.edited = true;
+        Ok(())
+    }
+
+    /// Removes every line of a known header; returns how many were removed.
+    pub fn remove_header(&mut self, name: HeaderName) -> usize {
+        let before = self.headers.len();
+        self.headers.retain(|h| h.name != name);
+        let n = before - self.headers.len();
+        if n > 0 {
+            self.edited = true;
+        }
+        n
+    }
+
+    /// Removes every line whose name equals `name` (case-insensitive; compact forms resolved).
+    pub fn remove_header_named(&mut self, name: &str) -> usize {
+        let resolved = HeaderName::from_bytes(name.as_bytes());
+        if resolved != HeaderName::Other {
+            return self.remove_header(resolved);
+        }
+        let keep: smallvec::SmallVec<[bool; 64]> = self
+            .headers
+            .iter()
+            .map(|e| {
+                !(e.name == HeaderName::Other
+                    && self.entry_name(e).eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .collect();
+        let before = self.headers.len();
+        let mut it = keep.iter();
+        self.headers.retain(|_| *it.next().unwrap_or(&true));
+        let n = before - self.headers.len();
+        if n > 0 {
+            self.edited = true;
+        }
+        n
+    }
+
+    /// Adds a value at the top of a list header (Via, Record-Route…): a new line before the
+    /// first line of that header, or at `fallback_index` when there is none.
+    fn push_top(&mut self, name: HeaderName, value: &str, fallback_index: usize) -> Result<()> {
+        let spelled = Self::spelled(name, "X-Unknown");
+        let e = self.new_entry(spelled, value)?;
+        let at = self
+            .headers
+            .iter()
+            .position(|h| h.name == name)
+            .unwrap_or(fallback_index.min(self.headers.len()));
+        self.headers.insert(at, e);
+        self.edited = true;
+        Ok(())
+    }
+
+    /// Removes the topmost value of a list header and returns it. A line holding several
+    /// comma-separated values is rewritten with the rest.
+    fn pop_top(&mut self, name: HeaderName) -> Option<String> {
+        let i = self.headers.iter().position(|h| h.name == name)?;
+        let e = self.headers[i];
+        let value = std::str::from_utf8(self.entry_value(&e)).ok()?.to_owned();
+        let mut values = crate::text::split_values(&value);
+        let first = values.next()?.to_owned();
+        let rest: Vec<&str> = values.collect();
+        if rest.is_empty() {
+            self.headers.remove(i);
+        } else {
+            let name_text = String::from_utf8_lossy(self.entry_name(&e)).into_owned();
+            let joined = rest.join(", ");
+            let ne = self.new_entry(&name_text, &joined).ok()?;
+            self.headers[i] = ne;
+        }
+        self.edited = true;
+        Some(first)
+    }
+
+    /// Adds a Via at the top (RFC 3261 §16.6 step 8): a proxy or a UAC sending the request.
+    pub fn push_via(&mut self, value: &str) -> Result<()> {
+        self.push_top(HeaderName::Via, value, 0)
+    }
+
+    /// Removes the topmost Via value (RFC 3261 §16.7 step 3: a proxy forwarding a response)
+    /// and returns it.
+    pub fn pop_via(&mut self) -> Option<String> {
+        self.pop_top(HeaderName::Via)
+    }
+
+    /// Removes the topmost Route value (RFC 3261 §16.4 / §16.12: a loose-routing proxy that
+    /// finds itself in the first Route) and returns it.
+    pub fn pop_route(&mut self) -> Option<String> {
+        self.pop_top(HeaderName::Route)
+    }
+
+    /// Adds a Route value at the top of the route set.
+    pub fn push_route(&mut self, value: &str) -> Result<()> {
+        let after_via = self.last_via_index();
+        self.push_top(HeaderName::Route, value, after_via)
+    }
+
+    /// Adds a Record-Route at the top (RFC 3261 §16.6 step 4).
+    pub fn push_record_route(&mut self, value: &str) -> Result<()> {
+        let after_via = self.last_via_index();
+        self.push_top(HeaderName::RecordRoute, value, after_via)
+    }
+
+    fn last_via_index(&self) -> usize {
+        self.headers
+            .iter()
+            .rposition(|h| h.name == HeaderName::Via)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Replaces the body and sets Content-Length to its length. The Content-Type is set when
+    /// given, and removed when the body is empty and `content_type` is `None`.
+    pub fn set_body(&mut self, body: impl Into<Bytes>, content_type: Option<&str>) -> Result<()> {
+        let body = body.into();
+        if let Some(ct) = content_type {
+            self.set_header(HeaderName::ContentType, ct)?;
+        } else if body.is_empty() {
+            self.remove_header(HeaderName::ContentType);
+        }
+        self.set_header(HeaderName::ContentLength, &body.len().to_string())?;
+        self.body = Body::Owned(body);
+        self.edited = true;
+        Ok(())
+    }
+
+    /// Replaces the Request-URI of a request (RFC 3261 §16.6 step 2, §16.12).
+    pub fn set_request_uri(&mut self, uri: &str) -> Result<()> {
+        if uri.is_empty() || !uri.bytes().all(|c| (0x21..0x7f).contains(&c)) {
+            return Err(Error::Syntax {
+                what: "Request-URI",
+                offset: 0,
+            });
+        }
+        let method = match self.start {
+            Start::Request { method, .. } => method,
+            Start::Response { .. } => {
+                return Err(Error::Syntax {
+                    what: "Request-URI of a response",
+                    offset: 0,
+                })
+            }
+        };
+        let method = self.move_to_extra(method);
+        let s = self.extra.len();
+        self.extra.extend_from_slice(uri.as_bytes());
+        let uri = Span {
+            src: Src::Extra,
+            start: s as u32,
+            end: self.extra.len() as u32,
+        };
+        self.start = Start::Request { method, uri };
+        self.start_raw = None;
+        self.edited = true;
+        Ok(())
+    }
+
+    /// Sets the status code and reason phrase of a response.
+    pub fn set_status(&mut self, code: u16, reason: &str) -> Result<()> {
+        if !(100..=699).contains(&code) || reason.bytes().any(|c| c < 0x20 && c != b'\t') {
+            return Err(Error::InvalidStatusCode { offset: 0 });
+        }
+        if !self.is_response() {
+            return Err(Error::InvalidStatusCode { offset: 0 });
+        }
+        let s = self.extra.len();
+        self.extra.extend_from_slice(reason.as_bytes());
+        self.start = Start::Response {
+            code,
+            reason: Span {
+                src: Src::Extra,
+                start: s as u32,
+                end: self.extra.len() as u32,
+            },
+        };
+        self.start_raw = None;
+        self.edited = true;
+        Ok(())
+    }
+
+    fn move_to_extra(&mut self, s: Span) -> Span {
+        let bytes = self.span(s).to_vec();
+        let start = self.extra.len();
+        self.extra.extend_from_slice(&bytes);
+        Span {
+            src: Src::Extra,
+            start: start as u32,
+            end: self.extra.len() as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAW: &[u8] = b"INVITE sip:bob@b.example SIP/2.0\r\n\
+Via: SIP/2.0/UDP p1.example;branch=z9hG4bK1, SIP/2.0/UDP ua.example;branch=z9hG4bK0\r\n\
+Route: <sip:p1.example;lr>\r\nRoute: <sip:p2.example;lr>\r\n\
+To: <sip:bob@b.example>\r\nFrom: <sip:alice@a.example>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+X-Keep: as  is\r\nContent-Length: 3\r\n\r\nabc";
+
+    fn msg() -> Message {
+        Message::parse(RAW).unwrap()
+    }
+
+    #[test]
+    fn push_and_pop_via() {
+        let mut m = msg();
+        m.push_via("SIP/2.0/TCP p2.example;branch=z9hG4bK2").unwrap();
+        let vias: Vec<&str> = m.values(HeaderName::Via).collect();
+        assert_eq!(vias.len(), 3);
+        assert!(vias[0].starts_with("SIP/2.0/TCP p2.example"));
+        assert_eq!(m.pop_via().as_deref(), Some("SIP/2.0/TCP p2.example;branch=z9hG4bK2"));
+        assert_eq!(m.pop_via().as_deref(), Some("SIP/2.0/UDP p1.example;branch=z9hG4bK1"));
+        let vias: Vec<&str> = m.values(HeaderName::Via).collect();
+        assert_eq!(vias, ["SIP/2.0/UDP ua.example;branch=z9hG4bK0"]);
+        let again = Message::parse(m.to_bytes()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn pop_route_and_record_route() {
+        let mut m = msg();
+        assert_eq!(m.pop_route().as_deref(), Some("<sip:p1.example;lr>"));
+        assert_eq!(m.count(HeaderName::Route), 1);
+        m.push_record_route("<sip:p1.example;lr>").unwrap();
+        let out = m.to_bytes();
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(s.contains("Record-Route: <sip:p1.example;lr>\r\nRoute: <sip:p2.example;lr>"));
+        // Untouched lines are written back exactly.
+        assert!(s.contains("X-Keep: as  is\r\n"));
+    }
+
+    #[test]
+    fn set_remove_and_body() {
+        let mut m = msg();
+        m.set_body(&b"hello"[..], Some("text/plain")).unwrap();
+        let again = Message::parse(m.to_bytes()).unwrap();
+        assert_eq!(again.body(), b"hello");
+        assert_eq!(again.header(HeaderName::ContentLength), Some("5"));
+        assert_eq!(again.header(HeaderName::ContentType), Some("text/plain"));
+        assert_eq!(m.remove_header_named("x-keep"), 1);
+        assert_eq!(m.remove_header(HeaderName::Route), 2);
+        assert!(!m.has(HeaderName::Route));
+        m.set_request_uri("sip:bob@10.0.0.1").unwrap();
+        let again = Message::parse(m.to_bytes()).unwrap();
+        assert_eq!(again.uri_str(), Some("sip:bob@10.0.0.1"));
+    }
+
+    #[test]
+    fn header_injection_refused() {
+        let mut m = msg();
+        assert!(m.append_header("X-A", "a\r\nVia: evil").is_err());
+        assert!(m.append_header("X A", "a").is_err());
+        assert!(m.append_header("X-A", "a\r\n b").is_ok());
+        assert!(m.set_request_uri("sip:a b").is_err());
+    }
+}

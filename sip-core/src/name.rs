@@ -1,0 +1,357 @@
+//! Header names: case-insensitive, with every compact form resolved (RFC 3261 §7.3.3, §20; the
+//! IANA registry of compact forms).
+
+use std::fmt;
+
+macro_rules! header_names {
+    ($( $(#[$doc:meta])* $variant:ident => $canon:literal, $lower:literal, $compact:literal; )*) => {
+        /// A header name. Well-known headers are variants (so matching is a byte compare, not a
+        /// string compare); any other name is [`HeaderName::Other`] and keeps its text in the
+        /// message. Compact forms (`v`, `f`, `i`, …) resolve to the same variant as the long form.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        #[non_exhaustive]
+        pub enum HeaderName {
+            $( $(#[$doc])* $variant, )*
+            /// A header this crate has no variant for; its name is kept verbatim.
+            Other,
+        }
+
+        impl HeaderName {
+            /// The canonical spelling, e.g. `"Call-ID"`; `None` for [`HeaderName::Other`].
+            pub const fn canonical(self) -> Option<&'static str> {
+                match self {
+                    $( HeaderName::$variant => Some($canon), )*
+                    HeaderName::Other => None,
+                }
+            }
+
+            /// The compact form, if the header has one (`Via` → `'v'`).
+            pub const fn compact(self) -> Option<char> {
+                match self {
+                    $( HeaderName::$variant => {
+                        let c: char = $compact;
+                        if c == ' ' { None } else { Some(c) }
+                    } )*
+                    HeaderName::Other => None,
+                }
+            }
+
+            fn from_lower(lower: &[u8]) -> HeaderName {
+                match lower {
+                    $( $lower => HeaderName::$variant, )*
+                    _ => HeaderName::Other,
+                }
+            }
+        }
+    };
+}
+
+header_names! {
+    /// Accept (RFC 3261 §20.1)
+    Accept => "Accept", b"accept", ' ';
+    /// Accept-Contact (RFC 3841), compact `a`
+    AcceptContact => "Accept-Contact", b"accept-contact", 'a';
+    /// Accept-Encoding (RFC 3261 §20.2)
+    AcceptEncoding => "Accept-Encoding", b"accept-encoding", ' ';
+    /// Accept-Language (RFC 3261 §20.3)
+    AcceptLanguage => "Accept-Language", b"accept-language", ' ';
+    /// Alert-Info (RFC 3261 §20.4)
+    AlertInfo => "Alert-Info", b"alert-info", ' ';
+    /// Allow (RFC 3261 §20.5)
+    Allow => "Allow", b"allow", ' ';
+    /// Allow-Events (RFC 6665), compact `u`
+    AllowEvents => "Allow-Events", b"allow-events", 'u';
+    /// Authentication-Info (RFC 3261 §20.6)
+    AuthenticationInfo => "Authentication-Info", b"authentication-info", ' ';
+    /// Authorization (RFC 3261 §20.7)
+    Authorization => "Authorization", b"authorization", ' ';
+    /// Call-ID (RFC 3261 §20.8), compact `i`
+    CallId => "Call-ID", b"call-id", 'i';
+    /// Call-Info (RFC 3261 §20.9)
+    CallInfo => "Call-Info", b"call-info", ' ';
+    /// Contact (RFC 3261 §20.10), compact `m`
+    Contact => "Contact", b"contact", 'm';
+    /// Content-Disposition (RFC 3261 §20.11)
+    ContentDisposition => "Content-Disposition", b"content-disposition", ' ';
+    /// Content-Encoding (RFC 3261 §20.12), compact `e`
+    ContentEncoding => "Content-Encoding", b"content-encoding", 'e';
+    /// Content-Language (RFC 3261 §20.13)
+    ContentLanguage => "Content-Language", b"content-language", ' ';
+    /// Content-Length (RFC 3261 §20.14), compact `l`
+    ContentLength => "Content-Length", b"content-length", 'l';
+    /// Content-Type (RFC 3261 §20.15), compact `c`
+    ContentType => "Content-Type", b"content-type", 'c';
+    /// CSeq (RFC 3261 §20.16)
+    CSeq => "CSeq", b"cseq", ' ';
+    /// Date (RFC 3261 §20.17)
+    Date => "Date", b"date", ' ';
+    /// Error-Info (RFC 3261 §20.18)
+    ErrorInfo => "Error-Info", b"error-info", ' ';
+    /// Event (RFC 6665), compact `o`
+    Event => "Event", b"event", 'o';
+    /// Expires (RFC 3261 §20.19)
+    Expires => "Expires", b"expires", ' ';
+    /// From (RFC 3261 §20.20), compact `f`
+    From => "From", b"from", 'f';
+    /// Identity (RFC 8224), compact `y`
+    Identity => "Identity", b"identity", 'y';
+    /// In-Reply-To (RFC 3261 §20.21)
+    InReplyTo => "In-Reply-To", b"in-reply-to", ' ';
+    /// Max-Forwards (RFC 3261 §20.22)
+    MaxForwards => "Max-Forwards", b"max-forwards", ' ';
+    /// MIME-Version (RFC 3261 §20.24)
+    MimeVersion => "MIME-Version", b"mime-version", ' ';
+    /// Min-Expires (RFC 3261 §20.23)
+    MinExpires => "Min-Expires", b"min-expires", ' ';
+    /// Min-SE (RFC 4028)
+    MinSe => "Min-SE", b"min-se", ' ';
+    /// Organization (RFC 3261 §20.25)
+    Organization => "Organization", b"organization", ' ';
+    /// P-Asserted-Identity (RFC 3325)
+    PAssertedIdentity => "P-Asserted-Identity", b"p-asserted-identity", ' ';
+    /// P-Preferred-Identity (RFC 3325)
+    PPreferredIdentity => "P-Preferred-Identity", b"p-preferred-identity", ' ';
+    /// Path (RFC 3327)
+    Path => "Path", b"path", ' ';
+    /// Priority (RFC 3261 §20.26)
+    Priority => "Priority", b"priority", ' ';
+    /// Privacy (RFC 3323)
+    Privacy => "Privacy", b"privacy", ' ';
+    /// Proxy-Authenticate (RFC 3261 §20.27)
+    ProxyAuthenticate => "Proxy-Authenticate", b"proxy-authenticate", ' ';
+    /// Proxy-Authorization (RFC 3261 §20.28)
+    ProxyAuthorization => "Proxy-Authorization", b"proxy-authorization", ' ';
+    /// Proxy-Require (RFC 3261 §20.29)
+    ProxyRequire => "Proxy-Require", b"proxy-require", ' ';
+    /// RAck (RFC 3262)
+    RAck => "RAck", b"rack", ' ';
+    /// Reason (RFC 3326)
+    Reason => "Reason", b"reason", ' ';
+    /// Record-Route (RFC 3261 §20.30)
+    RecordRoute => "Record-Route", b"record-route", ' ';
+    /// Refer-To (RFC 3515), compact `r`
+    ReferTo => "Refer-To", b"refer-to", 'r';
+    /// Referred-By (RFC 3892), compact `b`
+    ReferredBy => "Referred-By", b"referred-by", 'b';
+    /// Reject-Contact (RFC 3841), compact `j`
+    RejectContact => "Reject-Contact", b"reject-contact", 'j';
+    /// Replaces (RFC 3891)
+    Replaces => "Replaces", b"replaces", ' ';
+    /// Reply-To (RFC 3261 §20.31)
+    ReplyTo => "Reply-To", b"reply-to", ' ';
+    /// Request-Disposition (RFC 3841), compact `d`
+    RequestDisposition => "Request-Disposition", b"request-disposition", 'd';
+    /// Require (RFC 3261 §20.32)
+    Require => "Require", b"require", ' ';
+    /// Retry-After (RFC 3261 §20.33)
+    RetryAfter => "Retry-After", b"retry-after", ' ';
+    /// Route (RFC 3261 §20.34)
+    Route => "Route", b"route", ' ';
+    /// RSeq (RFC 3262)
+    RSeq => "RSeq", b"rseq", ' ';
+    /// Server (RFC 3261 §20.35)
+    Server => "Server", b"server", ' ';
+    /// Session-Expires (RFC 4028), compact `x`
+    SessionExpires => "Session-Expires", b"session-expires", 'x';
+    /// SIP-ETag (RFC 3903)
+    SipETag => "SIP-ETag", b"sip-etag", ' ';
+    /// SIP-If-Match (RFC 3903)
+    SipIfMatch => "SIP-If-Match", b"sip-if-match", ' ';
+    /// Subject (RFC 3261 §20.36), compact `s`
+    Subject => "Subject", b"subject", 's';
+    /// Subscription-State (RFC 6665)
+    SubscriptionState => "Subscription-State", b"subscription-state", ' ';
+    /// Supported (RFC 3261 §20.37), compact `k`
+    Supported => "Supported", b"supported", 'k';
+    /// Timestamp (RFC 3261 §20.38)
+    Timestamp => "Timestamp", b"timestamp", ' ';
+    /// To (RFC 3261 §20.39), compact `t`
+    To => "To", b"to", 't';
+    /// Unsupported (RFC 3261 §20.40)
+    Unsupported => "Unsupported", b"unsupported", ' ';
+    /// User-Agent (RFC 3261 §20.41)
+    UserAgent => "User-Agent", b"user-agent", ' ';
+    /// Via (RFC 3261 §20.42), compact `v`
+    Via => "Via", b"via", 'v';
+    /// Warning (RFC 3261 §20.43)
+    Warning => "Warning", b"warning", ' ';
+    /// WWW-Authenticate (RFC 3261 §20.44)
+    WwwAuthenticate => "WWW-Authenticate", b"www-authenticate", ' ';
+}
+
+impl HeaderName {
+    /// Resolves a header name as written on the wire (any case, long or compact form).
+    ///
+    /// ```
+    /// use sip_core::HeaderName;
+    /// assert_eq!(HeaderName::from_bytes(b"v"), HeaderName::Via);
+    /// assert_eq!(HeaderName::from_bytes(b"cALL-iD"), HeaderName::CallId);
+    /// assert_eq!(HeaderName::from_bytes(b"X-Custom"), HeaderName::Other);
+    /// ```
+    #[inline]
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if name.len() == 1 {
+            return Self::from_compact(name[0]);
+        }
+        // Fast path: the common spellings as sent by most stacks.
+        match name {
+            b"Via" => return HeaderName::Via,
+            b"From" => return HeaderName::From,
+            b"To" => return HeaderName::To,
+            b"Call-ID" => return HeaderName::CallId,
+            b"CSeq" => return HeaderName::CSeq,
+            b"Contact" => return HeaderName::Contact,
+            b"Max-Forwards" => return HeaderName::MaxForwards,
+            b"Content-Type" => return HeaderName::ContentType,
+            b"Content-Length" => return HeaderName::ContentLength,
+            _ => {}
+        }
+        let mut buf = [0u8; 24];
+        match buf.get_mut(..name.len()) {
+            Some(dst) => {
+                for (d, s) in dst.iter_mut().zip(name) {
+                    *d = s.to_ascii_lowercase();
+                }
+                Self::from_lower(dst)
+            }
+            None => HeaderName::Other,
+        }
+    }
+
+    fn from_compact(c: u8) -> HeaderName {
+        match c.to_ascii_lowercase() {
+            b'a' => HeaderName::AcceptContact,
+            b'b' => HeaderName::ReferredBy,
+            b'c' => HeaderName::ContentType,
+            b'd' => HeaderName::RequestDisposition,
+            b'e' => HeaderName::ContentEncoding,
+            b'f' => HeaderName::From,
+            b'i' => HeaderName::CallId,
+            b'j' => HeaderName::RejectContact,
+            b'k' => HeaderName::Supported,
+            b'l' => HeaderName::ContentLength,
+            b'm' => HeaderName::Contact,
+            b'o' => HeaderName::Event,
+            b'r' => HeaderName::ReferTo,
+            b's' => HeaderName::Subject,
+            b't' => HeaderName::To,
+            b'u' => HeaderName::AllowEvents,
+            b'v' => HeaderName::Via,
+            b'x' => HeaderName::SessionExpires,
+            b'y' => HeaderName::Identity,
+            _ => HeaderName::Other,
+        }
+    }
+
+    /// Whether RFC 3261 allows this header to appear at most once with a single value
+    /// (§7.3.1): repeating it makes the request invalid (RFC 4475 multi01).
+    pub fn is_single_valued(self) -> bool {
+        matches!(
+            self,
+            HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
+                | HeaderName::ContentType
+                | HeaderName::Expires
+                | HeaderName::MinExpires
+                | HeaderName::RSeq
+                | HeaderName::RAck
+        )
+    }
+
+    /// Whether the header's values are a comma-separated list that may be split
+    /// (Via, Contact, Route, …). Headers such as WWW-Authenticate or Date contain commas
+    /// that are not list separators, so they are never split.
+    pub fn is_list(self) -> bool {
+        !matches!(
+            self,
+            HeaderName::Authorization
+                | HeaderName::ProxyAuthorization
+                | HeaderName::WwwAuthenticate
+                | HeaderName::ProxyAuthenticate
+                | HeaderName::AuthenticationInfo
+                | HeaderName::Date
+                | HeaderName::Subject
+                | HeaderName::UserAgent
+                | HeaderName::Server
+                | HeaderName::Organization
+                | HeaderName::Timestamp
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::RetryAfter
+                | HeaderName::Identity
+                | HeaderName::Other
+        )
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.canonical().unwrap_or("(other)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_compact_form_resolves() {
+        let pairs = [
+            ('i', HeaderName::CallId),
+            ('m', HeaderName::Contact),
+            ('e', HeaderName::ContentEncoding),
+            ('l', HeaderName::ContentLength),
+            ('c', HeaderName::ContentType),
+            ('f', HeaderName::From),
+            ('s', HeaderName::Subject),
+            ('k', HeaderName::Supported),
+            ('t', HeaderName::To),
+            ('v', HeaderName::Via),
+            ('o', HeaderName::Event),
+            ('u', HeaderName::AllowEvents),
+            ('r', HeaderName::ReferTo),
+            ('b', HeaderName::ReferredBy),
+            ('x', HeaderName::SessionExpires),
+            ('y', HeaderName::Identity),
+            ('a', HeaderName::AcceptContact),
+            ('j', HeaderName::RejectContact),
+            ('d', HeaderName::RequestDisposition),
+        ];
+        for (c, name) in pairs {
+            assert_eq!(HeaderName::from_bytes(&[c as u8]), name, "{c}");
+            assert_eq!(HeaderName::from_bytes(&[c.to_ascii_uppercase() as u8]), name);
+            assert_eq!(name.compact(), Some(c));
+        }
+        assert_eq!(HeaderName::from_bytes(b"q"), HeaderName::Other);
+    }
+
+    #[test]
+    fn long_forms_any_case() {
+        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(HeaderName::from_bytes(b"www-authenticate"), HeaderName::WwwAuthenticate);
+        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(&[b'x'; 100]), HeaderName::Other);
+        assert_eq!(HeaderName::CallId.canonical(), Some("Call-ID"));
+        assert_eq!(HeaderName::Via.compact(), Some('v'));
+        assert_eq!(HeaderName::CSeq.compact(), None);
+    }
+
+    #[test]
+    fn canonical_round_trips() {
+        for n in [
+            HeaderName::Accept,
+            HeaderName::PAssertedIdentity,
+            HeaderName::SipIfMatch,
+            HeaderName::MinSe,
+            HeaderName::WwwAuthenticate,
+        ] {
+            let c = n.canonical().unwrap_or_default();
+            assert_eq!(HeaderName::from_bytes(c.as_bytes()), n);
+        }
+    }
+}

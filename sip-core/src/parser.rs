@@ -1,0 +1,501 @@
+//! The zero-copy message parser (RFC 3261 §7, §25; §18.3 for framing the body).
+//!
+//! One pass over the bytes: the start line is split and checked, every header line is found with
+//! `memchr`, its name resolved and its value located; nothing is copied and, for messages of up
+//! to 32 header lines, nothing is allocated. Header values are parsed into typed views only when
+//! asked for.
+
+use bytes::Bytes;
+use memchr::memchr;
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::message::{Body, Entry, Message, Span, Src, Start};
+use crate::name::HeaderName;
+
+/// How the message arrived, which decides how its body is delimited (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A datagram (UDP): a missing Content-Length means the rest of the datagram; bytes after
+    /// the declared length are ignored.
+    Datagram,
+    /// A message cut from a stream (TCP, TLS): Content-Length is mandatory.
+    Stream,
+}
+
+/// RFC 3261 §25.1 `token` characters.
+pub(crate) static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+};
+
+impl Message {
+    /// Parses one message from a datagram with the default [`Limits`].
+    ///
+    /// Leading CRLFs are skipped (RFC 3261 §7.5); bytes after the body are ignored.
+    pub fn parse(buf: impl Into<Bytes>) -> Result<Message> {
+        parse(buf.into(), &Limits::default(), Framing::Datagram)
+    }
+
+    /// Parses one message with explicit limits and framing.
+    pub fn parse_with(buf: impl Into<Bytes>, limits: &Limits, framing: Framing) -> Result<Message> {
+        parse(buf.into(), limits, framing)
+    }
+}
+
+#[inline]
+fn invalid_line(offset: usize) -> Error {
+    Error::InvalidHeaderLine { offset }
+}
+
+/// Parses a whole message held in `buf`.
+pub(crate) fn parse(buf: Bytes, limits: &Limits, framing: Framing) -> Result<Message> {
+    let limits = limits.effective();
+    let b: &[u8] = &buf;
+    if b.len() > limits.max_message_size {
+        return Err(Error::MessageTooLarge {
+            size: b.len(),
+            limit: limits.max_message_size,
+        });
+    }
+    // RFC 3261 §7.5: ignore CRLFs before the start line.
+    let mut pos = 0;
+    while let Some(c) = b.get(pos) {
+        if *c == b'\r' || *c == b'\n' {
+            pos += 1;
+        } else {
+            break;
+        }
+    }
+    if pos >= b.len() {
+        return Err(Error::Empty);
+    }
+    let line_start = pos;
+    let nl = match memchr(b'\n', &b[pos..]) {
+        Some(i) => pos + i,
+        None => return Err(Error::Incomplete),
+    };
+    let line_end = if nl > pos && b[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let start = parse_start_line(b, line_start, line_end, &limits)?;
+    pos = nl + 1;
+
+    let mut headers: SmallVec<[Entry; crate::message::INLINE_HEADERS]> = SmallVec::new();
+    let mut content_length: Option<(usize, usize)> = None; // (value start, value end)
+    let body_start;
+    loop {
+        match b.get(pos) {
+            None => {
+                // The datagram ended without the blank line: tolerate it, with an empty body.
+                if framing == Framing::Stream {
+                    return Err(Error::Incomplete);
+                }
+                body_start = b.len();
+                break;
+            }
+            Some(b'\r') => {
+                if b.get(pos + 1) == Some(&b'\n') {
+                    body_start = pos + 2;
+                    break;
+                }
+                return Err(invalid_line(pos));
+            }
+            Some(b'\n') => {
+                body_start = pos + 1;
+                break;
+            }
+            Some(_) => {}
+        }
+        if headers.len() >= limits.max_headers {
+            return Err(Error::TooManyHeaders {
+                limit: limits.max_headers,
+            });
+        }
+        let entry = parse_header_line(b, pos, &limits)?;
+        if entry.name == HeaderName::ContentLength && content_length.is_none() {
+            content_length = Some((entry.value as usize, entry.end as usize));
+        }
+        // `end` is before the CRLF; the next line starts after the LF.
+        pos = match memchr(b'\n', &b[entry.end as usize..]) {
+            Some(i) => entry.end as usize + i + 1,
+            None => b.len(),
+        };
+        headers.push(entry);
+    }
+
+    let available = b.len() - body_start;
+    let body_len = match content_length {
+        Some((vs, ve)) => {
+            let declared = parse_content_length(crate::message::trim_end(&b[vs..ve]), vs)?;
+            if declared > available {
+                return Err(Error::ContentLengthMismatch {
+                    declared,
+                    actual: available,
+                });
+            }
+            declared
+        }
+        None if framing == Framing::Stream => return Err(Error::MissingContentLength),
+        None => available,
+    };
+    Ok(Message {
+        start,
+        start_raw: Some((line_start as u32, line_end as u32)),
+        headers,
+        body: Body::Span(body_start as u32, (body_start + body_len) as u32),
+        extra: Vec::new(),
+        edited: false,
+        buf,
+    })
+}
+
+/// Parses a Content-Length value: decimal digits only (RFC 3261 §20.14).
+pub(crate) fn parse_content_length(v: &[u8], offset: usize) -> Result<usize> {
+    if v.is_empty() || v.len() > 10 {
+        return Err(Error::InvalidContentLength { offset });
+    }
+    let mut n: u64 = 0;
+    for &c in v {
+        if !c.is_ascii_digit() {
+            return Err(Error::InvalidContentLength { offset });
+        }
+        n = n * 10 + u64::from(c - b'0');
+    }
+    if n > u64::from(u32::MAX) {
+        return Err(Error::InvalidContentLength { offset });
+    }
+    Ok(n as usize)
+}
+
+/// Parses the header line starting at `pos`, folded continuation lines included.
+#[inline]
+fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<Entry> {
+    let mut i = pos;
+    while i < b.len() && TOKEN[b[i] as usize] {
+        i += 1;
+    }
+    let name_end = i;
+    if name_end == pos || name_end - pos > u16::MAX as usize {
+        return Err(invalid_line(pos));
+    }
+    // RFC 3261 §7.3.1: whitespace may separate the name from the colon (`TO :`).
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    if b.get(i) != Some(&b':') {
+        return Err(invalid_line(pos));
+    }
+    i += 1;
+    // End of the logical line: the LF not followed by SP/HT (obsolete line folding).
+    let mut eol = match memchr(b'\n', &b[i..]) {
+        Some(n) => i + n,
+        None => b.len(),
+    };
+    while eol + 1 < b.len() && (b[eol + 1] == b' ' || b[eol + 1] == b'\t') {
+        eol = match memchr(b'\n', &b[eol + 1..]) {
+            Some(n) => eol + 1 + n,
+            None => b.len(),
+        };
+        if eol - pos > limits.max_header_line {
+            break;
+        }
+    }
+    let end = if eol > i && eol <= b.len() && b[eol - 1] == b'\r' {
+        eol - 1
+    } else {
+        eol
+    };
+    if end - pos > limits.max_header_line {
+        return Err(Error::HeaderLineTooLong {
+            offset: pos,
+            limit: limits.max_header_line,
+        });
+    }
+    while i < end && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    Ok(Entry {
+        name: HeaderName::from_bytes(&b[pos..name_end]),
+        src: Src::Buf,
+        name_len: (name_end - pos) as u16,
+        line: pos as u32,
+        value: i as u32,
+        end: end as u32,
+    })
+}
+
+/// `SIP/2.0`, case-insensitively for the letters (RFC 3261 §7.1; ABNF literals).
+#[inline]
+fn is_sip_2_0(v: &[u8]) -> bool {
+    v.len() == 7 && v[..4].eq_ignore_ascii_case(b"SIP/") && &v[4..] == b"2.0"
+}
+
+/// Something shaped like a SIP version (`SIP/x.y`), used to tell 505 from 400.
+fn looks_like_version(v: &[u8]) -> bool {
+    v.len() > 4
+        && v[..4].eq_ignore_ascii_case(b"SIP/")
+        && v[4..].iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        && v[4..].contains(&b'.')
+}
+
+fn parse_start_line(b: &[u8], start: usize, end: usize, limits: &Limits) -> Result<Start> {
+    // Trailing whitespace on the start line is tolerated (RFC 4475 trws may go either way).
+    let mut end = end;
+    while end > start && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    let line = &b[start..end];
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return parse_status_line(b, start, end);
+    }
+    let sp1 = match memchr(b' ', line) {
+        Some(i) => i,
+        None => return Err(Error::InvalidStartLine { offset: start }),
+    };
+    let sp2 = match memchr::memrchr(b' ', line) {
+        Some(i) if i > sp1 => i,
+        _ => return Err(Error::InvalidStartLine { offset: start }),
+    };
+    let method = &line[..sp1];
+    if method.is_empty() || !method.iter().all(|c| TOKEN[*c as usize]) {
+        return Err(Error::InvalidMethod { offset: start });
+    }
+    let version = &line[sp2 + 1..];
+    if !is_sip_2_0(version) {
+        if looks_like_version(version) {
+            return Err(Error::UnsupportedVersion {
+                offset: start + sp2 + 1,
+            });
+        }
+        return Err(Error::InvalidStartLine {
+            offset: start + sp2 + 1,
+        });
+    }
+    let uri = &line[sp1 + 1..sp2];
+    if uri.len() > limits.max_uri_len {
+        return Err(Error::UriTooLong {
+            limit: limits.max_uri_len,
+        });
+    }
+    // The Request-URI is visible ASCII: no LWS inside it (RFC 4475 lwsruri, lwsstart).
+    if uri.is_empty() || !uri.iter().all(|c| (0x21..0x7f).contains(c)) {
+        return Err(Error::InvalidStartLine {
+            offset: start + sp1 + 1,
+        });
+    }
+    Ok(Start::Request {
+        method: Span::buf(start, start + sp1),
+        uri: Span::buf(start + sp1 + 1, start + sp2),
+    })
+}
+
+fn parse_status_line(b: &[u8], start: usize, end: usize) -> Result<Start> {
+    let line = &b[start..end];
+    let v_end = memchr(b' ', line).unwrap_or(line.len());
+    let version = &line[..v_end];
+    if !is_sip_2_0(version) {
+        if looks_like_version(version) {
+            return Err(Error::UnsupportedVersion { offset: start });
+        }
+        return Err(Error::InvalidStartLine { offset: start });
+    }
+    let code_start = v_end + 1;
+    let rest = line.get(code_start..).unwrap_or_default();
+    let code_len = memchr(b' ', rest).unwrap_or(rest.len());
+    let code = &rest[..code_len];
+    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+        return Err(Error::InvalidStatusCode {
+            offset: start + code_start,
+        });
+    }
+    let n = u16::from(code[0] - b'0') * 100 + u16::from(code[1] - b'0') * 10 + u16::from(code[2] - b'0');
+    if !(100..=699).contains(&n) {
+        return Err(Error::InvalidStatusCode {
+            offset: start + code_start,
+        });
+    }
+    let reason_start = (start + code_start + code_len + 1).min(end);
+    let reason = &b[reason_start..end];
+    // Reason phrases may be UTF-8 (RFC 4475 unreason); anything else is refused.
+    if std::str::from_utf8(reason).is_err() || reason.iter().any(|c| *c < 0x20 && *c != b'\t') {
+        return Err(Error::InvalidStartLine {
+            offset: reason_start,
+        });
+    }
+    Ok(Start::Response {
+        code: n,
+        reason: Span::buf(reason_start, end),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::StartLine;
+    use crate::method::Method;
+
+    fn p(s: &[u8]) -> Result<Message> {
+        Message::parse(Bytes::copy_from_slice(s))
+    }
+
+    const MIN: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn parses_request_line_and_headers() {
+        let m = p(MIN).unwrap();
+        assert_eq!(m.method(), Some(Method::Options));
+        assert_eq!(m.uri_str(), Some("sip:a@b"));
+        assert_eq!(m.header_count(), 6);
+        assert_eq!(m.header(HeaderName::CallId), Some("x"));
+        assert_eq!(m.body(), b"");
+    }
+
+    #[test]
+    fn skips_leading_crlf_and_accepts_bare_lf() {
+        let m = p(b"\r\n\r\nSIP/2.0 200 OK\nCall-ID: y\nContent-Length: 2\n\nhi").unwrap();
+        assert_eq!(m.status(), Some(200));
+        assert_eq!(m.reason(), Some("OK"));
+        assert_eq!(m.call_id(), Some("y"));
+        assert_eq!(m.body(), b"hi");
+    }
+
+    #[test]
+    fn folded_header_value_is_one_line() {
+        let m = p(b"SIP/2.0 200 OK\r\nSubject: a\r\n  b\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(m.header(HeaderName::Subject), Some("a\r\n  b"));
+        assert_eq!(m.header_count(), 2);
+    }
+
+    #[test]
+    fn body_rules_on_datagrams() {
+        // Missing Content-Length: the rest of the datagram.
+        let m = p(b"SIP/2.0 200 OK\r\nCall-ID: y\r\n\r\nabc").unwrap();
+        assert_eq!(m.body(), b"abc");
+        // Extra bytes are ignored.
+        let m = p(b"SIP/2.0 200 OK\r\nl: 1\r\n\r\nabc").unwrap();
+        assert_eq!(m.body(), b"a");
+        // A shorter body is an error.
+        assert_eq!(
+            p(b"SIP/2.0 200 OK\r\nl: 9\r\n\r\nabc").unwrap_err(),
+            Error::ContentLengthMismatch {
+                declared: 9,
+                actual: 3
+            }
+        );
+        assert!(matches!(
+            p(b"SIP/2.0 200 OK\r\nl: -1\r\n\r\n"),
+            Err(Error::InvalidContentLength { .. })
+        ));
+    }
+
+    #[test]
+    fn stream_framing_requires_content_length() {
+        let r = Message::parse_with(
+            &b"SIP/2.0 200 OK\r\nCall-ID: y\r\n\r\n"[..],
+            &Limits::default(),
+            Framing::Stream,
+        );
+        assert_eq!(r.unwrap_err(), Error::MissingContentLength);
+    }
+
+    #[test]
+    fn start_line_errors() {
+        assert!(matches!(
+            p(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n"),
+            Err(Error::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            p(b"OPTIONS  sip:a@b SIP/2.0\r\n\r\n"),
+            Err(Error::InvalidStartLine { .. })
+        ));
+        assert!(matches!(
+            p(b"SIP/2.0 4294967301 big\r\n\r\n"),
+            Err(Error::InvalidStatusCode { .. })
+        ));
+        assert!(matches!(
+            p(b"SIP/2.0 700 big\r\n\r\n"),
+            Err(Error::InvalidStatusCode { .. })
+        ));
+        assert!(matches!(
+            p(b"INV(ITE sip:a@b SIP/2.0\r\n\r\n"),
+            Err(Error::InvalidMethod { .. })
+        ));
+        assert_eq!(p(b"\r\n\r\n").unwrap_err(), Error::Empty);
+        assert_eq!(p(b"OPTIONS sip:a@b SIP/2.0").unwrap_err(), Error::Incomplete);
+    }
+
+    #[test]
+    fn header_line_errors() {
+        assert!(matches!(
+            p(b"SIP/2.0 200 OK\r\nNoColon\r\n\r\n"),
+            Err(Error::InvalidHeaderLine { .. })
+        ));
+        assert!(matches!(
+            p(b"SIP/2.0 200 OK\r\n: empty\r\n\r\n"),
+            Err(Error::InvalidHeaderLine { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let lim = Limits {
+            max_headers: 2,
+            ..Limits::default()
+        };
+        let r = Message::parse_with(MIN, &lim, Framing::Datagram);
+        assert_eq!(r.unwrap_err(), Error::TooManyHeaders { limit: 2 });
+        let lim = Limits {
+            max_message_size: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            Message::parse_with(MIN, &lim, Framing::Datagram),
+            Err(Error::MessageTooLarge { .. })
+        ));
+        let lim = Limits {
+            max_header_line: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            Message::parse_with(MIN, &lim, Framing::Datagram),
+            Err(Error::HeaderLineTooLong { .. })
+        ));
+        let lim = Limits {
+            max_uri_len: 3,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            Message::parse_with(MIN, &lim, Framing::Datagram),
+            Err(Error::UriTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn utf8_reason_phrase_and_empty_reason() {
+        let m = p("SIP/2.0 200 = ок\r\n\r\n".as_bytes()).unwrap();
+        assert_eq!(
+            m.start_line(),
+            StartLine::Response {
+                status: 200,
+                reason: "= ок"
+            }
+        );
+        let m = p(b"SIP/2.0 100 \r\n\r\n").unwrap();
+        assert_eq!(m.reason(), Some(""));
+    }
+}
