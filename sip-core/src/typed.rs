@@ -1,0 +1,127 @@
+//! Typed accessors on [`Message`]: each parses its header on demand from the message's bytes.
+//!
+//! Nothing is cached: a typed view borrows the message and costs one pass over one header value,
+//! so reading only the headers a layer needs is as cheap as it can be.
+
+use crate::addr::{ContactValue, NameAddr};
+use crate::error::{Error, Result};
+use crate::headers::{self, CSeq, MediaType};
+use crate::message::Message;
+use crate::name::HeaderName;
+use crate::uri::Uri;
+use crate::via::Via;
+
+fn required<'a>(m: &'a Message, name: HeaderName) -> Result<&'a str> {
+    let canonical = name.canonical().unwrap_or("(other)");
+    match m.header_bytes(name) {
+        None => Err(Error::MissingHeader { name: canonical }),
+        Some(v) => std::str::from_utf8(v).map_err(|e| Error::InvalidHeader {
+            name: canonical,
+            offset: e.valid_up_to(),
+            reason: "not UTF-8",
+        }),
+    }
+}
+
+impl Message {
+    /// The Request-URI parsed as a `sip:`, `sips:` or `tel:` URI; `None` for a response.
+    /// Another scheme gives [`Error::UnsupportedUriScheme`] (a UAS answers 416).
+    pub fn request_uri(&self) -> Option<Result<Uri<'_>>> {
+        self.uri_str().map(Uri::parse)
+    }
+
+    /// The CSeq (RFC 3261 §20.16).
+    #[inline]
+    pub fn cseq(&self) -> Result<CSeq<'_>> {
+        CSeq::parse(required(self, HeaderName::CSeq)?)
+    }
+
+    /// The topmost Via value (RFC 3261 §20.42), the one a transaction is matched on.
+    #[inline]
+    pub fn via(&self) -> Result<Via<'_>> {
+        match self.values(HeaderName::Via).next() {
+            Some(v) => Via::parse(v),
+            None => Err(Error::MissingHeader { name: "Via" }),
+        }
+    }
+
+    /// Every Via value, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>>> + '_ {
+        self.values(HeaderName::Via).map(Via::parse)
+    }
+
+    /// The From header (RFC 3261 §20.20).
+    #[inline]
+    pub fn from(&self) -> Result<NameAddr<'_>> {
+        NameAddr::parse(required(self, HeaderName::From)?)
+    }
+
+    /// The To header (RFC 3261 §20.39).
+    #[inline]
+    pub fn to(&self) -> Result<NameAddr<'_>> {
+        NameAddr::parse(required(self, HeaderName::To)?)
+    }
+
+    /// Every Contact value (RFC 3261 §20.10), `*` included.
+    pub fn contacts(&self) -> impl Iterator<Item = Result<ContactValue<'_>>> + '_ {
+        self.values(HeaderName::Contact).map(ContactValue::parse)
+    }
+
+    /// Every Route value, top first.
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.values(HeaderName::Route).map(NameAddr::parse)
+    }
+
+    /// Every Record-Route value, top first.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.values(HeaderName::RecordRoute).map(NameAddr::parse)
+    }
+
+    /// Every Path value (RFC 3327), top first.
+    pub fn paths(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.values(HeaderName::Path).map(NameAddr::parse)
+    }
+
+    /// Max-Forwards, if present (RFC 3261 §20.22).
+    pub fn max_forwards(&self) -> Option<Result<u8>> {
+        self.header(HeaderName::MaxForwards)
+            .map(headers::parse_max_forwards)
+    }
+
+    /// Content-Length, if present (RFC 3261 §20.14).
+    pub fn content_length(&self) -> Option<Result<usize>> {
+        self.header(HeaderName::ContentLength)
+            .map(headers::parse_content_length)
+    }
+
+    /// Content-Type, if present (RFC 3261 §20.15).
+    pub fn content_type(&self) -> Option<Result<MediaType<'_>>> {
+        self.header(HeaderName::ContentType).map(MediaType::parse)
+    }
+
+    /// Expires, if present (RFC 3261 §20.19).
+    pub fn expires(&self) -> Option<Result<u32>> {
+        self.header(HeaderName::Expires).map(headers::parse_expires)
+    }
+
+    /// Min-Expires, if present (RFC 3261 §20.23).
+    pub fn min_expires(&self) -> Option<Result<u32>> {
+        self.header(HeaderName::MinExpires)
+            .map(headers::parse_expires)
+    }
+
+    /// Whether a list header (Supported, Require, Allow…) holds `token` (case-insensitive).
+    pub fn has_token(&self, name: HeaderName, token: &str) -> bool {
+        self.values(name).any(|v| v.eq_ignore_ascii_case(token))
+    }
+
+    /// The first WWW-Authenticate / Proxy-Authenticate challenge of `name`.
+    pub fn challenge(&self, name: HeaderName) -> Option<Result<crate::auth::Challenge<'_>>> {
+        self.header(name).map(crate::auth::Challenge::parse)
+    }
+
+    /// The first Authorization / Proxy-Authorization credentials of `name`.
+    pub fn credentials(&self, name: HeaderName) -> Option<Result<crate::auth::Credentials<'_>>> {
+        self.header(name).map(crate::auth::Credentials::parse)
+    }
+}

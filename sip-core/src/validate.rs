@@ -1,0 +1,181 @@
+//! Role-independent validation (RFC 3261 §8.2, §16.3): what every element checks before it acts
+//! on a message, separate from parsing so that a server can parse tolerantly and then decide.
+//!
+//! Not checked here, because the answer depends on the receiving element's role: the
+//! Request-URI scheme (a UAS answers 416, a proxy may forward), Require/Proxy-Require (420),
+//! Max-Forwards reaching zero (483 at a proxy), Accept and Content-Type (406/415 at a UAS).
+
+use crate::addr::{ContactValue, NameAddr};
+use crate::error::{Error, Result};
+use crate::headers::{self, CSeq, MediaType};
+use crate::message::Message;
+use crate::name::HeaderName;
+use crate::uri::Uri;
+use crate::via::Via;
+
+/// Headers every request and response must carry (RFC 3261 §8.1.1).
+const MANDATORY: [HeaderName; 5] = [
+    HeaderName::To,
+    HeaderName::From,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::Via,
+];
+
+/// Headers whose value is one name-addr (RFC 3261 §25.1).
+const SINGLE_ADDR: [HeaderName; 2] = [HeaderName::From, HeaderName::To];
+
+fn bad(name: HeaderName, e: Error) -> Error {
+    let name = name.canonical().unwrap_or("(other)");
+    match e {
+        Error::Syntax { what, offset } => Error::InvalidHeader {
+            name,
+            offset,
+            reason: what,
+        },
+        Error::UnsupportedUriScheme { offset } => Error::InvalidHeader {
+            name,
+            offset,
+            reason: "unsupported URI scheme",
+        },
+        other => other,
+    }
+}
+
+/// `scheme ":"` with scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3261 §25.1
+/// absoluteURI), the minimum an unknown-scheme Request-URI must satisfy.
+fn is_absolute_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut b = scheme.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+}
+
+impl Message {
+    /// Checks the rules of RFC 3261 §8.2 and §16.3 that do not depend on the receiver's role:
+    /// mandatory headers present, single-valued headers not repeated, every Via, From, To,
+    /// Contact, Route, Record-Route, CSeq, Call-ID, Max-Forwards, Expires and Content-Type
+    /// well-formed, the CSeq method equal to the request's method, and a Request-URI without
+    /// headers. A request without Max-Forwards is accepted (RFC 2543 peers; RFC 4475 inv2543).
+    ///
+    /// The error says what is wrong and [`Error::response_status`] what to answer.
+    ///
+    /// ```
+    /// use sip_core::Message;
+    /// let m = Message::parse(&b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+    ///     To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"[..])?;
+    /// assert_eq!(m.validate().unwrap_err().response_status().0, 400);
+    /// # Ok::<(), sip_core::Error>(())
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        for name in MANDATORY {
+            if !self.has(name) {
+                return Err(Error::MissingHeader {
+                    name: name.canonical().unwrap_or("(other)"),
+                });
+            }
+        }
+        self.check_single_valued()?;
+
+        let cseq = CSeq::parse(self.header_text(HeaderName::CSeq)?)
+            .map_err(|e| bad(HeaderName::CSeq, e))?;
+        if let Some(method) = self.method() {
+            if cseq.method != method {
+                return Err(Error::CSeqMethodMismatch);
+            }
+            self.check_request_uri()?;
+        }
+
+        let call_id = self.header_text(HeaderName::CallId)?;
+        if !headers::is_valid_call_id(call_id) {
+            return Err(Error::InvalidHeader {
+                name: "Call-ID",
+                offset: 0,
+                reason: "not a word [@ word]",
+            });
+        }
+        for name in SINGLE_ADDR {
+            NameAddr::parse(self.header_text(name)?).map_err(|e| bad(name, e))?;
+        }
+        for v in self.values(HeaderName::Via) {
+            Via::parse(v).map_err(|e| bad(HeaderName::Via, e))?;
+        }
+        for v in self.values(HeaderName::Contact) {
+            ContactValue::parse(v).map_err(|e| bad(HeaderName::Contact, e))?;
+        }
+        for name in [HeaderName::Route, HeaderName::RecordRoute] {
+            for v in self.values(name) {
+                NameAddr::parse(v).map_err(|e| bad(name, e))?;
+            }
+        }
+        if let Some(v) = self.header_opt(HeaderName::MaxForwards)? {
+            headers::parse_max_forwards(v).map_err(|e| bad(HeaderName::MaxForwards, e))?;
+        }
+        for name in [HeaderName::Expires, HeaderName::MinExpires] {
+            if let Some(v) = self.header_opt(name)? {
+                headers::parse_expires(v).map_err(|e| bad(name, e))?;
+            }
+        }
+        if let Some(v) = self.header_opt(HeaderName::ContentType)? {
+            MediaType::parse(v).map_err(|e| bad(HeaderName::ContentType, e))?;
+        }
+        Ok(())
+    }
+
+    fn check_single_valued(&self) -> Result<()> {
+        let mut seen = [false; 256];
+        for h in &self.headers {
+            if h.name.is_single_valued() {
+                let slot = &mut seen[h.name as u8 as usize];
+                if *slot {
+                    return Err(Error::DuplicateHeader {
+                        name: h.name.canonical().unwrap_or("(other)"),
+                    });
+                }
+                *slot = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_request_uri(&self) -> Result<()> {
+        let Some(uri) = self.uri_str() else {
+            return Ok(());
+        };
+        match Uri::parse(uri) {
+            // RFC 3261 §19.1.1: headers are not allowed in a Request-URI (RFC 4475 escruri).
+            Ok(u) if u.headers().is_some() => Err(Error::Syntax {
+                what: "Request-URI (headers are not allowed)",
+                offset: 0,
+            }),
+            Ok(_) => Ok(()),
+            // The scheme is the role's business (416 at a UAS), as long as the URI is a URI.
+            Err(Error::UnsupportedUriScheme { .. }) if is_absolute_uri(uri) => Ok(()),
+            Err(Error::UnsupportedUriScheme { offset }) => Err(Error::Syntax {
+                what: "Request-URI",
+                offset,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn header_text(&self, name: HeaderName) -> Result<&str> {
+        self.header_opt(name)?.ok_or(Error::MissingHeader {
+            name: name.canonical().unwrap_or("(other)"),
+        })
+    }
+
+    fn header_opt(&self, name: HeaderName) -> Result<Option<&str>> {
+        match self.header_bytes(name) {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(v).map(Some).map_err(|e| Error::InvalidHeader {
+                name: name.canonical().unwrap_or("(other)"),
+                offset: e.valid_up_to(),
+                reason: "not UTF-8",
+            }),
+        }
+    }
+}
