@@ -233,7 +233,7 @@ impl fmt::Display for NameAddr<'_> {
 fn header_params(s: &str, base: usize) -> Result<(&str, Option<&str>)> {
     let mut tag = None;
     walk_header_params(s, base, |n, v| {
-        if tag.is_none() && n.eq_ignore_ascii_case("tag") {
+        if tag.is_none() && n.len() == 3 && n.eq_ignore_ascii_case("tag") {
             tag = v;
         }
     })?;

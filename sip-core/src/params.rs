@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::text::{
-    is_escape_at, is_lws_byte, is_paramchar_byte, is_token_byte, scan_quoted, scan_quoted_strict,
+    is_escape_at, is_lws_byte, is_paramchar_byte, is_pvalue_byte, scan_quoted, scan_quoted_strict,
     scan_token, skip_lws, unquote,
 };
 
@@ -204,7 +204,7 @@ fn scan_param_value(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && (is_token_byte(b[j]) || b[j] == b':') {
+            while j < b.len() && is_pvalue_byte(b[j]) {
                 j += 1;
             }
             (j > i).then_some(j)

@@ -7,17 +7,18 @@
 use std::borrow::Cow;
 
 // Character classes of RFC 3261 §25.1, one bit each in `CLASS`.
-const TOKEN: u8 = 1 << 0;
-const WORD: u8 = 1 << 1;
-const UNRESERVED: u8 = 1 << 2;
-const USER: u8 = 1 << 3;
-const PASSWORD: u8 = 1 << 4;
-const PARAM: u8 = 1 << 5;
-const HNV: u8 = 1 << 6;
-const URIC: u8 = 1 << 7;
+const TOKEN: u16 = 1 << 0;
+const WORD: u16 = 1 << 1;
+const UNRESERVED: u16 = 1 << 2;
+const USER: u16 = 1 << 3;
+const PASSWORD: u16 = 1 << 4;
+const PARAM: u16 = 1 << 5;
+const HNV: u16 = 1 << 6;
+const URIC: u16 = 1 << 7;
+const PVALUE: u16 = 1 << 8;
 
-const fn build_class() -> [u8; 256] {
-    let mut t = [0u8; 256];
+const fn build_class() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
@@ -27,14 +28,18 @@ const fn build_class() -> [u8; 256] {
             c,
             b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
         );
-        let mut v = 0u8;
+        let mut v = 0u16;
         if alnum
             || matches!(
                 c,
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
             )
         {
-            v |= TOKEN;
+            v |= TOKEN | PVALUE;
+        }
+        // Header parameter values also take ':' (bare IPv6 `received`, RFC 5118 §4.5).
+        if c == b':' {
+            v |= PVALUE;
         }
         if alnum
             || matches!(
@@ -96,10 +101,10 @@ const fn build_class() -> [u8; 256] {
     t
 }
 
-static CLASS: [u8; 256] = build_class();
+static CLASS: [u16; 256] = build_class();
 
 #[inline]
-fn has(b: u8, class: u8) -> bool {
+fn has(b: u8, class: u16) -> bool {
     CLASS[b as usize] & class != 0
 }
 
@@ -143,6 +148,12 @@ pub(crate) fn is_paramchar_byte(b: u8) -> bool {
 #[inline]
 pub(crate) fn is_hnv_byte(b: u8) -> bool {
     has(b, HNV)
+}
+
+/// A header parameter value character outside quotes: token characters and `:`.
+#[inline]
+pub(crate) fn is_pvalue_byte(b: u8) -> bool {
+    has(b, PVALUE)
 }
 
 /// `uric` other than escapes (`reserved / unreserved`), for opaque absolute URIs.

@@ -43,7 +43,9 @@ impl Scheme {
 
     /// Classifies a scheme name (case-insensitive, RFC 3261 §19.1.4).
     pub fn from_name(name: &str) -> Option<Scheme> {
-        if name.eq_ignore_ascii_case("sip") {
+        if name.len() > 4 {
+            None
+        } else if name.eq_ignore_ascii_case("sip") {
             Some(Scheme::Sip)
         } else if name.eq_ignore_ascii_case("sips") {
             Some(Scheme::Sips)
@@ -86,6 +88,34 @@ fn syntax(what: &'static str, offset: usize) -> Error {
     Error::Syntax { what, offset }
 }
 
+const H_DIGIT: u8 = 1;
+const H_ALPHA: u8 = 2;
+const H_HYPHEN: u8 = 4;
+const H_DOT: u8 = 8;
+
+const fn build_host_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_digit() {
+            H_DIGIT
+        } else if b.is_ascii_alphabetic() {
+            H_ALPHA
+        } else if b == b'-' {
+            H_HYPHEN
+        } else if b == b'.' {
+            H_DOT
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+}
+
+static HOST_CLASS: [u8; 256] = build_host_class();
+
 /// Parses a `host` starting at `i`; returns it and the index just after it. `base` is added to
 /// error offsets. Host names follow RFC 3261 `hostname` (labels of alphanumerics and inner
 /// hyphens, optional trailing dot) except that the top label may start with a digit, since
@@ -105,44 +135,74 @@ pub(crate) fn parse_host(s: &str, i: usize, base: usize) -> Result<(Host<'_>, us
             .map_err(|_| syntax("IPv6 address", base + i + 1))?;
         return Ok((Host::Ipv6(addr), j + 1));
     }
+    // One pass over the host name: check labels (alphanumerics, inner hyphens, non-empty) and
+    // note whether it is all digits and dots (then it must be an IPv4 address if dotted-quad).
     let mut j = i;
-    let mut only_digits_dots = true;
+    let mut label_start = i;
+    let mut seen = 0u8;
+    let mut dots = 0;
     while j < b.len() {
-        let c = b[j];
-        if c.is_ascii_digit() || c == b'.' {
-        } else if c.is_ascii_alphabetic() || c == b'-' {
-            only_digits_dots = false;
-        } else {
+        let c = HOST_CLASS[b[j] as usize];
+        if c == 0 {
             break;
+        }
+        seen |= c;
+        if c == H_DOT {
+            if j == label_start || b[j - 1] == b'-' {
+                return Err(syntax("host name", base + j));
+            }
+            dots += 1;
+            label_start = j + 1;
+        } else if c == H_HYPHEN && j == label_start {
+            return Err(syntax("host name", base + j));
         }
         j += 1;
     }
-    let text = &s[i..j];
-    if text.is_empty() {
+    let all_num = seen & (H_ALPHA | H_HYPHEN) == 0;
+    if j == i {
         return Err(syntax("host", base + i));
     }
-    if only_digits_dots {
-        if let Ok(a) = text.parse::<Ipv4Addr>() {
-            return Ok((Host::Ipv4(a), j));
-        }
-        if text.bytes().filter(|&c| c == b'.').count() == 3 {
-            return Err(syntax("IPv4 address", base + i));
-        }
+    if b[j - 1] == b'-' {
+        return Err(syntax("host name", base + j - 1));
     }
-    if !is_hostname(text) {
-        return Err(syntax("host name", base + i));
+    let text = &s[i..j];
+    if all_num && dots == 3 && label_start < j {
+        return match parse_ipv4(text.as_bytes()) {
+            Some(a) => Ok((Host::Ipv4(a), j)),
+            None => Err(syntax("IPv4 address", base + i)),
+        };
     }
     Ok((Host::Domain(text), j))
 }
 
-/// Labels of alphanumerics with inner hyphens, separated by dots, optional trailing dot.
-fn is_hostname(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.split('.').all(|l| {
-            let b = l.as_bytes();
-            matches!((b.first(), b.last()), (Some(f), Some(e)) if f.is_ascii_alphanumeric() && e.is_ascii_alphanumeric())
-        })
+/// Dotted-quad IPv4 (1 to 3 digits per octet, each at most 255), faster than `str::parse`.
+fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut oct = [0u8; 4];
+    let mut k = 0;
+    let mut v: u32 = 0;
+    let mut nd = 0;
+    for &c in b {
+        if c == b'.' {
+            if nd == 0 || k >= 3 {
+                return None;
+            }
+            oct[k] = v as u8;
+            k += 1;
+            v = 0;
+            nd = 0;
+        } else {
+            v = v * 10 + u32::from(c.wrapping_sub(b'0'));
+            nd += 1;
+            if nd > 3 || v > 255 {
+                return None;
+            }
+        }
+    }
+    if nd == 0 || k != 3 {
+        return None;
+    }
+    oct[3] = v as u8;
+    Some(Ipv4Addr::from(oct))
 }
 
 /// Parses `1*DIGIT` as a port (0..=65535) starting at `i`; returns it and the end index.
@@ -167,7 +227,7 @@ pub(crate) fn parse_port(s: &str, i: usize, base: usize) -> Result<(u16, usize)>
 fn scan_escaped(
     b: &[u8],
     mut i: usize,
-    allowed: fn(u8) -> bool,
+    allowed: impl Fn(u8) -> bool,
 ) -> std::result::Result<usize, usize> {
     while i < b.len() {
         if b[i] == b'%' {
@@ -256,6 +316,10 @@ impl<'a> Uri<'a> {
     pub(crate) fn parse_at(s: &'a str, base: usize) -> Result<Uri<'a>> {
         let (name, i) = split_scheme(s, base)?;
         let scheme = Scheme::from_name(name).ok_or(Error::UnsupportedUriScheme { offset: base })?;
+        Self::parse_rest(s, scheme, i, base)
+    }
+
+    fn parse_rest(s: &'a str, scheme: Scheme, i: usize, base: usize) -> Result<Uri<'a>> {
         match scheme {
             Scheme::Tel => parse_tel(s, i, base),
             _ => parse_sip(s, scheme, i, base),
@@ -531,8 +595,8 @@ impl<'a> AnyUri<'a> {
 
     pub(crate) fn parse_at(s: &'a str, base: usize) -> Result<AnyUri<'a>> {
         let (name, i) = split_scheme(s, base)?;
-        if Scheme::from_name(name).is_some() {
-            return Uri::parse_at(s, base).map(AnyUri::Uri);
+        if let Some(scheme) = Scheme::from_name(name) {
+            return Uri::parse_rest(s, scheme, i, base).map(AnyUri::Uri);
         }
         let b = s.as_bytes();
         let end = scan_escaped(b, i, is_uric_byte).map_err(|o| syntax("URI", base + o))?;

@@ -83,18 +83,14 @@ impl<'a> Via<'a> {
         let mut maddr = None;
         let mut ttl_raw = None;
         walk_header_params(params, pbase, |n, v| {
-            let slot = if n.eq_ignore_ascii_case("branch") {
-                &mut branch
-            } else if n.eq_ignore_ascii_case("received") {
-                &mut received
-            } else if n.eq_ignore_ascii_case("rport") {
-                &mut rport_raw
-            } else if n.eq_ignore_ascii_case("maddr") {
-                &mut maddr
-            } else if n.eq_ignore_ascii_case("ttl") {
-                &mut ttl_raw
-            } else {
-                return;
+            // Dispatch on length first: most parameters are none of these.
+            let slot = match n.len() {
+                6 if n.eq_ignore_ascii_case("branch") => &mut branch,
+                8 if n.eq_ignore_ascii_case("received") => &mut received,
+                5 if n.eq_ignore_ascii_case("rport") => &mut rport_raw,
+                5 if n.eq_ignore_ascii_case("maddr") => &mut maddr,
+                3 if n.eq_ignore_ascii_case("ttl") => &mut ttl_raw,
+                _ => return,
             };
             if slot.is_none() {
                 *slot = Some(v);
