@@ -326,7 +326,7 @@ impl<R: RandomSource> DigestClient<R> {
             algorithm: s
                 .echo_algorithm
                 .then(|| Cow::Borrowed(s.algorithm.as_str())),
-            cnonce: send_cnonce.then(|| Cow::Owned(cnonce)),
+            cnonce: send_cnonce.then_some(Cow::Owned(cnonce)),
             opaque: s.opaque.clone().map(Cow::Owned),
             qop: s.qop.map(|q| Cow::Borrowed(q.as_str())),
             nc,
