@@ -246,10 +246,7 @@ impl Message {
         for h in self.headers() {
             let Some(v) = h.value_str() else { continue };
             let keep = match h.name {
-                HeaderName::Via
-                | HeaderName::From
-                | HeaderName::CallId
-                | HeaderName::CSeq => true,
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => true,
                 // RFC 3261 §8.2.6.1: a 100 echoes Timestamp.
                 HeaderName::Timestamp => status == 100,
                 HeaderName::To => {
@@ -289,7 +286,8 @@ impl ResponseBuilder {
     /// Overrides the reason phrase.
     pub fn reason(mut self, reason: &str) -> ResponseBuilder {
         if reason.bytes().any(|c| c < 0x20 && c != b'\t') {
-            self.error.get_or_insert(Error::InvalidStartLine { offset: 0 });
+            self.error
+                .get_or_insert(Error::InvalidStartLine { offset: 0 });
         }
         self.reason = reason.to_owned();
         self
@@ -374,7 +372,10 @@ Contact: <sip:alice@a>\r\nContent-Length: 0\r\n\r\n"[..],
         let vias: Vec<&str> = r.values(HeaderName::Via).collect();
         assert_eq!(vias.len(), 2);
         assert_eq!(vias[1], "SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1");
-        assert_eq!(r.header(HeaderName::From), Some("\"A\" <sip:alice@a>;tag=1"));
+        assert_eq!(
+            r.header(HeaderName::From),
+            Some("\"A\" <sip:alice@a>;tag=1")
+        );
         assert_eq!(r.header(HeaderName::To), Some("<sip:bob@b>;tag=t9"));
         assert_eq!(r.call_id(), Some("c1"));
         assert_eq!(r.header(HeaderName::CSeq), Some("7 INVITE"));
@@ -410,7 +411,9 @@ Contact: <sip:alice@a>\r\nContent-Length: 0\r\n\r\n"[..],
         assert!(invite().response(200).header("X", "a\nb").build().is_err());
         assert!(invite().response(200).reason("a\r\nb").build().is_err());
         assert!(invite().response(99).build().is_err());
-        assert!(RequestBuilder::new(Method::Options, "sip:a b").build().is_err());
+        assert!(RequestBuilder::new(Method::Options, "sip:a b")
+            .build()
+            .is_err());
     }
 
     #[test]

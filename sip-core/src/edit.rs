@@ -18,7 +18,10 @@ fn check_value(value: &str) -> Result<()> {
             let folded = c == b'\r'
                 && b.get(i + 1) == Some(&b'\n')
                 && matches!(b.get(i + 2), Some(b' ' | b'\t'));
-            let lf_of_fold = c == b'\n' && i > 0 && b[i - 1] == b'\r' && matches!(b.get(i + 1), Some(b' ' | b'\t'));
+            let lf_of_fold = c == b'\n'
+                && i > 0
+                && b[i - 1] == b'\r'
+                && matches!(b.get(i + 1), Some(b' ' | b'\t'));
             if !(folded || lf_of_fold) {
                 return Err(Error::Syntax {
                     what: "header value (line break)",
@@ -36,7 +39,8 @@ fn check_value(value: &str) -> Result<()> {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || !name.bytes().all(|c| TOKEN[c as usize]) || name.len() > u16::MAX as usize {
+    if name.is_empty() || !name.bytes().all(|c| TOKEN[c as usize]) || name.len() > u16::MAX as usize
+    {
         return Err(Error::Syntax {
             what: "header name",
             offset: 0,
@@ -328,12 +332,19 @@ X-Keep: as  is\r\nContent-Length: 3\r\n\r\nabc";
     #[test]
     fn push_and_pop_via() {
         let mut m = msg();
-        m.push_via("SIP/2.0/TCP p2.example;branch=z9hG4bK2").unwrap();
+        m.push_via("SIP/2.0/TCP p2.example;branch=z9hG4bK2")
+            .unwrap();
         let vias: Vec<&str> = m.values(HeaderName::Via).collect();
         assert_eq!(vias.len(), 3);
         assert!(vias[0].starts_with("SIP/2.0/TCP p2.example"));
-        assert_eq!(m.pop_via().as_deref(), Some("SIP/2.0/TCP p2.example;branch=z9hG4bK2"));
-        assert_eq!(m.pop_via().as_deref(), Some("SIP/2.0/UDP p1.example;branch=z9hG4bK1"));
+        assert_eq!(
+            m.pop_via().as_deref(),
+            Some("SIP/2.0/TCP p2.example;branch=z9hG4bK2")
+        );
+        assert_eq!(
+            m.pop_via().as_deref(),
+            Some("SIP/2.0/UDP p1.example;branch=z9hG4bK1")
+        );
         let vias: Vec<&str> = m.values(HeaderName::Via).collect();
         assert_eq!(vias, ["SIP/2.0/UDP ua.example;branch=z9hG4bK0"]);
         let again = Message::parse(m.to_bytes()).unwrap();

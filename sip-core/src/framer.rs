@@ -16,6 +16,8 @@ use crate::name::HeaderName;
 use crate::parser::{parse, parse_content_length, Framing, TOKEN};
 
 /// What the framer found next on the stream.
+// Boxing the message would cost an allocation per message; frames are moved once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// A whole message.
@@ -233,7 +235,8 @@ fn trim(mut v: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
+    const MSG: &[u8] =
+        b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
 
     fn drain(f: &mut Framer) -> Vec<Frame> {
         let mut out = Vec::new();
@@ -280,7 +283,8 @@ mod tests {
     #[test]
     fn missing_content_length_is_an_error() {
         let mut f = Framer::default();
-        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n").unwrap();
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n")
+            .unwrap();
         assert_eq!(f.next_frame(), Err(Error::MissingContentLength));
         assert!(f.next_frame().is_err());
     }
@@ -288,7 +292,8 @@ mod tests {
     #[test]
     fn conflicting_content_lengths_are_an_error() {
         let mut f = Framer::default();
-        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 13\r\nl: 5\r\n\r\nxxxxx").unwrap();
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 13\r\nl: 5\r\n\r\nxxxxx")
+            .unwrap();
         assert!(matches!(f.next_frame(), Err(Error::DuplicateHeader { .. })));
     }
 
@@ -304,7 +309,8 @@ mod tests {
         let mut f = Framer::new(lim);
         assert!(f.push(&[b'a'; 201]).is_err());
         let mut f = Framer::new(lim);
-        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1000\r\n\r\n").unwrap();
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1000\r\n\r\n")
+            .unwrap();
         assert!(matches!(f.next_frame(), Err(Error::MessageTooLarge { .. })));
     }
 }

@@ -1,19 +1,19 @@
 //! sip-core (work in progress)
 pub mod addr;
+pub mod auth;
 pub mod builder;
 mod edit;
-pub mod framer;
-pub mod auth;
 pub mod error;
+pub mod framer;
 pub mod headers;
 pub mod limits;
 pub mod message;
 pub mod method;
 pub mod name;
 pub mod params;
+pub mod parser;
 pub mod random;
 mod serialize;
-pub mod parser;
 pub mod text;
 mod typed;
 pub mod uri;

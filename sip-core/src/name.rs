@@ -37,13 +37,10 @@ macro_rules! header_names {
                 }
             }
 
-            fn from_lower(lower: &[u8]) -> HeaderName {
-                match lower {
-                    $( $lower => HeaderName::$variant, )*
-                    _ => HeaderName::Other,
-                }
-            }
         }
+
+        /// Every known long name (lower case) with its variant, for the lookup table.
+        const NAMES: &[(&[u8], HeaderName)] = &[ $( ($lower, HeaderName::$variant), )* ];
     };
 }
 
@@ -194,28 +191,19 @@ impl HeaderName {
         if name.len() == 1 {
             return Self::from_compact(name[0]);
         }
-        // Fast path: the common spellings as sent by most stacks.
-        match name {
-            b"Via" => return HeaderName::Via,
-            b"From" => return HeaderName::From,
-            b"To" => return HeaderName::To,
-            b"Call-ID" => return HeaderName::CallId,
-            b"CSeq" => return HeaderName::CSeq,
-            b"Contact" => return HeaderName::Contact,
-            b"Max-Forwards" => return HeaderName::MaxForwards,
-            b"Content-Type" => return HeaderName::ContentType,
-            b"Content-Length" => return HeaderName::ContentLength,
-            _ => {}
-        }
-        let mut buf = [0u8; 24];
-        match buf.get_mut(..name.len()) {
-            Some(dst) => {
-                for (d, s) in dst.iter_mut().zip(name) {
-                    *d = s.to_ascii_lowercase();
-                }
-                Self::from_lower(dst)
+        // Open-addressing lookup in a table built at compile time: one hash over the name,
+        // usually one case-insensitive compare.
+        let mut slot = name_hash(name);
+        loop {
+            let idx = NAME_TABLE[slot];
+            if idx == 0 {
+                return HeaderName::Other;
             }
-            None => HeaderName::Other,
+            let (known, variant) = NAMES[idx as usize - 1];
+            if known.len() == name.len() && eq_folded(name, known) {
+                return variant;
+            }
+            slot = (slot + 1) & (NAME_TABLE_SIZE - 1);
         }
     }
 
@@ -289,6 +277,63 @@ impl HeaderName {
     }
 }
 
+const NAME_TABLE_SIZE: usize = 256;
+
+/// A hash over the length and four folded bytes of a name (at least two bytes long). The
+/// constants were chosen so that the known names do not collide; the table still probes.
+#[inline]
+const fn name_hash(n: &[u8]) -> usize {
+    let len = n.len();
+    let f = (n[0] | 0x20) as u32;
+    let s = (n[1] | 0x20) as u32;
+    let l = (n[len - 1] | 0x20) as u32;
+    let m = (n[len / 2] | 0x20) as u32;
+    let x = f
+        .wrapping_mul(4)
+        .wrapping_add(l.wrapping_mul(23))
+        .wrapping_add((len as u32).wrapping_mul(61))
+        .wrapping_add(m.wrapping_mul(3))
+        .wrapping_add(s.wrapping_mul(7));
+    (x ^ (x >> 8)) as usize & (NAME_TABLE_SIZE - 1)
+}
+
+/// Case-insensitive equality of a wire name with a known lower-case name of the same length.
+/// Known names hold only letters and `-`, all of which have bit 0x20 set, and no token
+/// character differs from a letter or `-` by that bit alone, so OR-ing 0x20 into the wire bytes
+/// is an exact case-insensitive compare.
+#[inline]
+fn eq_folded(wire: &[u8], known: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let mut w = wire.chunks_exact(8);
+    let mut k = known.chunks_exact(8);
+    for (a, b) in (&mut w).zip(&mut k) {
+        let a = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+        let b = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        if a | FOLD != b {
+            return false;
+        }
+    }
+    w.remainder()
+        .iter()
+        .zip(k.remainder())
+        .all(|(a, b)| a | 0x20 == *b)
+}
+
+/// Slot → 1 + index into `NAMES` (0: empty), linear probing.
+static NAME_TABLE: [u8; NAME_TABLE_SIZE] = {
+    let mut t = [0u8; NAME_TABLE_SIZE];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let mut slot = name_hash(NAMES[i].0);
+        while t[slot] != 0 {
+            slot = (slot + 1) & (NAME_TABLE_SIZE - 1);
+        }
+        t[slot] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+};
+
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.canonical().unwrap_or("(other)"))
@@ -324,7 +369,10 @@ mod tests {
         ];
         for (c, name) in pairs {
             assert_eq!(HeaderName::from_bytes(&[c as u8]), name, "{c}");
-            assert_eq!(HeaderName::from_bytes(&[c.to_ascii_uppercase() as u8]), name);
+            assert_eq!(
+                HeaderName::from_bytes(&[c.to_ascii_uppercase() as u8]),
+                name
+            );
             assert_eq!(name.compact(), Some(c));
         }
         assert_eq!(HeaderName::from_bytes(b"q"), HeaderName::Other);
@@ -332,13 +380,40 @@ mod tests {
 
     #[test]
     fn long_forms_any_case() {
-        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
-        assert_eq!(HeaderName::from_bytes(b"www-authenticate"), HeaderName::WwwAuthenticate);
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
+        assert_eq!(
+            HeaderName::from_bytes(b"www-authenticate"),
+            HeaderName::WwwAuthenticate
+        );
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(&[b'x'; 100]), HeaderName::Other);
         assert_eq!(HeaderName::CallId.canonical(), Some("Call-ID"));
         assert_eq!(HeaderName::Via.compact(), Some('v'));
         assert_eq!(HeaderName::CSeq.compact(), None);
+    }
+
+    #[test]
+    fn known_names_do_not_collide() {
+        for (name, _) in NAMES {
+            assert_eq!(
+                NAME_TABLE[name_hash(name)] as usize,
+                NAMES.iter().position(|(n, _)| n == name).unwrap() + 1
+            );
+        }
+        // Near misses stay unknown.
+        for miss in [
+            &b"vib"[..],
+            b"contacts",
+            b"content-lengtH2",
+            b"to-",
+            b"x-via",
+            b"call_id",
+        ] {
+            assert_eq!(HeaderName::from_bytes(miss), HeaderName::Other, "{miss:?}");
+        }
     }
 
     #[test]

@@ -125,15 +125,11 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits, framing: Framing) -> Result<Mes
                 limit: limits.max_headers,
             });
         }
-        let entry = parse_header_line(b, pos, &limits)?;
+        let (entry, next) = parse_header_line(b, pos, &limits)?;
         if entry.name == HeaderName::ContentLength && content_length.is_none() {
             content_length = Some((entry.value as usize, entry.end as usize));
         }
-        // `end` is before the CRLF; the next line starts after the LF.
-        pos = match memchr(b'\n', &b[entry.end as usize..]) {
-            Some(i) => entry.end as usize + i + 1,
-            None => b.len(),
-        };
+        pos = next;
         headers.push(entry);
     }
 
@@ -181,9 +177,10 @@ pub(crate) fn parse_content_length(v: &[u8], offset: usize) -> Result<usize> {
     Ok(n as usize)
 }
 
-/// Parses the header line starting at `pos`, folded continuation lines included.
+/// Parses the header line starting at `pos`, folded continuation lines included; returns its
+/// entry and the offset of the next line.
 #[inline]
-fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<Entry> {
+fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<(Entry, usize)> {
     let mut i = pos;
     while i < b.len() && TOKEN[b[i] as usize] {
         i += 1;
@@ -228,14 +225,15 @@ fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<Entry> {
     while i < end && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
         i += 1;
     }
-    Ok(Entry {
+    let entry = Entry {
         name: HeaderName::from_bytes(&b[pos..name_end]),
         src: Src::Buf,
         name_len: (name_end - pos) as u16,
         line: pos as u32,
         value: i as u32,
         end: end as u32,
-    })
+    };
+    Ok((entry, (eol + 1).min(b.len())))
 }
 
 /// `SIP/2.0`, case-insensitively for the letters (RFC 3261 §7.1; ABNF literals).
@@ -322,7 +320,9 @@ fn parse_status_line(b: &[u8], start: usize, end: usize) -> Result<Start> {
             offset: start + code_start,
         });
     }
-    let n = u16::from(code[0] - b'0') * 100 + u16::from(code[1] - b'0') * 10 + u16::from(code[2] - b'0');
+    let n = u16::from(code[0] - b'0') * 100
+        + u16::from(code[1] - b'0') * 10
+        + u16::from(code[2] - b'0');
     if !(100..=699).contains(&n) {
         return Err(Error::InvalidStatusCode {
             offset: start + code_start,
@@ -436,7 +436,10 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
             Err(Error::InvalidMethod { .. })
         ));
         assert_eq!(p(b"\r\n\r\n").unwrap_err(), Error::Empty);
-        assert_eq!(p(b"OPTIONS sip:a@b SIP/2.0").unwrap_err(), Error::Incomplete);
+        assert_eq!(
+            p(b"OPTIONS sip:a@b SIP/2.0").unwrap_err(),
+            Error::Incomplete
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::name::HeaderName;
 use crate::uri::Uri;
 use crate::via::Via;
 
-fn required<'a>(m: &'a Message, name: HeaderName) -> Result<&'a str> {
+fn required(m: &Message, name: HeaderName) -> Result<&str> {
     let canonical = name.canonical().unwrap_or("(other)");
     match m.header_bytes(name) {
         None => Err(Error::MissingHeader { name: canonical }),

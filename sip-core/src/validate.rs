@@ -171,11 +171,13 @@ impl Message {
     fn header_opt(&self, name: HeaderName) -> Result<Option<&str>> {
         match self.header_bytes(name) {
             None => Ok(None),
-            Some(v) => std::str::from_utf8(v).map(Some).map_err(|e| Error::InvalidHeader {
-                name: name.canonical().unwrap_or("(other)"),
-                offset: e.valid_up_to(),
-                reason: "not UTF-8",
-            }),
+            Some(v) => std::str::from_utf8(v)
+                .map(Some)
+                .map_err(|e| Error::InvalidHeader {
+                    name: name.canonical().unwrap_or("(other)"),
+                    offset: e.valid_up_to(),
+                    reason: "not UTF-8",
+                }),
         }
     }
 }

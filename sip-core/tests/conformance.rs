@@ -94,11 +94,23 @@ fn expect_json_verdicts() {
 fn all_torture_files_present() {
     let n4475 = std::fs::read_dir(data_dir().join("rfc4475"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "dat"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "dat")
+        })
         .count();
     let n5118 = std::fs::read_dir(data_dir().join("rfc5118"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "dat"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "dat")
+        })
         .count();
     assert_eq!((n4475, n5118), (49, 12));
 }
@@ -138,7 +150,10 @@ fn wsinv_short_tortuous_invite() {
     assert_eq!(vias[2].branch(), Some("z9hG4bK30239"));
     assert_eq!(m.header(HeaderName::Subject), Some(""));
     let nf: Vec<_> = m.headers_named("NewFangledHeader").collect();
-    assert_eq!(nf, [&b"newfangled value\r\n continued newfangled value"[..]]);
+    assert_eq!(
+        nf,
+        [&b"newfangled value\r\n continued newfangled value"[..]]
+    );
     let odd: Vec<_> = m.headers_named("UnknownHeaderWithUnusualValue").collect();
     assert_eq!(odd, [&b";;,,;;,;"[..]]);
     let route = m.routes().next().unwrap().unwrap();
@@ -148,12 +163,18 @@ fn wsinv_short_tortuous_invite() {
     assert_eq!(ruri.param("unknown-no-value"), Some(None));
     let contact = m.contacts().next().unwrap().unwrap();
     let c = contact.addr().unwrap();
-    assert_eq!(c.display_name_decoded().as_deref(), Some("Quoted string \"\""));
+    assert_eq!(
+        c.display_name_decoded().as_deref(),
+        Some("Quoted string \"\"")
+    );
     assert_eq!(c.param("newparam"), Some(Some("newvalue")));
     assert_eq!(c.param("secondparam"), Some(None));
     assert_eq!(c.q(), Some(330));
     assert_eq!(m.body().len(), 150);
-    assert_eq!(m.content_type().unwrap().unwrap().to_string(), "application/sdp");
+    assert_eq!(
+        m.content_type().unwrap().unwrap().to_string(),
+        "application/sdp"
+    );
 }
 
 #[test]
@@ -167,19 +188,28 @@ fn intmeth_wide_range_of_valid_characters() {
         uri.user(),
         Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
     );
-    assert_eq!(uri.password(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
-    assert_eq!(uri.host_str(), "example.com");
     assert_eq!(
-        m.via().unwrap().branch(),
-        Some("z9hG4bK-.!%66*_+`'~")
+        uri.password(),
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
     );
+    assert_eq!(uri.host_str(), "example.com");
+    assert_eq!(m.via().unwrap().branch(), Some("z9hG4bK-.!%66*_+`'~"));
     let to = m.to().unwrap();
-    assert_eq!(to.display_name_decoded().as_deref(), Some("BEL:\u{7} NUL:\0 DEL:\u{7f}"));
+    assert_eq!(
+        to.display_name_decoded().as_deref(),
+        Some("BEL:\u{7} NUL:\0 DEL:\u{7f}")
+    );
     let from = m.from().unwrap();
     assert_eq!(from.display_name(), Some("token1~` token2'+_ token3*%!.-"));
-    assert_eq!(from.param("fromParam''~+*_!.-%"), Some(Some("\"работающий\"")));
+    assert_eq!(
+        from.param("fromParam''~+*_!.-%"),
+        Some(Some("\"работающий\""))
+    );
     assert_eq!(from.tag(), Some("_token~1'+`*%!-."));
-    assert_eq!(m.call_id(), Some("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"));
+    assert_eq!(
+        m.call_id(),
+        Some("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{")
+    );
     assert_eq!(m.max_forwards().unwrap().unwrap(), 255);
     let ext: Vec<_> = m.headers_named("extensionHeader-!.%*+_`'~").collect();
     assert_eq!(ext, ["\u{feff}大停電".as_bytes()]);
@@ -190,10 +220,16 @@ fn esc01_valid_use_of_percent_escapes() {
     let m = valid("rfc4475/esc01.dat");
     let ruri = m.request_uri().unwrap().unwrap();
     assert_eq!(ruri.user(), Some("sips%3Auser%40example.com"));
-    assert_eq!(ruri.user_decoded_str().as_deref(), Some("sips:user@example.com"));
+    assert_eq!(
+        ruri.user_decoded_str().as_deref(),
+        Some("sips:user@example.com")
+    );
     assert_eq!(ruri.host_str(), "example.net");
     let to = m.to().unwrap();
-    assert_eq!(to.sip_uri().unwrap().user_decoded_str().as_deref(), Some("user"));
+    assert_eq!(
+        to.sip_uri().unwrap().user_decoded_str().as_deref(),
+        Some("user")
+    );
     let from = m.from().unwrap();
     assert_eq!(
         from.sip_uri().unwrap().user_decoded_str().as_deref(),
@@ -204,7 +240,7 @@ fn esc01_valid_use_of_percent_escapes() {
     assert_eq!(m.header(HeaderName::ContentType), Some("application/sdp"));
     // The Contact is on a folded line; its escaped parameters are kept as sent.
     let c = m.contacts().next().unwrap().unwrap();
-    let uri = c.addr().unwrap().sip_uri().unwrap().clone();
+    let uri = *c.addr().unwrap().sip_uri().unwrap();
     assert_eq!(uri.user_decoded_str().as_deref(), Some("caller"));
     assert_eq!(uri.param("%6C%72"), Some(None));
     assert_eq!(uri.param("n%61me"), Some(Some("v%61lue%25%34%31")));
@@ -238,7 +274,10 @@ fn esc02_escapes_in_the_wrong_places_are_not_escapes() {
     let m = valid("rfc4475/esc02.dat");
     // The method is an extension token "RE%47IST%45R", not REGISTER.
     assert_eq!(m.method(), Some(Method::Extension("RE%47IST%45R")));
-    assert_eq!(m.from().unwrap().display_name_decoded().as_deref(), Some("%Z%45"));
+    assert_eq!(
+        m.from().unwrap().display_name_decoded().as_deref(),
+        Some("%Z%45")
+    );
     assert_eq!(m.via().unwrap().branch(), Some("z9hG4bK209%fzsnel234"));
     // "C%6Fntact" is an unknown header, not a Contact.
     assert_eq!(m.contacts().count(), 2);
@@ -292,7 +331,10 @@ fn semiuri_semicolon_in_user_part() {
 #[test]
 fn transports_all_kinds_of_via() {
     let m = valid("rfc4475/transports.dat");
-    let t: Vec<_> = m.vias().map(|v| v.unwrap().transport().to_owned()).collect();
+    let t: Vec<_> = m
+        .vias()
+        .map(|v| v.unwrap().transport().to_owned())
+        .collect();
     assert_eq!(t, ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]);
     // Two spaces after the colon of Call-ID are LWS, not part of the value.
     assert_eq!(m.call_id(), Some("transports.kijh4akdnaqjkwendsasfdj"));
@@ -362,7 +404,10 @@ fn invalid_messages_are_refused_with_the_right_status() {
         rejected("rfc4475/ncl.dat"),
         Error::InvalidContentLength { .. }
     ));
-    assert_eq!(rejected("rfc4475/mismatch01.dat"), Error::CSeqMethodMismatch);
+    assert_eq!(
+        rejected("rfc4475/mismatch01.dat"),
+        Error::CSeqMethodMismatch
+    );
     assert_eq!(
         rejected("rfc4475/insuf.dat"),
         Error::MissingHeader { name: "To" }
@@ -446,7 +491,7 @@ fn cparam_contact_param_forms() {
 fn regescrt_escaped_headers_in_contact_uri() {
     let m = valid("rfc4475/regescrt.dat");
     let c = m.contacts().next().unwrap().unwrap();
-    let uri = c.addr().unwrap().sip_uri().unwrap().clone();
+    let uri = *c.addr().unwrap().sip_uri().unwrap();
     assert_eq!(uri.headers(), Some("Route=%3Csip:sip.example.com%3E"));
 }
 
@@ -504,7 +549,10 @@ fn unksm2_unknown_scheme_in_to() {
 fn bext01_unknown_extensions_are_listed_for_420() {
     let m = valid("rfc4475/bext01.dat");
     let require: Vec<_> = m.values(HeaderName::Require).collect();
-    assert_eq!(require, ["nothingSupportsThis", "nothingSupportsThisEither"]);
+    assert_eq!(
+        require,
+        ["nothingSupportsThis", "nothingSupportsThisEither"]
+    );
     let proxy_require: Vec<_> = m.values(HeaderName::ProxyRequire).collect();
     assert_eq!(
         proxy_require,
@@ -551,14 +599,20 @@ fn rfc5118_ipv6() {
     // [2001:db8::10:5070] is one IPv6 address (ending in :5070), with no port.
     let m = valid("rfc5118/port-ambiguous.dat");
     let uri = m.request_uri().unwrap().unwrap();
-    assert_eq!(uri.host(), &Host::Ipv6("2001:db8::10:5070".parse().unwrap()));
+    assert_eq!(
+        uri.host(),
+        &Host::Ipv6("2001:db8::10:5070".parse().unwrap())
+    );
     assert_eq!(uri.port(), None);
     let m = valid("rfc5118/ipv4-mapped-ipv6.dat");
     let mapped: std::net::Ipv6Addr = "::ffff:192.0.2.10".parse().unwrap();
     assert_eq!(m.via().unwrap().sent_by_host(), &Host::Ipv6(mapped));
     assert_eq!(m.via().unwrap().sent_by_port(), Some(19823));
     let c = m.contacts().next().unwrap().unwrap();
-    assert!(matches!(c.addr().unwrap().sip_uri().unwrap().host(), Host::Ipv6(_)));
+    assert!(matches!(
+        c.addr().unwrap().sip_uri().unwrap().host(),
+        Host::Ipv6(_)
+    ));
     valid("rfc5118/ipv6-correct-abnf-2-colons.dat");
     valid("rfc5118/ipv6-in-sdp.dat");
     valid("rfc5118/mult-ip-in-sdp.dat");
@@ -621,7 +675,9 @@ fn softphone_register_outbound() {
     let c = m.contacts().next().unwrap().unwrap();
     assert_eq!(
         c.instance(),
-        Some(Cow::Borrowed("<urn:uuid:4a1a4e0c-56a7-4f3e-9b51-2f8c93f4d1e2>"))
+        Some(Cow::Borrowed(
+            "<urn:uuid:4a1a4e0c-56a7-4f3e-9b51-2f8c93f4d1e2>"
+        ))
     );
     assert_eq!(c.reg_id(), Some(1));
     let via = m.via().unwrap();
@@ -642,7 +698,10 @@ fn pbx_401_high_cseq() {
 fn bench_corpus_typed_values() {
     let m = valid("bench/invite_small.sip");
     assert_eq!(m.body().len(), 127);
-    assert_eq!(m.via().unwrap().branch(), Some("z9hG4bK.VYWrxJJyeEJfngAjKXELr8aPYuX8tR22"));
+    assert_eq!(
+        m.via().unwrap().branch(),
+        Some("z9hG4bK.VYWrxJJyeEJfngAjKXELr8aPYuX8tR22")
+    );
     let m = valid("bench/ringing_180_compact.sip");
     assert_eq!(m.status(), Some(180));
     assert!(m.to().unwrap().tag().is_some());
@@ -656,7 +715,10 @@ fn bench_corpus_typed_values() {
     let c = m.credentials(HeaderName::Authorization).unwrap().unwrap();
     assert_eq!(c.username.as_deref(), Some("alice"));
     let m = valid("bench/register_gb28181.sip");
-    assert_eq!(m.expires().unwrap().unwrap(), 3600.max(m.expires().unwrap().unwrap()));
+    assert_eq!(
+        m.expires().unwrap().unwrap(),
+        3600.max(m.expires().unwrap().unwrap())
+    );
 }
 
 #[test]
@@ -664,11 +726,16 @@ fn every_corpus_message_round_trips() {
     for folder in ["rfc4475", "rfc5118", "devices", "bench"] {
         for entry in std::fs::read_dir(data_dir().join(folder)).unwrap() {
             let path = entry.unwrap().path();
-            if !matches!(path.extension().and_then(|e| e.to_str()), Some("dat" | "sip")) {
+            if !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("dat" | "sip")
+            ) {
                 continue;
             }
             let bytes = std::fs::read(&path).unwrap();
-            let Ok(m) = Message::parse(bytes) else { continue };
+            let Ok(m) = Message::parse(bytes) else {
+                continue;
+            };
             let again = Message::parse(m.to_bytes()).unwrap();
             assert_eq!(again, m, "{}", path.display());
         }
