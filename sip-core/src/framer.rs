@@ -24,7 +24,8 @@ pub enum Frame {
     Message(Message),
     /// An RFC 5626 keep-alive ping (`CRLFCRLF`); a server answers with a pong (`CRLF`).
     Ping,
-    /// An RFC 5626 keep-alive pong (a lone `CRLF`).
+    /// An RFC 5626 keep-alive pong (a lone `CRLF`), reported by a framer made
+    /// [`Framer::with_pongs`].
     Pong,
 }
 
@@ -52,6 +53,7 @@ pub struct Framer {
     /// Once the header section is complete: its length and the whole message's length.
     pending: Option<usize>,
     failed: bool,
+    report_pongs: bool,
 }
 
 impl Default for Framer {
@@ -69,7 +71,17 @@ impl Framer {
             scanned: 0,
             pending: None,
             failed: false,
+            report_pongs: false,
         }
+    }
+
+    /// For the client end of a flow (the side that sends pings, RFC 5626 §3.5.1): report a lone
+    /// `CRLF` as a [`Frame::Pong`] as soon as it arrives. Without this (the server end) a lone
+    /// `CRLF` is taken as the start of a ping or as CRLF before a message, so the frames are the
+    /// same however the stream is cut; with it, a ping cut after its first CRLF reads as pongs.
+    pub fn with_pongs(mut self) -> Framer {
+        self.report_pongs = true;
+        self
     }
 
     /// Bytes buffered and not yet returned as frames.
@@ -116,13 +128,26 @@ impl Framer {
                 return Ok(Some(Frame::Ping));
             }
             if self.buf.starts_with(b"\r\n") {
-                if self.buf.len() == 2 || self.buf[2] != b'\r' {
+                if self.report_pongs && (self.buf.len() == 2 || self.buf[2] != b'\r') {
                     self.buf.advance(2);
                     self.scanned = 0;
                     return Ok(Some(Frame::Pong));
                 }
-                // "\r\n\r" : wait for the byte that says whether this is a ping.
-                return Ok(None);
+                match self.buf.get(2..4) {
+                    // Not a ping: CRLF before a start line is ignored (RFC 3261 §7.5).
+                    Some(next) if next != b"\r\n" && next[0] != b'\r' => {
+                        self.buf.advance(2);
+                        self.scanned = 0;
+                        return self.next_inner();
+                    }
+                    Some(next) if next[0] == b'\r' && next[1] != b'\n' => {
+                        self.buf.advance(2);
+                        self.scanned = 0;
+                        return self.next_inner();
+                    }
+                    // Too few bytes to tell a ping from a CRLF before a message: wait.
+                    _ => return Ok(None),
+                }
             }
             if self.buf.first() == Some(&b'\n') {
                 // A bare LF between messages: skip it.
@@ -263,13 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn server_side_waits_to_tell_ping_from_crlf() {
+        let mut f = Framer::default();
+        f.push(b"\r\n").unwrap();
+        assert_eq!(f.next_frame().unwrap(), None);
+        f.push(b"\r").unwrap();
+        assert_eq!(f.next_frame().unwrap(), None);
+        f.push(b"\n").unwrap();
+        assert_eq!(f.next_frame().unwrap(), Some(Frame::Ping));
+        f.push(b"\r\n").unwrap();
+        f.push(MSG).unwrap();
+        assert!(matches!(f.next_frame().unwrap(), Some(Frame::Message(_))));
+        assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
     fn coalesced_messages_and_pings() {
         let mut data = Vec::new();
         data.extend_from_slice(b"\r\n\r\n");
         data.extend_from_slice(MSG);
         data.extend_from_slice(MSG);
         data.extend_from_slice(b"\r\n");
-        let mut f = Framer::default();
+        let mut f = Framer::default().with_pongs();
         f.push(&data).unwrap();
         let got = drain(&mut f);
         assert_eq!(got.len(), 4);
