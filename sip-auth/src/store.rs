@@ -77,25 +77,57 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Box<T> {
     }
 }
 
+/// A user's HA1 per hash function (index: [`slot`]), and which were given explicitly.
 #[derive(Clone, Default)]
 struct Secret {
-    password: Option<String>,
-    md5: Option<Ha1>,
-    sha256: Option<Ha1>,
-    sha512_256: Option<Ha1>,
+    ha1: [Option<Ha1>; 3],
+    tagged: [bool; 3],
+    from_password: bool,
 }
 
-impl Secret {
-    fn slot(&mut self, hash: HashFunction) -> &mut Option<Ha1> {
-        match hash {
-            HashFunction::Md5 => &mut self.md5,
-            HashFunction::Sha256 => &mut self.sha256,
-            HashFunction::Sha512_256 => &mut self.sha512_256,
-        }
+const HASHES: [HashFunction; 3] = [
+    HashFunction::Md5,
+    HashFunction::Sha256,
+    HashFunction::Sha512_256,
+];
+
+fn slot(hash: HashFunction) -> usize {
+    match hash {
+        HashFunction::Md5 => 0,
+        HashFunction::Sha256 => 1,
+        HashFunction::Sha512_256 => 2,
     }
 }
 
-/// Users held in memory: by realm, then by username, each with a password and/or HA1 values.
+impl Secret {
+    /// Sets the HA1s not given explicitly from a password. The password itself is not kept.
+    fn set_password(&mut self, username: &str, realm: &str, password: &str) {
+        for hash in HASHES {
+            let i = slot(hash);
+            if let (Some(h), false) = (
+                self.ha1.get_mut(i),
+                self.tagged.get(i).copied().unwrap_or(true),
+            ) {
+                *h = Some(Ha1::from_password(hash, username, realm, password));
+            }
+        }
+        self.from_password = true;
+    }
+
+    /// Sets an explicit HA1; returns whether one was already given for that hash function.
+    fn set_ha1(&mut self, ha1: Ha1) -> bool {
+        let i = slot(ha1.hash());
+        let before = self.tagged.get(i).copied().unwrap_or(false);
+        if let (Some(h), Some(t)) = (self.ha1.get_mut(i), self.tagged.get_mut(i)) {
+            *h = Some(ha1);
+            *t = true;
+        }
+        before
+    }
+}
+
+/// Users held in memory: by realm, then by username, each with an HA1 per hash function
+/// (computed from a password when given one; the password is not kept).
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     realms: HashMap<String, HashMap<String, Secret>>,
@@ -123,15 +155,16 @@ impl MemoryStore {
             .or_default()
     }
 
-    /// Adds (or replaces) a user's password; HA1 is computed from it for any hash function for
-    /// which no HA1 was given.
+    /// Adds (or replaces) a user's password. The HA1 of every hash function for which no HA1
+    /// was given is computed now; the password itself is not kept.
     pub fn insert_password(&mut self, username: &str, realm: &str, password: &str) {
-        self.secret(username, realm).password = Some(password.to_owned());
+        self.secret(username, realm)
+            .set_password(username, realm, password);
     }
 
     /// Adds (or replaces) a user's HA1 for the hash function of `ha1`.
     pub fn insert_ha1(&mut self, username: &str, realm: &str, ha1: Ha1) {
-        *self.secret(username, realm).slot(ha1.hash()) = Some(ha1);
+        self.secret(username, realm).set_ha1(ha1);
     }
 
     /// Number of (user, realm) entries.
@@ -190,17 +223,16 @@ impl MemoryStore {
                 return Err(err(UsersFileErrorKind::EmptyRealm));
             }
             let entry = store.secret(user, realm);
-            match parse_secret(secret).map_err(err)? {
+            let duplicate = match parse_secret(secret).map_err(err)? {
                 Parsed::Password(p) => {
-                    if entry.password.replace(p.to_owned()).is_some() {
-                        return Err(err(UsersFileErrorKind::Duplicate));
-                    }
+                    let again = entry.from_password;
+                    entry.set_password(user, realm, p);
+                    again
                 }
-                Parsed::Ha1(h) => {
-                    if entry.slot(h.hash()).replace(h).is_some() {
-                        return Err(err(UsersFileErrorKind::Duplicate));
-                    }
-                }
+                Parsed::Ha1(h) => entry.set_ha1(h),
+            };
+            if duplicate {
+                return Err(err(UsersFileErrorKind::Duplicate));
             }
         }
         Ok(store)
@@ -241,16 +273,7 @@ fn parse_secret(secret: &str) -> Result<Parsed<'_>, UsersFileErrorKind> {
 impl CredentialStore for MemoryStore {
     fn ha1(&self, username: &str, realm: &str, hash: HashFunction) -> Option<Ha1> {
         let s = self.realms.get(realm)?.get(username)?;
-        let given = match hash {
-            HashFunction::Md5 => s.md5,
-            HashFunction::Sha256 => s.sha256,
-            HashFunction::Sha512_256 => s.sha512_256,
-        };
-        given.or_else(|| {
-            s.password
-                .as_deref()
-                .map(|p| Ha1::from_password(hash, username, realm, p))
-        })
+        s.ha1.get(slot(hash)).copied().flatten()
     }
 }
 
