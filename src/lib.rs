@@ -36,3 +36,8 @@
 pub use sip_core as core;
 
 pub mod sipcheck;
+
+/// The README's examples, compiled and run as doc-tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
