@@ -11,16 +11,17 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::params::{walk_header_params, Params};
 use crate::text::{
-    is_lws_byte, is_token_byte, parse_u32_digits, parse_u32_saturating, scan_quoted_strict,
-    skip_lws, unescape_quoted_pairs,
+    is_lws_byte, parse_u32_digits, parse_u32_saturating, scan_class, scan_quoted_strict, skip_lws,
+    unescape_quoted_pairs, DISPLAY,
 };
-use crate::uri::{AnyUri, Uri};
+use crate::uri::{parse_sip_prefix, sip_prefix, AnyUri, Uri};
 
 fn syntax(what: &'static str, offset: usize) -> Error {
     Error::Syntax { what, offset }
 }
 
 /// Splits the LWS around `s`: returns (offset of the first non-LWS byte, trimmed text).
+#[inline]
 pub(crate) fn trim_with_offset(s: &str) -> (usize, &str) {
     let b = s.as_bytes();
     let start = skip_lws(b, 0);
@@ -28,7 +29,8 @@ pub(crate) fn trim_with_offset(s: &str) -> (usize, &str) {
     while end > start && is_lws_byte(b[end - 1]) {
         end -= 1;
     }
-    (start, &s[start..end])
+    // Both ends sit next to ASCII bytes (or at the ends), so they are char boundaries.
+    (start, s.get(start..end).unwrap_or(""))
 }
 
 /// One `name-addr` or `addr-spec` value with its header parameters.
@@ -67,54 +69,66 @@ impl<'a> NameAddr<'a> {
     /// an addr-spec holding `?` or `,` outside angle brackets (RFC 3261 §20.10). Unquoted
     /// display names may hold UTF-8 beyond the token grammar, as some phones send them.
     pub fn parse(s: &'a str) -> Result<NameAddr<'a>> {
+        Self::parse_with(s, |_, _| {})
+    }
+
+    /// [`NameAddr::parse`], also calling `on_param(name, value)` for each header parameter.
+    #[inline]
+    fn parse_with(
+        s: &'a str,
+        on_param: impl FnMut(&'a str, Option<&'a str>),
+    ) -> Result<NameAddr<'a>> {
         let (base, t) = trim_with_offset(s);
         let b = t.as_bytes();
-        if b.is_empty() {
-            return Err(syntax("address", base));
-        }
         let display;
         let display_quoted;
         let lt;
-        if b[0] == b'"' {
-            let end =
-                scan_quoted_strict(b, 0).ok_or_else(|| syntax("quoted display name", base))?;
-            display = Some(&t[1..end - 1]);
-            display_quoted = true;
-            lt = skip_lws(b, end);
-            if b.get(lt) != Some(&b'<') {
-                return Err(syntax("name-addr", base + lt));
+        match b.first() {
+            None => return Err(syntax("address", base)),
+            Some(b'"') => {
+                let end =
+                    scan_quoted_strict(b, 0).ok_or_else(|| syntax("quoted display name", base))?;
+                display = t.get(1..end - 1);
+                display_quoted = true;
+                lt = skip_lws(b, end);
+                if b.get(lt) != Some(&b'<') {
+                    return Err(syntax("name-addr", base + lt));
+                }
             }
-        } else {
-            let mut i = 0;
-            while i < b.len() && (is_token_byte(b[i]) || is_lws_byte(b[i]) || b[i] >= 0x80) {
-                i += 1;
-            }
-            if b.get(i) == Some(&b'<') {
-                let (_, dn) = trim_with_offset(&t[..i]);
-                display = (!dn.is_empty()).then_some(dn);
+            Some(_) => {
+                let i = scan_class(b, 0, DISPLAY);
+                if b.get(i) != Some(&b'<') {
+                    return Self::parse_addr_spec(t, base, on_param);
+                }
+                display = if i == 0 {
+                    None
+                } else {
+                    let (_, dn) = trim_with_offset(t.get(..i).unwrap_or(""));
+                    (!dn.is_empty()).then_some(dn)
+                };
                 display_quoted = false;
                 lt = i;
-            } else {
-                return Self::parse_addr_spec(t, base);
             }
         }
-        let gt = memchr::memchr(b'>', &b[lt + 1..])
-            .map(|p| p + lt + 1)
-            .ok_or_else(|| syntax("name-addr: missing '>'", base + lt))?;
-        let uri = AnyUri::parse_at(&t[lt + 1..gt], base + lt + 1)?;
-        let (params, tag) = header_params(&t[gt + 1..], base + gt + 1)?;
+        let (uri, gt) = angle_uri(t, lt, base)?;
+        let rest = t.get(gt + 1..).unwrap_or("");
+        let tag = header_params(rest, base + gt + 1, on_param)?;
         Ok(NameAddr {
             raw: t,
             display,
             display_quoted,
             angle: true,
             uri,
-            params,
+            params: rest,
             tag,
         })
     }
 
-    fn parse_addr_spec(t: &'a str, base: usize) -> Result<NameAddr<'a>> {
+    fn parse_addr_spec(
+        t: &'a str,
+        base: usize,
+        on_param: impl FnMut(&'a str, Option<&'a str>),
+    ) -> Result<NameAddr<'a>> {
         let b = t.as_bytes();
         let mut end = 0;
         while end < b.len() && b[end] != b';' && !is_lws_byte(b[end]) {
@@ -127,14 +141,15 @@ impl<'a> NameAddr<'a> {
             end += 1;
         }
         let uri = AnyUri::parse_at(&t[..end], base)?;
-        let (params, tag) = header_params(&t[end..], base + end)?;
+        let rest = &t[end..];
+        let tag = header_params(rest, base + end, on_param)?;
         Ok(NameAddr {
             raw: t,
             display: None,
             display_quoted: false,
             angle: false,
             uri,
-            params,
+            params: rest,
             tag,
         })
     }
@@ -230,14 +245,42 @@ impl fmt::Display for NameAddr<'_> {
     }
 }
 
-fn header_params(s: &str, base: usize) -> Result<(&str, Option<&str>)> {
+/// The URI of a name-addr whose `<` is at `t[lt]`, and the index of its `>`.
+#[inline]
+fn angle_uri(t: &str, lt: usize, base: usize) -> Result<(AnyUri<'_>, usize)> {
+    let inner = t.get(lt + 1..).unwrap_or("");
+    // Common case: a sip/sips URI running right up to the '>' (URI bytes exclude '>', so it is
+    // the first one, as the full path below would find).
+    if let Some((scheme, k)) = sip_prefix(inner.as_bytes()) {
+        if let Some((u, end)) = parse_sip_prefix(inner, scheme, k) {
+            if inner.as_bytes().get(end) == Some(&b'>') {
+                return Ok((AnyUri::Uri(u), lt + 1 + end));
+            }
+        }
+    }
+    let b = t.as_bytes();
+    let gt = memchr::memchr(b'>', &b[lt + 1..])
+        .map(|p| p + lt + 1)
+        .ok_or_else(|| syntax("name-addr: missing '>'", base + lt))?;
+    let uri = AnyUri::parse_at(&t[lt + 1..gt], base + lt + 1)?;
+    Ok((uri, gt))
+}
+
+/// Validates header parameters, passing each to `on_param`; returns the first `tag` value.
+#[inline]
+fn header_params<'a>(
+    s: &'a str,
+    base: usize,
+    mut on_param: impl FnMut(&'a str, Option<&'a str>),
+) -> Result<Option<&'a str>> {
     let mut tag = None;
     walk_header_params(s, base, |n, v| {
         if tag.is_none() && n.len() == 3 && n.eq_ignore_ascii_case("tag") {
             tag = v;
         }
+        on_param(n, v);
     })?;
-    Ok((s, tag))
+    Ok(tag)
 }
 
 /// Parses a `qvalue` (RFC 3261 §25.1: `"0" ["." 0*3DIGIT] / "1" ["." 0*3"0"]`) into
@@ -301,23 +344,30 @@ impl<'a> ContactValue<'a> {
         if t == "*" {
             return Ok(ContactValue::Star);
         }
-        let a = NameAddr::parse(s)?;
-        for (n, v) in a.params() {
-            let bad = if n.eq_ignore_ascii_case("q") {
-                v.and_then(parse_qvalue).is_none()
-            } else if n.eq_ignore_ascii_case("expires") {
-                v.and_then(parse_u32_saturating).is_none()
-            } else {
-                false
-            };
-            if bad {
-                let off = base + (n.as_ptr() as usize - t.as_ptr() as usize);
-                return Err(Error::InvalidHeader {
-                    name: "Contact",
-                    offset: off,
-                    reason: "bad q or expires parameter",
-                });
+        // q and expires are checked in the same pass as the other parameters; the first bad
+        // one is reported once the whole value is known to be well-formed.
+        let mut bad = None;
+        let a = NameAddr::parse_with(s, |n, v| {
+            if bad.is_some() {
+                return;
             }
+            let is_bad = match n.len() {
+                1 if n.eq_ignore_ascii_case("q") => v.and_then(parse_qvalue).is_none(),
+                7 if n.eq_ignore_ascii_case("expires") => {
+                    v.and_then(parse_u32_saturating).is_none()
+                }
+                _ => false,
+            };
+            if is_bad {
+                bad = Some(n.as_ptr() as usize);
+            }
+        })?;
+        if let Some(p) = bad {
+            return Err(Error::InvalidHeader {
+                name: "Contact",
+                offset: base + (p - t.as_ptr() as usize),
+                reason: "bad q or expires parameter",
+            });
         }
         Ok(ContactValue::Addr(a))
     }

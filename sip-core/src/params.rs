@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::text::{
-    is_escape_at, is_lws_byte, is_paramchar_byte, is_pvalue_byte, scan_quoted, scan_quoted_strict,
+    is_escape_at, is_lws_byte, is_paramchar_byte, scan_pvalue, scan_quoted, scan_quoted_strict,
     scan_token, skip_lws, unquote,
 };
 
@@ -158,6 +158,7 @@ fn syntax(what: &'static str, offset: usize) -> Error {
 
 /// Validates header parameters and calls `f(name, raw_value)` for each; `base` is added to error
 /// offsets. Used by the header views to pick out `tag`, `branch`… in the same pass.
+#[inline]
 pub(crate) fn walk_header_params<'a>(
     s: &'a str,
     base: usize,
@@ -165,23 +166,27 @@ pub(crate) fn walk_header_params<'a>(
 ) -> Result<()> {
     let b = s.as_bytes();
     let mut i = skip_lws(b, 0);
-    while i < b.len() {
-        if b[i] != b';' {
+    while let Some(&c) = b.get(i) {
+        if c != b';' {
             return Err(syntax("parameter separator", base + i));
         }
-        i = skip_lws(b, i + 1);
-        let nstart = i;
-        i = scan_token(b, i);
-        if i == nstart {
-            return Err(syntax("parameter name", base + i));
-        }
-        let name = &s[nstart..i];
+        let nstart = skip_lws(b, i + 1);
+        i = scan_token(b, nstart);
+        let name = match s.get(nstart..i) {
+            Some(n) if !n.is_empty() => n,
+            _ => return Err(syntax("parameter name", base + i)),
+        };
         i = skip_lws(b, i);
-        if i < b.len() && b[i] == b'=' {
-            i = skip_lws(b, i + 1);
-            let vstart = i;
-            i = scan_param_value(b, i).ok_or_else(|| syntax("parameter value", base + vstart))?;
-            f(name, Some(&s[vstart..i]));
+        if b.get(i) == Some(&b'=') {
+            let vstart = skip_lws(b, i + 1);
+            let value = scan_param_value(b, vstart).and_then(|e| {
+                i = e;
+                s.get(vstart..e)
+            });
+            match value {
+                Some(v) => f(name, Some(v)),
+                None => return Err(syntax("parameter value", base + vstart)),
+            }
             i = skip_lws(b, i);
         } else {
             f(name, None);
@@ -192,6 +197,7 @@ pub(crate) fn walk_header_params<'a>(
 
 /// `gen-value = token / host / quoted-string`, plus bare IPv6 for RFC 5118 `received`.
 /// Returns the end index.
+#[inline]
 fn scan_param_value(b: &[u8], i: usize) -> Option<usize> {
     match b.get(i)? {
         b'"' => scan_quoted_strict(b, i),
@@ -203,10 +209,7 @@ fn scan_param_value(b: &[u8], i: usize) -> Option<usize> {
             (b.get(j) == Some(&b']') && j > i + 1).then_some(j + 1)
         }
         _ => {
-            let mut j = i;
-            while j < b.len() && is_pvalue_byte(b[j]) {
-                j += 1;
-            }
+            let j = scan_pvalue(b, i);
             (j > i).then_some(j)
         }
     }

@@ -7,15 +7,21 @@
 use std::borrow::Cow;
 
 // Character classes of RFC 3261 §25.1, one bit each in `CLASS`.
-const TOKEN: u16 = 1 << 0;
-const WORD: u16 = 1 << 1;
-const UNRESERVED: u16 = 1 << 2;
-const USER: u16 = 1 << 3;
-const PASSWORD: u16 = 1 << 4;
-const PARAM: u16 = 1 << 5;
-const HNV: u16 = 1 << 6;
-const URIC: u16 = 1 << 7;
-const PVALUE: u16 = 1 << 8;
+pub(crate) const TOKEN: u16 = 1 << 0;
+pub(crate) const WORD: u16 = 1 << 1;
+pub(crate) const UNRESERVED: u16 = 1 << 2;
+pub(crate) const USER: u16 = 1 << 3;
+pub(crate) const PASSWORD: u16 = 1 << 4;
+pub(crate) const PARAM: u16 = 1 << 5;
+pub(crate) const HNV: u16 = 1 << 6;
+pub(crate) const URIC: u16 = 1 << 7;
+pub(crate) const PVALUE: u16 = 1 << 8;
+/// `,` `"` `<`: the bytes that matter to [`split_values`] outside angle brackets.
+const SPLIT_OUT: u16 = 1 << 9;
+/// `>` `"`: the bytes that matter to [`split_values`] inside angle brackets.
+const SPLIT_IN: u16 = 1 << 10;
+/// Bytes of an unquoted display name: token characters, LWS and non-ASCII (UTF-8) bytes.
+pub(crate) const DISPLAY: u16 = 1 << 11;
 
 const fn build_class() -> [u16; 256] {
     let mut t = [0u16; 256];
@@ -95,6 +101,15 @@ const fn build_class() -> [u16; 256] {
         ) {
             v |= URIC;
         }
+        if matches!(c, b',' | b'"' | b'<') {
+            v |= SPLIT_OUT;
+        }
+        if matches!(c, b'>' | b'"') {
+            v |= SPLIT_IN;
+        }
+        if v & TOKEN != 0 || matches!(c, b' ' | b'\t' | b'\r' | b'\n') || c >= 0x80 {
+            v |= DISPLAY;
+        }
         t[b] = v;
         b += 1;
     }
@@ -106,6 +121,35 @@ static CLASS: [u16; 256] = build_class();
 #[inline]
 fn has(b: u8, class: u16) -> bool {
     CLASS[b as usize] & class != 0
+}
+
+/// Index of the first byte at or after `i` outside `class` (one bit of `CLASS`), or `b.len()`.
+/// Four bytes per step while they last: the hot token, value and host-name runs are long.
+#[inline]
+pub(crate) fn scan_class(b: &[u8], mut i: usize, class: u16) -> usize {
+    while let Some(&[c0, c1, c2, c3]) = b.get(i..i.wrapping_add(4)) {
+        let all = CLASS[c0 as usize] & CLASS[c1 as usize] & CLASS[c2 as usize] & CLASS[c3 as usize];
+        if all & class == 0 {
+            break;
+        }
+        i += 4;
+    }
+    while let Some(&c) = b.get(i) {
+        if CLASS[c as usize] & class == 0 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first byte at or after `i` in `class` (one bit of `CLASS`), if any.
+#[inline]
+fn find_class(b: &[u8], i: usize, class: u16) -> Option<usize> {
+    let rest = b.get(i..)?;
+    rest.iter()
+        .position(|&c| CLASS[c as usize] & class != 0)
+        .map(|p| p + i)
 }
 
 /// RFC 3261 §25.1 `token` character: `alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"`.
@@ -150,12 +194,6 @@ pub(crate) fn is_hnv_byte(b: u8) -> bool {
     has(b, HNV)
 }
 
-/// A header parameter value character outside quotes: token characters and `:`.
-#[inline]
-pub(crate) fn is_pvalue_byte(b: u8) -> bool {
-    has(b, PVALUE)
-}
-
 /// `uric` other than escapes (`reserved / unreserved`), for opaque absolute URIs.
 #[inline]
 pub(crate) fn is_uric_byte(b: u8) -> bool {
@@ -166,6 +204,14 @@ pub(crate) fn is_uric_byte(b: u8) -> bool {
 #[inline]
 pub fn is_lws_byte(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// True if `name` equals `lower` ignoring ASCII case; `lower` must be lower-case ASCII letters
+/// only (for a letter, `| 0x20` maps exactly it and its upper case onto it).
+#[inline]
+pub(crate) fn name_is(name: &str, lower: &[u8]) -> bool {
+    let n = name.as_bytes();
+    n.len() == lower.len() && n.iter().zip(lower).all(|(&a, &l)| a | 0x20 == l)
 }
 
 /// True if `s` is a non-empty RFC 3261 `token`.
@@ -188,7 +234,10 @@ pub fn is_word(s: &str) -> bool {
 /// Index of the first byte at or after `i` that is not LWS (or `b.len()`).
 #[inline]
 pub(crate) fn skip_lws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && is_lws_byte(b[i]) {
+    while let Some(&c) = b.get(i) {
+        if !is_lws_byte(c) {
+            break;
+        }
         i += 1;
     }
     i
@@ -196,11 +245,15 @@ pub(crate) fn skip_lws(b: &[u8], mut i: usize) -> usize {
 
 /// Index of the first byte at or after `i` that is not a token character (or `b.len()`).
 #[inline]
-pub(crate) fn scan_token(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && is_token_byte(b[i]) {
-        i += 1;
-    }
-    i
+pub(crate) fn scan_token(b: &[u8], i: usize) -> usize {
+    scan_class(b, i, TOKEN)
+}
+
+/// Index of the first byte at or after `i` that is not a header parameter value character
+/// (token characters and `:`), or `b.len()`.
+#[inline]
+pub(crate) fn scan_pvalue(b: &[u8], i: usize) -> usize {
+    scan_class(b, i, PVALUE)
 }
 
 /// Strips leading and trailing LWS (SP, HTAB, CR, LF).
@@ -282,28 +335,7 @@ impl<'a> Iterator for SplitValues<'a> {
         let b = self.s.as_bytes();
         while self.pos < b.len() {
             let start = self.pos;
-            let mut i = start;
-            let mut in_angle = false;
-            while i < b.len() {
-                match b[i] {
-                    b'"' => match scan_quoted(b, i) {
-                        Some(end) => i = end,
-                        // Unterminated quote: the rest is one (malformed) value.
-                        None => i = b.len(),
-                    },
-                    b'<' => {
-                        in_angle = true;
-                        i += 1;
-                    }
-                    b'>' => {
-                        in_angle = false;
-                        i += 1;
-                    }
-                    b',' if !in_angle => break,
-                    _ => i += 1,
-                }
-            }
-            let end = i.min(b.len());
+            let end = value_end(b, start);
             self.pos = end + 1;
             let v = trim_lws(self.s.get(start..end).unwrap_or(""));
             if !v.is_empty() {
@@ -311,6 +343,66 @@ impl<'a> Iterator for SplitValues<'a> {
             }
         }
         None
+    }
+}
+
+/// Below this many bytes a table loop beats `memchr`'s set-up.
+const MEMCHR_MIN: usize = 32;
+
+/// The first `,`, `"` or `<` at or after `i`.
+#[inline]
+fn find_split_out(b: &[u8], i: usize) -> Option<usize> {
+    let rest = b.get(i..)?;
+    if rest.len() >= MEMCHR_MIN {
+        memchr::memchr3(b',', b'"', b'<', rest).map(|p| p + i)
+    } else {
+        find_class(b, i, SPLIT_OUT)
+    }
+}
+
+/// The first `>` or `"` at or after `i`.
+#[inline]
+fn find_split_in(b: &[u8], i: usize) -> Option<usize> {
+    let rest = b.get(i..)?;
+    if rest.len() >= MEMCHR_MIN {
+        memchr::memchr2(b'>', b'"', rest).map(|p| p + i)
+    } else {
+        find_class(b, i, SPLIT_IN)
+    }
+}
+
+/// End of the value starting at `i`: the index of the next top-level comma, or `b.len()`.
+/// Quoted strings are skipped whole (an unterminated one runs to the end); inside `<…>` only
+/// `>` and quotes matter.
+fn value_end(b: &[u8], mut i: usize) -> usize {
+    loop {
+        let Some(k) = find_split_out(b, i) else {
+            return b.len();
+        };
+        match b[k] {
+            b',' => return k,
+            b'"' => match scan_quoted(b, k) {
+                Some(e) => i = e,
+                None => return b.len(),
+            },
+            _ => {
+                // '<': up to the matching '>'.
+                i = k + 1;
+                loop {
+                    let Some(k) = find_split_in(b, i) else {
+                        return b.len();
+                    };
+                    if b[k] == b'>' {
+                        i = k + 1;
+                        break;
+                    }
+                    match scan_quoted(b, k) {
+                        Some(e) => i = e,
+                        None => return b.len(),
+                    }
+                }
+            }
+        }
     }
 }
 

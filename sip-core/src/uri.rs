@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::params::{walk_uri_params, Params};
 use crate::text::{
     is_escape_at, is_hnv_byte, is_password_byte, is_uric_byte, is_user_byte, percent_decode,
-    percent_decode_str,
+    percent_decode_str, scan_class, PARAM, PASSWORD, USER,
 };
 
 /// The URI schemes this stack handles.
@@ -93,6 +93,9 @@ const H_ALPHA: u8 = 2;
 const H_HYPHEN: u8 = 4;
 const H_DOT: u8 = 8;
 
+/// Host-name byte classes: the low nibble is the class, the high nibble the classes that may
+/// not follow it (after `.`: no `.` or `-`, i.e. no empty label or leading hyphen; after `-`:
+/// no `.`, i.e. no trailing hyphen).
 const fn build_host_class() -> [u8; 256] {
     let mut t = [0u8; 256];
     let mut c = 0usize;
@@ -103,9 +106,9 @@ const fn build_host_class() -> [u8; 256] {
         } else if b.is_ascii_alphabetic() {
             H_ALPHA
         } else if b == b'-' {
-            H_HYPHEN
+            H_HYPHEN | (H_DOT << 4)
         } else if b == b'.' {
-            H_DOT
+            H_DOT | ((H_DOT | H_HYPHEN) << 4)
         } else {
             0
         };
@@ -120,29 +123,77 @@ static HOST_CLASS: [u8; 256] = build_host_class();
 /// error offsets. Host names follow RFC 3261 `hostname` (labels of alphanumerics and inner
 /// hyphens, optional trailing dot) except that the top label may start with a digit, since
 /// GB28181 devices use all-digit domain IDs such as `3402000000`.
+#[inline]
 pub(crate) fn parse_host(s: &str, i: usize, base: usize) -> Result<(Host<'_>, usize)> {
     let b = s.as_bytes();
     if b.get(i) == Some(&b'[') {
-        let mut j = i + 1;
-        while j < b.len() && (b[j].is_ascii_hexdigit() || matches!(b[j], b':' | b'.')) {
-            j += 1;
-        }
-        if b.get(j) != Some(&b']') {
-            return Err(syntax("IPv6 reference", base + i));
-        }
-        let addr: Ipv6Addr = s[i + 1..j]
-            .parse()
-            .map_err(|_| syntax("IPv6 address", base + i + 1))?;
-        return Ok((Host::Ipv6(addr), j + 1));
+        return parse_ipv6_ref(s, i, base);
     }
-    // One pass over the host name: check labels (alphanumerics, inner hyphens, non-empty) and
-    // note whether it is all digits and dots (then it must be an IPv4 address if dotted-quad).
+    // One branch-free pass: collect the classes seen and any forbidden neighbour pair (the
+    // start of the name behaves like a dot). Anything odd is left to the careful scan below,
+    // which also finds the exact error offset.
+    let mut j = i;
+    let mut seen = 0u8;
+    let mut bad = 0u8;
+    let mut forbid = H_DOT | H_HYPHEN;
+    while let Some(&x) = b.get(j) {
+        let c = HOST_CLASS[x as usize];
+        if c == 0 {
+            break;
+        }
+        bad |= forbid & c;
+        forbid = c >> 4;
+        seen |= c;
+        j += 1;
+    }
+    // `forbid == H_DOT` after a trailing hyphen; `j == i` for an empty host.
+    if bad != 0 || forbid == H_DOT || j == i {
+        return parse_host_slow(s, i, base);
+    }
+    let Some(text) = s.get(i..j) else {
+        return parse_host_slow(s, i, base);
+    };
+    if seen & (H_ALPHA | H_HYPHEN) == 0 {
+        // Digits and dots: a dotted quad must be a valid IPv4 address.
+        let tb = text.as_bytes();
+        let dots = tb.iter().filter(|&&c| c == b'.').count();
+        if dots == 3 && tb.last() != Some(&b'.') {
+            return match parse_ipv4(tb) {
+                Some(a) => Ok((Host::Ipv4(a), j)),
+                None => Err(syntax("IPv4 address", base + i)),
+            };
+        }
+    }
+    Ok((Host::Domain(text), j))
+}
+
+#[cold]
+fn parse_ipv6_ref(s: &str, i: usize, base: usize) -> Result<(Host<'_>, usize)> {
+    let b = s.as_bytes();
+    let mut j = i + 1;
+    while j < b.len() && (b[j].is_ascii_hexdigit() || matches!(b[j], b':' | b'.')) {
+        j += 1;
+    }
+    if b.get(j) != Some(&b']') {
+        return Err(syntax("IPv6 reference", base + i));
+    }
+    let addr: Ipv6Addr = s[i + 1..j]
+        .parse()
+        .map_err(|_| syntax("IPv6 address", base + i + 1))?;
+    Ok((Host::Ipv6(addr), j + 1))
+}
+
+/// The label-by-label host-name scan, for names the fast pass did not accept.
+#[cold]
+#[inline(never)]
+fn parse_host_slow(s: &str, i: usize, base: usize) -> Result<(Host<'_>, usize)> {
+    let b = s.as_bytes();
     let mut j = i;
     let mut label_start = i;
     let mut seen = 0u8;
     let mut dots = 0;
     while j < b.len() {
-        let c = HOST_CLASS[b[j] as usize];
+        let c = HOST_CLASS[b[j] as usize] & 0x0f;
         if c == 0 {
             break;
         }
@@ -314,6 +365,9 @@ impl<'a> Uri<'a> {
     }
 
     pub(crate) fn parse_at(s: &'a str, base: usize) -> Result<Uri<'a>> {
+        if let Some(u) = parse_sip_whole(s) {
+            return Ok(u);
+        }
         let (name, i) = split_scheme(s, base)?;
         let scheme = Scheme::from_name(name).ok_or(Error::UnsupportedUriScheme { offset: base })?;
         Self::parse_rest(s, scheme, i, base)
@@ -428,6 +482,103 @@ impl fmt::Display for Uri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.raw)
     }
+}
+
+/// `sip:` or `sips:` (scheme in any case) at the start of `b`: the scheme and the index just
+/// after the colon.
+#[inline]
+pub(crate) fn sip_prefix(b: &[u8]) -> Option<(Scheme, usize)> {
+    match b {
+        [s, i, p, b':', ..] if s | 0x20 == b's' && i | 0x20 == b'i' && p | 0x20 == b'p' => {
+            Some((Scheme::Sip, 4))
+        }
+        [s, i, p, s2, b':', ..]
+            if s | 0x20 == b's' && i | 0x20 == b'i' && p | 0x20 == b'p' && s2 | 0x20 == b's' =>
+        {
+            Some((Scheme::Sips, 5))
+        }
+        _ => None,
+    }
+}
+
+/// The common case of a whole `sip:`/`sips:` URI, via [`parse_sip_prefix`].
+#[inline]
+fn parse_sip_whole(s: &str) -> Option<Uri<'_>> {
+    let (scheme, i) = sip_prefix(s.as_bytes())?;
+    match parse_sip_prefix(s, scheme, i) {
+        Some((u, end)) if end == s.len() => Some(u),
+        _ => None,
+    }
+}
+
+/// Fast path for the common `sip:`/`sips:` URI: no escapes, no `?headers`. Parses from `start`
+/// (just after the scheme's colon) up to the first byte that cannot continue the URI and
+/// returns the URI spanning `s[..end]` with `end`. `None` whenever it is not the common case
+/// or anything is wrong: the full parser (`parse_sip`) then decides, errors included.
+///
+/// When it returns `Some`, `parse_sip` on `s[..end]` gives the same URI: user and password
+/// bytes exclude `@` and `%`, so the `@` found is the first one and no escape was skipped; and
+/// without userinfo the host, port and parameter bytes exclude `@`, so `s[..end]` has none.
+#[inline]
+pub(crate) fn parse_sip_prefix(s: &str, scheme: Scheme, start: usize) -> Option<(Uri<'_>, usize)> {
+    let b = s.as_bytes();
+    let u = scan_class(b, start, USER);
+    let mut user = None;
+    let mut password = None;
+    let mut hstart = start;
+    match b.get(u) {
+        Some(b'@') => {
+            user = Some(s.get(start..u).filter(|u| !u.is_empty())?);
+            hstart = u + 1;
+        }
+        Some(b':') => {
+            let p = scan_class(b, u + 1, PASSWORD);
+            if b.get(p) == Some(&b'@') {
+                user = Some(s.get(start..u).filter(|u| !u.is_empty())?);
+                password = Some(s.get(u + 1..p)?);
+                hstart = p + 1;
+            }
+        }
+        _ => {}
+    }
+    let (host, mut i) = parse_host(s, hstart, 0).ok()?;
+    let host_str = s.get(hstart..i)?;
+    let mut port = None;
+    if b.get(i) == Some(&b':') {
+        let (p, e) = parse_port(s, i + 1, 0).ok()?;
+        port = Some(p);
+        i = e;
+    }
+    let pstart = i;
+    while b.get(i) == Some(&b';') {
+        let n = scan_class(b, i + 1, PARAM);
+        if n == i + 1 {
+            return None;
+        }
+        i = n;
+        if b.get(i) == Some(&b'=') {
+            let v = scan_class(b, i + 1, PARAM);
+            if v == i + 1 {
+                return None;
+            }
+            i = v;
+        }
+    }
+    let raw = s.get(..i)?;
+    Some((
+        Uri {
+            raw,
+            scheme,
+            user,
+            password,
+            host,
+            host_str,
+            port,
+            params: raw.get(pstart..)?,
+            headers: None,
+        },
+        i,
+    ))
 }
 
 fn parse_sip<'a>(s: &'a str, scheme: Scheme, start: usize, base: usize) -> Result<Uri<'a>> {
@@ -594,6 +745,9 @@ impl<'a> AnyUri<'a> {
     }
 
     pub(crate) fn parse_at(s: &'a str, base: usize) -> Result<AnyUri<'a>> {
+        if let Some(u) = parse_sip_whole(s) {
+            return Ok(AnyUri::Uri(u));
+        }
         let (name, i) = split_scheme(s, base)?;
         if let Some(scheme) = Scheme::from_name(name) {
             return Uri::parse_rest(s, scheme, i, base).map(AnyUri::Uri);
