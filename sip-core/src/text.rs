@@ -22,6 +22,10 @@ const SPLIT_OUT: u16 = 1 << 9;
 const SPLIT_IN: u16 = 1 << 10;
 /// Bytes of an unquoted display name: token characters, LWS and non-ASCII (UTF-8) bytes.
 pub(crate) const DISPLAY: u16 = 1 << 11;
+/// ASCII letters and digits.
+pub(crate) const ALNUM: u16 = 1 << 12;
+/// ASCII letters, digits and `-`: the inside of a host-name label.
+pub(crate) const LABEL: u16 = 1 << 13;
 
 const fn build_class() -> [u16; 256] {
     let mut t = [0u16; 256];
@@ -109,6 +113,12 @@ const fn build_class() -> [u16; 256] {
         }
         if v & TOKEN != 0 || matches!(c, b' ' | b'\t' | b'\r' | b'\n') || c >= 0x80 {
             v |= DISPLAY;
+        }
+        if alnum {
+            v |= ALNUM | LABEL;
+        }
+        if c == b'-' {
+            v |= LABEL;
         }
         t[b] = v;
         b += 1;

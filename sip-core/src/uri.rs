@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::params::{walk_uri_params, Params};
 use crate::text::{
     is_escape_at, is_hnv_byte, is_password_byte, is_uric_byte, is_user_byte, percent_decode,
-    percent_decode_str, scan_class, PARAM, PASSWORD, USER,
+    percent_decode_str, scan_class, ALNUM, LABEL, PARAM, PASSWORD, USER,
 };
 
 /// The URI schemes this stack handles.
@@ -93,9 +93,7 @@ const H_ALPHA: u8 = 2;
 const H_HYPHEN: u8 = 4;
 const H_DOT: u8 = 8;
 
-/// Host-name byte classes: the low nibble is the class, the high nibble the classes that may
-/// not follow it (after `.`: no `.` or `-`, i.e. no empty label or leading hyphen; after `-`:
-/// no `.`, i.e. no trailing hyphen).
+/// Host-name byte classes, for the label-by-label scan of `parse_host_slow`.
 const fn build_host_class() -> [u8; 256] {
     let mut t = [0u8; 256];
     let mut c = 0usize;
@@ -106,9 +104,9 @@ const fn build_host_class() -> [u8; 256] {
         } else if b.is_ascii_alphabetic() {
             H_ALPHA
         } else if b == b'-' {
-            H_HYPHEN | (H_DOT << 4)
+            H_HYPHEN
         } else if b == b'.' {
-            H_DOT | ((H_DOT | H_HYPHEN) << 4)
+            H_DOT
         } else {
             0
         };
@@ -126,45 +124,96 @@ static HOST_CLASS: [u8; 256] = build_host_class();
 #[inline]
 pub(crate) fn parse_host(s: &str, i: usize, base: usize) -> Result<(Host<'_>, usize)> {
     let b = s.as_bytes();
-    if b.get(i) == Some(&b'[') {
-        return parse_ipv6_ref(s, i, base);
+    let fast = match b.get(i) {
+        Some(b'[') => return parse_ipv6_ref(s, i, base),
+        Some(c) if c.is_ascii_digit() => scan_numeric_host(b, i),
+        _ => scan_domain(b, i).map(|e| (None, e)),
+    };
+    match fast {
+        Some((v4, j)) => match (v4, s.get(i..j)) {
+            (Some(a), _) => Ok((Host::Ipv4(a), j)),
+            (None, Some(text)) => Ok((Host::Domain(text), j)),
+            (None, None) => parse_host_slow(s, i, base),
+        },
+        // Not a valid host name (or a bad dotted quad): the careful scan finds the error.
+        None => parse_host_slow(s, i, base),
     }
-    // One branch-free pass: collect the classes seen and any forbidden neighbour pair (the
-    // start of the name behaves like a dot). Anything odd is left to the careful scan below,
-    // which also finds the exact error offset.
+}
+
+/// A host name starting at `b[i]`, label by label: its end, or `None` if it breaks the
+/// `hostname` rules (empty label, label starting or ending with `-`, empty name).
+#[inline]
+fn scan_domain(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
-    let mut seen = 0u8;
-    let mut bad = 0u8;
-    let mut forbid = H_DOT | H_HYPHEN;
-    while let Some(&x) = b.get(j) {
-        let c = HOST_CLASS[x as usize];
-        if c == 0 {
-            break;
+    loop {
+        let ls = j;
+        j = scan_class(b, j, ALNUM);
+        if j == ls {
+            // Empty label: fine only as the trailing dot of a non-empty name.
+            let trailing_dot = ls > i && !matches!(b.get(ls), Some(b'-' | b'.'));
+            return trailing_dot.then_some(ls);
         }
-        bad |= forbid & c;
-        forbid = c >> 4;
-        seen |= c;
+        if b.get(j) == Some(&b'-') {
+            j = scan_class(b, j, LABEL);
+            if b[j - 1] == b'-' {
+                return None;
+            }
+        }
+        if b.get(j) != Some(&b'.') {
+            return Some(j);
+        }
         j += 1;
     }
-    // `forbid == H_DOT` after a trailing hyphen; `j == i` for an empty host.
-    if bad != 0 || forbid == H_DOT || j == i {
-        return parse_host_slow(s, i, base);
-    }
-    let Some(text) = s.get(i..j) else {
-        return parse_host_slow(s, i, base);
-    };
-    if seen & (H_ALPHA | H_HYPHEN) == 0 {
-        // Digits and dots: a dotted quad must be a valid IPv4 address.
-        let tb = text.as_bytes();
-        let dots = tb.iter().filter(|&&c| c == b'.').count();
-        if dots == 3 && tb.last() != Some(&b'.') {
-            return match parse_ipv4(tb) {
-                Some(a) => Ok((Host::Ipv4(a), j)),
-                None => Err(syntax("IPv4 address", base + i)),
-            };
+}
+
+/// A host starting with a digit: a dotted quad (as `parse_ipv4` takes it) or a host name.
+/// Returns the IPv4 address if it is a dotted quad, and the end; `None` if it is neither a
+/// valid address nor a valid host name.
+#[inline]
+fn scan_numeric_host(b: &[u8], i: usize) -> Option<(Option<Ipv4Addr>, usize)> {
+    let mut j = i;
+    let mut oct = [0u8; 4];
+    let mut dots = 0usize;
+    let mut v: u32 = 0;
+    let mut nd = 0usize;
+    let mut octets_ok = true;
+    loop {
+        match b.get(j) {
+            Some(&c) if c.is_ascii_digit() => {
+                v = (v * 10 + u32::from(c - b'0')).min(256);
+                nd += 1;
+            }
+            Some(b'.') => {
+                if nd == 0 {
+                    return None;
+                }
+                octets_ok &= nd <= 3 && v <= 255;
+                if let Some(o) = oct.get_mut(dots) {
+                    *o = v as u8;
+                }
+                dots += 1;
+                v = 0;
+                nd = 0;
+            }
+            Some(&c) if c.is_ascii_alphabetic() || c == b'-' => {
+                return scan_domain(b, i).map(|e| (None, e));
+            }
+            _ => break,
         }
+        j += 1;
     }
-    Ok((Host::Domain(text), j))
+    if nd == 0 {
+        // Trailing dot: a host name (never an address).
+        return Some((None, j));
+    }
+    if dots != 3 {
+        return Some((None, j));
+    }
+    if !(octets_ok && nd <= 3 && v <= 255) {
+        return None;
+    }
+    oct[3] = v as u8;
+    Some((Some(Ipv4Addr::from(oct)), j))
 }
 
 #[cold]
@@ -193,7 +242,7 @@ fn parse_host_slow(s: &str, i: usize, base: usize) -> Result<(Host<'_>, usize)> 
     let mut seen = 0u8;
     let mut dots = 0;
     while j < b.len() {
-        let c = HOST_CLASS[b[j] as usize] & 0x0f;
+        let c = HOST_CLASS[b[j] as usize];
         if c == 0 {
             break;
         }
@@ -1060,6 +1109,26 @@ mod tests {
         fn never_panics(s in "\\PC*") {
             let _ = Uri::parse(&s);
             let _ = AnyUri::parse(&s);
+        }
+
+        /// The fast host scan agrees with the label-by-label one, errors included.
+        #[test]
+        fn host_fast_matches_slow(s in "[a-c0-9.-]{0,12}[;:>@ ]?[a-z0-9.-]{0,3}") {
+            prop_assert_eq!(parse_host(&s, 0, 0), parse_host_slow(&s, 0, 0));
+        }
+
+        #[test]
+        fn host_fast_matches_slow_numeric(s in "[0-9]{0,4}(\\.[0-9]{0,4}){0,4}[.a-]?[;:]?") {
+            prop_assert_eq!(parse_host(&s, 0, 0), parse_host_slow(&s, 0, 0));
+        }
+
+        /// Whenever the sip fast path accepts a URI, the full parser gives the same one.
+        #[test]
+        fn sip_fast_path_matches_full(s in "(sip|SIPS|sIp):[a-z0-9@:;=?&%.\\[\\]>+-]{0,24}") {
+            let (scheme, i) = sip_prefix(s.as_bytes()).unwrap();
+            if let Some((u, end)) = parse_sip_prefix(&s, scheme, i) {
+                prop_assert_eq!(parse_sip(&s[..end], scheme, i, 0), Ok(u));
+            }
         }
 
         #[test]
