@@ -1,0 +1,576 @@
+//! The transaction table: matching, creation, the bounded size, timers and the output queues.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use sip_core::{Flow, Message, Method, Target};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::event::{
+    CancelMatch, Destination, Event, IncomingRequest, TerminationReason, TransactionKey, Transmit,
+};
+use crate::key;
+use crate::messages;
+use crate::stats::{StateCounts, Stats};
+use crate::timer::{Slot, SLOTS};
+use crate::txn::{Kind, Out, Peer, State, Step, Transaction};
+
+/// Every transaction of an endpoint, sans-IO.
+///
+/// Inputs take the current time: [`handle_message`](Self::handle_message) for what the
+/// transport received, [`handle_timeout`](Self::handle_timeout) when
+/// [`poll_timeout`](Self::poll_timeout) is due, [`handle_transport_error`](Self::handle_transport_error),
+/// and the TU's actions [`send_request`](Self::send_request), [`respond`](Self::respond),
+/// [`send_stateless`](Self::send_stateless). Outputs are drained with
+/// [`poll_transmit`](Self::poll_transmit) and [`poll_event`](Self::poll_event) after each input.
+///
+/// Lookups are O(1): client transactions are hashed by (branch, CSeq method), server
+/// transactions by (branch, sent-by, method) or the RFC 2543 tuple, and merged-request
+/// detection by (From tag, Call-ID, CSeq).
+#[derive(Debug)]
+pub struct TransactionLayer {
+    config: Config,
+    txns: HashMap<u64, Transaction>,
+    client_index: HashMap<Box<[u8]>, u64>,
+    server_index: HashMap<Box<[u8]>, u64>,
+    merge_index: HashMap<Box<[u8]>, u64>,
+    next_id: u64,
+    out: Out,
+    scratch: Vec<u8>,
+}
+
+impl Default for TransactionLayer {
+    fn default() -> Self {
+        TransactionLayer::new(Config::default())
+    }
+}
+
+impl TransactionLayer {
+    /// An empty layer.
+    pub fn new(config: Config) -> TransactionLayer {
+        TransactionLayer {
+            config,
+            txns: HashMap::new(),
+            client_index: HashMap::new(),
+            server_index: HashMap::new(),
+            merge_index: HashMap::new(),
+            next_id: 1,
+            out: Out::default(),
+            scratch: Vec::with_capacity(128),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of live transactions.
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    /// Whether no transaction is live (a driver shutting down waits for this).
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    /// The kind and state of a live transaction.
+    pub fn state(&self, key: TransactionKey) -> Option<(Kind, State)> {
+        self.txns.get(&key.0).map(|t| (t.kind, t.state))
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
+    }
+
+    /// Live transactions by kind and state (walks the table).
+    pub fn state_counts(&self) -> StateCounts {
+        let mut c = StateCounts::default();
+        for t in self.txns.values() {
+            if let Some(slot) = c
+                .counts
+                .get_mut(t.kind.index())
+                .and_then(|r| r.get_mut(t.state.index()))
+            {
+                *slot += 1;
+            }
+        }
+        c
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next event for the TU.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called; `None` when no timer
+    /// is armed.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some((at, id, slot)) = self.out.timers.peek() {
+            if self.is_live(at, id, slot) {
+                return Some(at);
+            }
+            self.out.timers.pop();
+        }
+        None
+    }
+
+    fn is_live(&self, at: Instant, id: u64, slot: u8) -> bool {
+        self.txns
+            .get(&id)
+            .and_then(|t| t.timers.get(slot as usize).copied().flatten())
+            .is_some_and(|(a, _)| a == at)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((at, id, slot)) = self.out.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.out.timers.pop();
+            let Some(slot) = Slot::from_index(slot) else {
+                continue;
+            };
+            let Some(txn) = self.txns.get_mut(&id) else {
+                continue;
+            };
+            let timer = match txn.timers.get(slot as usize).copied().flatten() {
+                Some((a, timer)) if a == at => timer,
+                _ => continue,
+            };
+            txn.disarm(slot);
+            tracing::debug!(txn = id, %timer, "timer fired");
+            let step = if txn.kind.is_client() {
+                txn.client_timer(now, &self.config, &mut self.out, timer)
+            } else {
+                txn.server_timer(now, &self.config, &mut self.out, timer)
+            };
+            self.apply(id, step);
+        }
+    }
+
+    /// A message the transport received on `flow`. Requests are matched to server
+    /// transactions (retransmissions absorbed, ACKs consumed) or create one; responses are
+    /// matched to client transactions or reported as stray. An error means the message was
+    /// dropped because it lacks what matching needs (a top Via, a CSeq).
+    pub fn handle_message(&mut self, now: Instant, msg: Message, flow: Flow) -> Result<(), Error> {
+        let r = if msg.is_request() {
+            self.handle_request(now, msg, flow)
+        } else {
+            self.handle_response(now, msg, flow)
+        };
+        if r.is_err() {
+            self.out.stats.malformed += 1;
+        }
+        r
+    }
+
+    fn handle_response(&mut self, now: Instant, msg: Message, flow: Flow) -> Result<(), Error> {
+        {
+            let via = msg.via()?;
+            let cseq = msg.cseq()?;
+            key::client(
+                &mut self.scratch,
+                via.branch().unwrap_or_default(),
+                cseq.method.as_str(),
+            );
+        }
+        match self.client_index.get(&self.scratch[..]).copied() {
+            Some(id) => {
+                if let Some(txn) = self.txns.get_mut(&id) {
+                    let step = txn.client_response(now, &self.config, &mut self.out, msg, flow);
+                    self.apply(id, step);
+                }
+            }
+            None => {
+                self.out.stats.stray_responses += 1;
+                self.out.events.push_back(Event::StrayResponse {
+                    response: msg,
+                    flow,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the server matching key of `msg` under `method` into the scratch buffer; returns
+    /// whether it is an RFC 2543 key.
+    fn server_key(&mut self, msg: &Message, method: &str) -> Result<bool, Error> {
+        let via = msg.via()?;
+        let cseq = msg.cseq()?;
+        if via.has_magic_cookie() {
+            key::server(&mut self.scratch, &via, method);
+            Ok(false)
+        } else {
+            key::rfc2543(&mut self.scratch, msg, &via, cseq.seq, method);
+            Ok(true)
+        }
+    }
+
+    /// RFC 2543 matching compares To tags after the lookup: an ACK's with the tag of the
+    /// response sent, any other request's with the original request's.
+    fn rfc2543_to_tag_matches(&self, id: u64, msg: &Message, is_ack: bool) -> bool {
+        let Some(t) = self.txns.get(&id) else {
+            return false;
+        };
+        let ours = if is_ack {
+            match &t.stored {
+                Some(r) => messages::to_tag_of(r),
+                None => return false,
+            }
+        } else {
+            messages::to_tag_of(&t.request)
+        };
+        ours == key::to_tag(msg)
+    }
+
+    fn handle_request(&mut self, now: Instant, msg: Message, flow: Flow) -> Result<(), Error> {
+        let method = msg.method().ok_or(Error::NotARequest)?;
+        let is_ack = method == Method::Ack;
+        let is_cancel = method == Method::Cancel;
+        let class = key::method_class(method).to_owned();
+        let rfc2543 = self.server_key(&msg, &class)?;
+        let found = self.server_index.get(&self.scratch[..]).copied();
+        let matched = match found {
+            Some(id) if !rfc2543 || self.rfc2543_to_tag_matches(id, &msg, is_ack) => Some(id),
+            _ => None,
+        };
+        if let Some(id) = matched {
+            if let Some(txn) = self.txns.get_mut(&id) {
+                let step = txn.server_request(now, &self.config, &mut self.out, msg, flow, is_ack);
+                self.apply(id, step);
+            }
+            return Ok(());
+        }
+        if is_ack {
+            // The ACK of a 2xx has its own branch: it is the dialog layer's (§17.2.3, §13.3.1.4).
+            self.out.stats.stray_acks += 1;
+            self.out.events.push_back(Event::Ack {
+                key: None,
+                request: msg,
+                flow,
+            });
+            return Ok(());
+        }
+        if self.txns.len() >= self.config.get_max_transactions() {
+            self.reject_overload(&msg, flow);
+            return Ok(());
+        }
+        let index_key: Box<[u8]> = if found.is_none() {
+            self.scratch.as_slice().into()
+        } else {
+            // An RFC 2543 request sharing a key with another but for its To tag: it gets a
+            // transaction, but retransmissions of it cannot be told apart.
+            Box::default()
+        };
+        let invite = if is_cancel {
+            Some(self.cancel_target(&msg)?)
+        } else {
+            None
+        };
+        let merged_with = self.merged_with(&msg);
+        let kind = if method == Method::Invite {
+            Kind::InviteServer
+        } else {
+            Kind::NonInviteServer
+        };
+        let id = self.insert(
+            kind,
+            Peer::Flow(flow),
+            flow.transport.is_reliable(),
+            msg.to_bytes(),
+            index_key,
+        );
+        if merged_with.is_none() && key::merge(&mut self.scratch, &msg) {
+            let mk: Box<[u8]> = self.scratch.as_slice().into();
+            self.merge_index.insert(mk.clone(), id);
+            if let Some(t) = self.txns.get_mut(&id) {
+                t.merge_key = Some(mk);
+            }
+        }
+        if let Some(t) = self.txns.get_mut(&id) {
+            t.server_start(now, &self.config, &mut self.out);
+        }
+        let incoming = IncomingRequest {
+            key: TransactionKey(id),
+            request: msg,
+            flow,
+            merged_with,
+        };
+        self.out.events.push_back(match invite {
+            Some(invite) => Event::Cancel {
+                cancel: incoming,
+                invite,
+            },
+            None => Event::Request(incoming),
+        });
+        Ok(())
+    }
+
+    /// §9.2: the INVITE server transaction a CANCEL targets (same matching, method INVITE).
+    fn cancel_target(&mut self, cancel: &Message) -> Result<CancelMatch, Error> {
+        let rfc2543 = self.server_key(cancel, "INVITE")?;
+        let found = self.server_index.get(&self.scratch[..]).copied();
+        Ok(match found {
+            Some(id) if !rfc2543 || self.rfc2543_to_tag_matches(id, cancel, false) => {
+                match self.txns.get(&id).map(|t| t.state) {
+                    Some(State::Proceeding) => CancelMatch::Pending(TransactionKey(id)),
+                    Some(_) => CancelMatch::Answered(TransactionKey(id)),
+                    None => CancelMatch::NotFound,
+                }
+            }
+            _ => CancelMatch::NotFound,
+        })
+    }
+
+    /// §8.2.2.2: a request without To tag whose From tag, Call-ID and CSeq are those of a live
+    /// server transaction it did not match.
+    fn merged_with(&mut self, msg: &Message) -> Option<TransactionKey> {
+        if !key::merge(&mut self.scratch, msg) {
+            return None;
+        }
+        let id = self.merge_index.get(&self.scratch[..]).copied()?;
+        self.out.stats.merged_requests += 1;
+        Some(TransactionKey(id))
+    }
+
+    fn reject_overload(&mut self, msg: &Message, flow: Flow) {
+        self.out.stats.overload_rejections += 1;
+        tracing::debug!(%flow, "transaction table full: 503");
+        if let Some(payload) = messages::overload_response(msg, self.config.get_retry_after()) {
+            self.out.transmits.push_back(Transmit {
+                key: None,
+                destination: Destination::Flow(flow),
+                payload,
+                retransmission: false,
+            });
+        }
+    }
+
+    fn insert(
+        &mut self,
+        kind: Kind,
+        peer: Peer,
+        reliable: bool,
+        request: bytes::Bytes,
+        index_key: Box<[u8]>,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut t = Transaction::new(TransactionKey(id), kind, peer, reliable, request);
+        if !index_key.is_empty() {
+            let index = if kind.is_client() {
+                &mut self.client_index
+            } else {
+                &mut self.server_index
+            };
+            index.insert(index_key.clone(), id);
+        }
+        t.index_key = index_key;
+        self.txns.insert(id, t);
+        if let Some(c) = self.out.stats.created.get_mut(kind.index()) {
+            *c += 1;
+        }
+        tracing::debug!(txn = id, ?kind, "transaction created");
+        self.compact_timers();
+        id
+    }
+
+    /// Drops stale heap entries when they outnumber live ones by far.
+    fn compact_timers(&mut self) {
+        if self.out.timers.len() <= 1024 + 2 * SLOTS * self.txns.len() {
+            return;
+        }
+        let txns = &self.txns;
+        self.out.timers.retain(|at, id, slot| {
+            txns.get(&id)
+                .and_then(|t| t.timers.get(slot as usize).copied().flatten())
+                .is_some_and(|(a, _)| a == at)
+        });
+    }
+
+    fn apply(&mut self, id: u64, step: Step) {
+        if let Step::Terminate(reason) = step {
+            self.remove(id, reason);
+        }
+    }
+
+    fn remove(&mut self, id: u64, reason: TerminationReason) {
+        let Some(t) = self.txns.remove(&id) else {
+            return;
+        };
+        let index = if t.kind.is_client() {
+            &mut self.client_index
+        } else {
+            &mut self.server_index
+        };
+        if index.get(&t.index_key).copied() == Some(id) {
+            index.remove(&t.index_key);
+        }
+        if let Some(mk) = &t.merge_key {
+            if self.merge_index.get(mk).copied() == Some(id) {
+                self.merge_index.remove(mk);
+            }
+        }
+        self.out.stats.terminated += 1;
+        if matches!(reason, TerminationReason::Timeout(_)) {
+            self.out.stats.timeouts += 1;
+        }
+        tracing::debug!(txn = id, ?reason, "transaction terminated");
+        self.out
+            .events
+            .push_back(Event::Terminated { key: t.key, reason });
+    }
+
+    /// Starts a client transaction and queues the request for `target`.
+    ///
+    /// The TU has put the top Via with a fresh `z9hG4bK` branch (RFC 3261 §8.1.1.7). INVITE
+    /// starts an INVITE client transaction, any other method but ACK a non-INVITE one. A CANCEL
+    /// whose branch is that of a live INVITE client transaction also arms that transaction's
+    /// CancelWait (§9.1).
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Message,
+        target: Target,
+    ) -> Result<TransactionKey, Error> {
+        let method = request.method().ok_or(Error::NotARequest)?;
+        if method == Method::Ack {
+            return Err(Error::AckIsNotATransaction);
+        }
+        {
+            let via = request.via()?;
+            if !via.has_magic_cookie() {
+                return Err(Error::MissingBranch);
+            }
+            let cseq = request.cseq()?;
+            if cseq.method != method {
+                return Err(Error::CSeqMethodMismatch);
+            }
+            key::client(
+                &mut self.scratch,
+                via.branch().unwrap_or_default(),
+                method.as_str(),
+            );
+        }
+        if self.client_index.contains_key(&self.scratch[..]) {
+            return Err(Error::DuplicateTransaction);
+        }
+        if self.txns.len() >= self.config.get_max_transactions() {
+            self.out.stats.overload_rejections += 1;
+            return Err(Error::Overloaded);
+        }
+        let index_key: Box<[u8]> = self.scratch.as_slice().into();
+        let kind = if method == Method::Invite {
+            Kind::InviteClient
+        } else {
+            Kind::NonInviteClient
+        };
+        let reliable = target.transport.is_reliable();
+        let id = self.insert(
+            kind,
+            Peer::Target(target),
+            reliable,
+            request.to_bytes(),
+            index_key,
+        );
+        if let Some(t) = self.txns.get_mut(&id) {
+            t.client_start(now, &self.config, &mut self.out);
+        }
+        if method == Method::Cancel {
+            if let Ok(via) = request.via() {
+                key::client(
+                    &mut self.scratch,
+                    via.branch().unwrap_or_default(),
+                    "INVITE",
+                );
+                if let Some(invite) = self.client_index.get(&self.scratch[..]).copied() {
+                    if let Some(t) = self.txns.get_mut(&invite) {
+                        t.cancel_sent(now, &self.config, &mut self.out);
+                    }
+                }
+            }
+        }
+        Ok(TransactionKey(id))
+    }
+
+    /// The TU's response on a server transaction: provisionals (any number), then one final;
+    /// on an INVITE in Accepted, the TU's 2xx retransmissions (RFC 6026 §7.1).
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        response: Message,
+    ) -> Result<(), Error> {
+        let rfc2543 = {
+            let t = self.txns.get(&key.0).ok_or(Error::UnknownTransaction)?;
+            if t.kind.is_client() {
+                return Err(Error::InvalidState {
+                    state: t.state,
+                    status: response.status().unwrap_or(0),
+                });
+            }
+            t.index_key.first() == Some(&1)
+        };
+        let Some(t) = self.txns.get_mut(&key.0) else {
+            return Err(Error::UnknownTransaction);
+        };
+        let step = t.server_respond(now, &self.config, &mut self.out, &response, rfc2543)?;
+        self.apply(key.0, step);
+        Ok(())
+    }
+
+    /// Queues a message outside any transaction: the ACK of a 2xx, a 2xx retransmission by
+    /// the UAS core, a stateless proxy's forward, a stateless response.
+    pub fn send_stateless(&mut self, message: &Message, destination: Destination) {
+        self.out.transmits.push_back(Transmit {
+            key: None,
+            destination,
+            payload: message.to_bytes(),
+            retransmission: false,
+        });
+    }
+
+    /// The transport failed to send for `key` (RFC 3261 §17.1.4, §17.2.4): the transaction
+    /// terminates with [`TerminationReason::TransportError`]. Returns whether it was live.
+    pub fn handle_transport_error(&mut self, _now: Instant, key: TransactionKey) -> bool {
+        if !self.txns.contains_key(&key.0) {
+            return false;
+        }
+        self.out.stats.transport_errors += 1;
+        self.remove(key.0, TerminationReason::TransportError);
+        true
+    }
+
+    /// Removes a transaction at once (for a driver's shutdown deadline).
+    pub fn abort(&mut self, key: TransactionKey) -> bool {
+        if !self.txns.contains_key(&key.0) {
+            return false;
+        }
+        self.remove(key.0, TerminationReason::Aborted);
+        true
+    }
+
+    /// A CANCEL for a live INVITE client transaction (RFC 3261 §9.1): same Request-URI,
+    /// Call-ID, To, From, CSeq number, top Via and Route headers. Send it with
+    /// [`send_request`](Self::send_request) once a provisional response has arrived.
+    pub fn build_cancel(&self, key: TransactionKey) -> Result<Message, Error> {
+        let t = self.txns.get(&key.0).ok_or(Error::UnknownTransaction)?;
+        if t.kind != Kind::InviteClient {
+            return Err(Error::InvalidState {
+                state: t.state,
+                status: 0,
+            });
+        }
+        messages::cancel_for(&t.request).ok_or(Error::UnknownTransaction)
+    }
+}
