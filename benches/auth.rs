@@ -8,7 +8,8 @@
 //!   WWW-Authenticate value.
 //! - `auth/verify/<alg>`: parse an Authorization value and verify it (nonce MAC, HA1 lookup,
 //!   digest, constant-time compare, replay table), each request with the next `nc`.
-//! - `auth/verify_forged/<alg>`: the same with a forged nonce (what a flood costs).
+//! - `auth/parse_credentials/<alg>`: parsing the Authorization value alone.
+//! - `auth/verify_forged/<alg>`: parse and verify with a forged nonce (what a flood costs).
 //!
 //! The request (method, Request-URI, user and realm) is the one of
 //! `testdata/bench/register_auth.sip`.
@@ -116,6 +117,9 @@ fn bench_auth(c: &mut Criterion) {
                 },
                 BatchSize::SmallInput,
             )
+        });
+        group.bench_function(format!("parse_credentials/{name}"), |b| {
+            b.iter(|| Credentials::parse(black_box(&first)).map(|c| c.nc))
         });
         group.bench_function(format!("verify_forged/{name}"), |b| {
             b.iter(|| {

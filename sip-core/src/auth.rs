@@ -567,13 +567,39 @@ fn split_qop_list(v: Cow<'_, str>) -> Vec<Cow<'_, str>> {
     }
 }
 
-/// RFC 3261 §25.1 `token` characters.
+/// Byte classes: `TOKEN` for RFC 3261 §25.1 `token` characters; `PLAIN` for bytes that a
+/// quoted-string carries as they are (not `"`, `\\`, CR, LF or another control character; TAB
+/// is plain).
+const TOKEN: u8 = 1;
+const PLAIN: u8 = 2;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            t[i] |= TOKEN;
+        }
+        if b == b'\t' || (b >= 0x20 && b != 0x7f && b != b'"' && b != b'\\') {
+            t[i] |= PLAIN;
+        }
+        i += 1;
+    }
+    t
+};
+
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    CLASS[usize::from(b)] & TOKEN != 0
+}
+
+fn is_plain_byte(b: u8) -> bool {
+    CLASS[usize::from(b)] & PLAIN != 0
 }
 
 fn is_token(s: &str) -> bool {
@@ -611,6 +637,9 @@ impl<'a> Lexer<'a> {
     /// LWS = [*WSP CRLF] 1*WSP; a bare LF fold is tolerated.
     fn skip_lws(&mut self) {
         loop {
+            if !matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                return;
+            }
             match (self.peek(), self.at(1), self.at(2)) {
                 (Some(b' ' | b'\t'), _, _) => self.pos += 1,
                 (Some(b'\r'), Some(b'\n'), Some(b' ' | b'\t')) => self.pos += 3,
@@ -622,9 +651,7 @@ impl<'a> Lexer<'a> {
 
     fn token(&mut self, what: &'static str) -> Result<&'a str, Error> {
         let start = self.pos;
-        while self.peek().is_some_and(is_token_byte) {
-            self.pos += 1;
-        }
+        self.pos += self.run_len(is_token_byte);
         if self.pos == start {
             return Err(self.err_at(start, what));
         }
@@ -632,6 +659,12 @@ impl<'a> Lexer<'a> {
         self.s
             .get(start..self.pos)
             .ok_or_else(|| self.err_at(start, what))
+    }
+
+    /// Length of the run of bytes of one class from the cursor.
+    fn run_len(&self, class: impl Fn(u8) -> bool) -> usize {
+        let rest = self.s.as_bytes().get(self.pos..).unwrap_or_default();
+        rest.iter().position(|&b| !class(b)).unwrap_or(rest.len())
     }
 
     fn scheme(&mut self) -> Result<&'a str, Error> {
@@ -648,6 +681,7 @@ impl<'a> Lexer<'a> {
         let mut owned: Option<String> = None;
         let mut run = start; // start of the not-yet-copied run (when owned)
         loop {
+            self.pos += self.run_len(is_plain_byte);
             let Some(b) = self.peek() else {
                 return Err(self.err_at(open, "unterminated quoted-string"));
             };
@@ -691,7 +725,6 @@ impl<'a> Lexer<'a> {
                     self.pos += fold;
                     run = self.pos;
                 }
-                b'\t' => self.pos += 1,
                 0..=0x1f | 0x7f => {
                     return Err(self.err_at(self.pos, "control character in quoted-string"))
                 }
@@ -778,29 +811,36 @@ impl<'a> Lexer<'a> {
 /// carried by a quoted-string (RFC 3261 §25.1 quoted-pair excludes them) and are dropped, so
 /// that a value can never split the header.
 fn write_quoted(f: &mut fmt::Formatter<'_>, sep: &mut &str, name: &str, v: &str) -> fmt::Result {
-    write!(f, "{sep}{name}=\"")?;
+    f.write_str(sep)?;
+    f.write_str(name)?;
+    f.write_str("=\"")?;
     *sep = ", ";
-    for c in v.chars() {
-        match c {
-            '"' | '\\' => {
-                f.write_char('\\')?;
-                f.write_char(c)?;
-            }
-            '\r' | '\n' => {}
-            '\0'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}' => {
-                f.write_char('\\')?;
-                f.write_char(c)?;
-            }
-            _ => f.write_char(c)?,
+    let mut rest = v;
+    // Runs of plain bytes are written at once; the special bytes are all ASCII, so every split
+    // falls on a char boundary.
+    while let Some(i) = rest.bytes().position(|b| !is_plain_byte(b)) {
+        let (run, tail) = rest.split_at(i);
+        f.write_str(run)?;
+        let Some(&b) = tail.as_bytes().first() else {
+            break;
+        };
+        if b != b'\r' && b != b'\n' {
+            f.write_char('\\')?;
+            f.write_char(char::from(b))?;
         }
+        rest = tail.get(1..).unwrap_or_default();
     }
+    f.write_str(rest)?;
     f.write_char('"')
 }
 
 /// Writes `name=value` as a token, or quoted when the value is not a valid token.
 fn write_token(f: &mut fmt::Formatter<'_>, sep: &mut &str, name: &str, v: &str) -> fmt::Result {
     if is_token(v) {
-        write!(f, "{sep}{name}={v}")?;
+        f.write_str(sep)?;
+        f.write_str(name)?;
+        f.write_char('=')?;
+        f.write_str(v)?;
         *sep = ", ";
         Ok(())
     } else {
