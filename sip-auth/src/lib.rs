@@ -15,6 +15,28 @@
 //! Headers are the typed values of [`sip_core::auth`]; this crate takes the method,
 //! Request-URI and body as plain arguments ([`DigestRequest`]).
 //!
+//! # Security choices
+//!
+//! - **Nonces** are `issued ‖ salt ‖ key id ‖ HMAC-SHA-256(key, issued ‖ salt ‖ key id ‖ realm)`
+//!   (66 hex digits). A forged nonce, one from another key or another realm, is refused by the
+//!   MAC before any table is touched; keys rotate with the previous one still accepted.
+//! - **Replay**: the `nc` values accepted per nonce are remembered in a table ordered by issue
+//!   time and capped; expired nonces leave it first, then the oldest. The table keeps the
+//!   greatest nonce it ever dropped, and an authentic nonce at or below that mark that it no
+//!   longer holds is answered `stale` (whatever its `nc`), so eviction never makes a nonce
+//!   replayable; a nonce above the mark has never been accepted. Only requests whose digest
+//!   verified are recorded, so an attacker cannot fill the table or burn a client's counts.
+//! - **Staleness** is only reported for a request whose digest is right (RFC 7616 §3.3); a
+//!   wrong digest on an old nonce is a [`Rejection::WrongResponse`].
+//! - **uri** must equal the Request-URI byte for byte (clients copy it), with no URI equivalence.
+//! - **RFC 2069 form** (no qop, as GB28181 cameras send) carries no `nc`: such a nonce is
+//!   accepted once; the client is then asked, with `stale=true`, to take a new one.
+//! - **Unknown users** cost the same hashing as known ones; the distinction
+//!   ([`Rejection::UnknownUser`]) is for logs, not for the answer.
+//! - The **store** keeps HA1 values only (a password given to [`MemoryStore`] is hashed at once).
+//! - **Clients** answer only realms they have an [`Account`] for, optionally only from one host,
+//!   and stop when the server re-challenges the very nonce they answered without `stale`.
+//!
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use sip_auth::{
