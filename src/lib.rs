@@ -35,6 +35,7 @@
 
 pub use sip_core as core;
 
+pub mod registrar;
 pub mod sipcheck;
 
 /// The README's examples, compiled and run as doc-tests so that they stay true.

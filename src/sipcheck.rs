@@ -154,7 +154,9 @@ impl Verdict {
                     OkStart::Request { method, uri } => format!("{method} {uri}"),
                     OkStart::Response { status } => format!("response {status}"),
                 };
-                format!("{file}: ok: {s} (Call-ID {call_id}, {headers} headers, {body_len}-byte body)")
+                format!(
+                    "{file}: ok: {s} (Call-ID {call_id}, {headers} headers, {body_len}-byte body)"
+                )
             }
             Verdict::Err { status, error } => format!("{file}: REJECT {status}: {error}"),
         }

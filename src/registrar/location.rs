@@ -1,0 +1,563 @@
+//! The location service (RFC 3261 §10.3): bindings from an address-of-record to contacts, the
+//! rules of §10.3 for changing them, and the [`LocationStore`] trait with an in-memory store.
+//!
+//! The rules live in [`apply_register`], a pure function over one AOR's bindings, so that any
+//! store (in memory, or a networked one inside its own transaction) applies exactly the same
+//! semantics.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sip_core::Flow;
+
+/// One contact registered for an address-of-record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI as registered (without the angle brackets and header parameters).
+    pub contact: Box<str>,
+    /// When the binding expires.
+    pub expires_at: Instant,
+    /// The q-value in thousandths (1000 when absent).
+    pub q: u16,
+    /// The Call-ID of the REGISTER that created or last refreshed it.
+    pub call_id: Box<str>,
+    /// The CSeq of that REGISTER.
+    pub cseq: u32,
+    /// The flow the REGISTER arrived on: where to reach the contact behind NAT.
+    pub flow: Flow,
+    /// RFC 5626 `+sip.instance` (unquoted), when given.
+    pub instance: Option<Box<str>>,
+    /// RFC 5626 `reg-id`, when given.
+    pub reg_id: Option<u32>,
+    /// RFC 3327 Path values, top first.
+    pub path: Box<[Box<str>]>,
+    /// Whether the contact was found unreachable (flow closed, keep-alives unanswered).
+    pub offline: bool,
+}
+
+impl Binding {
+    /// Seconds left before the binding expires (0 when expired).
+    pub fn remaining(&self, now: Instant) -> u64 {
+        self.expires_at.saturating_duration_since(now).as_secs()
+    }
+
+    /// Whether the binding uses RFC 5626 outbound (instance and reg-id): it is then tied to its
+    /// flow, and the flow identifies it.
+    pub fn is_outbound(&self) -> bool {
+        self.instance.is_some() && self.reg_id.is_some()
+    }
+
+    /// Heap bytes this binding owns (its strings), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.contact.len()
+            + self.call_id.len()
+            + self.instance.as_ref().map_or(0, |s| s.len())
+            + self
+                .path
+                .iter()
+                .map(|p| p.len() + std::mem::size_of::<Box<str>>())
+                .sum::<usize>()
+    }
+}
+
+/// One contact of a REGISTER, ready to be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUpdate {
+    /// The contact URI.
+    pub contact: String,
+    /// The expiration interval granted (0 removes the binding).
+    pub expires: u32,
+    /// q-value in thousandths.
+    pub q: u16,
+    /// `+sip.instance`, unquoted.
+    pub instance: Option<String>,
+    /// `reg-id`.
+    pub reg_id: Option<u32>,
+}
+
+/// What one REGISTER asks for (RFC 3261 §10.3 steps 6–7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterChange {
+    /// Call-ID of the request.
+    pub call_id: String,
+    /// CSeq number of the request.
+    pub cseq: u32,
+    /// `Contact: *` with `Expires: 0`: remove every binding.
+    pub remove_all: bool,
+    /// The contacts, in request order.
+    pub contacts: Vec<ContactUpdate>,
+    /// The flow the request arrived on.
+    pub flow: Flow,
+    /// The Path header values (RFC 3327), top first.
+    pub path: Vec<String>,
+}
+
+/// Caps on what a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Most bindings for one AOR (default 16).
+    pub max_bindings_per_aor: usize,
+    /// Most bindings in the whole store (default 1 000 000).
+    pub max_bindings: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_bindings_per_aor: 16,
+            max_bindings: 1_000_000,
+        }
+    }
+}
+
+/// Why a REGISTER could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The request repeats or precedes one already applied for this Call-ID (§10.3 step 7).
+    #[error("CSeq {got} is not above {have} for the same Call-ID")]
+    OutOfOrder {
+        /// The CSeq of the binding.
+        have: u32,
+        /// The CSeq of the request.
+        got: u32,
+    },
+    /// The AOR would hold more bindings than allowed.
+    #[error("too many bindings for this address-of-record")]
+    TooManyForAor,
+    /// The store is full.
+    #[error("the location store is full")]
+    StoreFull,
+    /// A networked store failed.
+    #[error("location store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What changed, for the registrar's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingChange {
+    /// A new binding.
+    Added(Binding),
+    /// An existing binding refreshed (or moved to a new Call-ID or flow).
+    Refreshed(Binding),
+    /// A binding removed by the client (expires 0 or `*`).
+    Removed(Binding),
+}
+
+fn same_binding(b: &Binding, c: &ContactUpdate) -> bool {
+    match (&b.instance, &c.instance, b.reg_id, c.reg_id) {
+        // RFC 5626 §6: the instance and reg-id identify the binding, not the contact URI.
+        (Some(bi), Some(ci), Some(br), Some(cr)) => **bi == **ci && br == cr,
+        _ => uri_eq(&b.contact, &c.contact),
+    }
+}
+
+/// Contact URI comparison: scheme and host case-insensitively, the rest as written (a practical
+/// subset of RFC 3261 §19.1.4 sufficient to recognise a refresh of the same contact).
+fn uri_eq(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match (a.split_once('@'), b.split_once('@')) {
+        (Some((ua, ha)), Some((ub, hb))) => {
+            let (sa, ra) = ua.split_once(':').unwrap_or(("", ua));
+            let (sb, rb) = ub.split_once(':').unwrap_or(("", ub));
+            sa.eq_ignore_ascii_case(sb) && ra == rb && ha.eq_ignore_ascii_case(hb)
+        }
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// Applies one REGISTER to the bindings of its AOR, following RFC 3261 §10.3 steps 6–7:
+/// per contact, an existing binding with another Call-ID is replaced; with the same Call-ID the
+/// CSeq must be higher, or the whole request fails and nothing changes; expires 0 removes.
+/// `others` is the number of bindings the store holds for other AORs (for the total cap).
+pub fn apply_register(
+    bindings: &mut Vec<Binding>,
+    change: &RegisterChange,
+    now: Instant,
+    limits: &StoreLimits,
+    others: usize,
+) -> Result<Vec<BindingChange>, RegisterError> {
+    bindings.retain(|b| b.expires_at > now);
+    // Ordering is checked for every binding touched before anything changes.
+    let touched =
+        |b: &Binding| change.remove_all || change.contacts.iter().any(|c| same_binding(b, c));
+    for b in bindings.iter().filter(|b| touched(b)) {
+        if *b.call_id == *change.call_id && change.cseq <= b.cseq {
+            return Err(RegisterError::OutOfOrder {
+                have: b.cseq,
+                got: change.cseq,
+            });
+        }
+    }
+    let mut next = bindings.clone();
+    let mut changes = Vec::new();
+    if change.remove_all {
+        changes.extend(next.drain(..).map(BindingChange::Removed));
+    }
+    for c in &change.contacts {
+        let existing = next.iter().position(|b| same_binding(b, c));
+        if c.expires == 0 {
+            if let Some(i) = existing {
+                changes.push(BindingChange::Removed(next.remove(i)));
+            }
+            continue;
+        }
+        let binding = Binding {
+            contact: c.contact.as_str().into(),
+            expires_at: now + Duration::from_secs(u64::from(c.expires)),
+            q: c.q,
+            call_id: change.call_id.as_str().into(),
+            cseq: change.cseq,
+            flow: change.flow,
+            instance: c.instance.as_deref().map(Into::into),
+            reg_id: c.reg_id,
+            path: change.path.iter().map(|p| p.as_str().into()).collect(),
+            offline: false,
+        };
+        match existing {
+            Some(i) => {
+                next[i] = binding.clone();
+                changes.push(BindingChange::Refreshed(binding));
+            }
+            None => {
+                if next.len() >= limits.max_bindings_per_aor {
+                    return Err(RegisterError::TooManyForAor);
+                }
+                if others + next.len() >= limits.max_bindings {
+                    return Err(RegisterError::StoreFull);
+                }
+                next.push(binding.clone());
+                changes.push(BindingChange::Added(binding));
+            }
+        }
+    }
+    *bindings = next;
+    Ok(changes)
+}
+
+/// A binding that went away without its owner asking (expiry, flow closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    /// Its address-of-record.
+    pub aor: String,
+    /// The binding.
+    pub binding: Binding,
+}
+
+/// Where bindings are kept. Async so that a networked store (a database, Redis) can implement
+/// it; every implementation must apply REGISTERs with [`apply_register`] atomically per AOR.
+pub trait LocationStore: Send + Sync + 'static {
+    /// The live bindings of an AOR, highest q first.
+    fn lookup(&self, aor: &str, now: Instant) -> impl Future<Output = Vec<Binding>> + Send;
+
+    /// Applies a REGISTER; returns the AOR's bindings afterwards and what changed.
+    fn register(
+        &self,
+        aor: &str,
+        change: RegisterChange,
+        now: Instant,
+    ) -> impl Future<Output = Result<(Vec<Binding>, Vec<BindingChange>), RegisterError>> + Send;
+
+    /// Removes expired bindings and returns them.
+    fn sweep(&self, now: Instant) -> impl Future<Output = Vec<Lost>> + Send;
+
+    /// A flow closed: removes the bindings that can only be reached over it (those registered
+    /// over TCP/TLS, and outbound ones) and marks the others offline. Returns what was removed
+    /// or marked.
+    fn flow_closed(&self, flow: Flow) -> impl Future<Output = Vec<Lost>> + Send;
+
+    /// Marks the bindings of an AOR reached over `flow` online or offline (keep-alive results).
+    fn set_offline(
+        &self,
+        aor: &str,
+        flow: Flow,
+        offline: bool,
+    ) -> impl Future<Output = usize> + Send;
+
+    /// Every (AOR, binding) pair (for keep-alive probing and operators' listings).
+    fn all(&self, now: Instant) -> impl Future<Output = Vec<(String, Binding)>> + Send;
+
+    /// Number of AORs and bindings held.
+    fn counts(&self) -> impl Future<Output = (usize, usize)> + Send;
+}
+
+/// The default store: a map in memory behind a mutex.
+#[derive(Debug, Default)]
+pub struct MemoryLocationStore {
+    inner: Mutex<Inner>,
+    limits: StoreLimits,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    aors: HashMap<Box<str>, Vec<Binding>>,
+    total: usize,
+}
+
+impl MemoryLocationStore {
+    /// An empty store with these caps.
+    pub fn new(limits: StoreLimits) -> MemoryLocationStore {
+        MemoryLocationStore {
+            inner: Mutex::new(Inner::default()),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-update; the map itself is
+        // always left consistent (updates are computed aside and swapped in).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn sorted(mut v: Vec<Binding>) -> Vec<Binding> {
+    v.sort_by_key(|b| std::cmp::Reverse(b.q));
+    v
+}
+
+impl LocationStore for MemoryLocationStore {
+    async fn lookup(&self, aor: &str, now: Instant) -> Vec<Binding> {
+        let inner = self.lock();
+        sorted(
+            inner
+                .aors
+                .get(aor)
+                .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    async fn register(
+        &self,
+        aor: &str,
+        change: RegisterChange,
+        now: Instant,
+    ) -> Result<(Vec<Binding>, Vec<BindingChange>), RegisterError> {
+        let mut inner = self.lock();
+        let Inner { aors, total } = &mut *inner;
+        let mut bindings = aors.get(aor).cloned().unwrap_or_default();
+        let before = bindings.len();
+        let others = *total - before;
+        let changes = apply_register(&mut bindings, &change, now, &self.limits, others)?;
+        *total = others + bindings.len();
+        let out = sorted(bindings.clone());
+        if bindings.is_empty() {
+            aors.remove(aor);
+        } else {
+            bindings.shrink_to_fit();
+            aors.insert(aor.into(), bindings);
+        }
+        Ok((out, changes))
+    }
+
+    async fn sweep(&self, now: Instant) -> Vec<Lost> {
+        let mut inner = self.lock();
+        let Inner { aors, total } = &mut *inner;
+        let mut lost = Vec::new();
+        aors.retain(|aor, v| {
+            v.retain(|b| {
+                let keep = b.expires_at > now;
+                if !keep {
+                    lost.push(Lost {
+                        aor: aor.to_string(),
+                        binding: b.clone(),
+                    });
+                }
+                keep
+            });
+            !v.is_empty()
+        });
+        *total -= lost.len();
+        lost
+    }
+
+    async fn flow_closed(&self, flow: Flow) -> Vec<Lost> {
+        let mut inner = self.lock();
+        let Inner { aors, total } = &mut *inner;
+        let mut lost = Vec::new();
+        let mut removed = 0;
+        aors.retain(|aor, v| {
+            v.retain_mut(|b| {
+                if b.flow != flow {
+                    return true;
+                }
+                lost.push(Lost {
+                    aor: aor.to_string(),
+                    binding: b.clone(),
+                });
+                if flow.transport.is_reliable() || b.is_outbound() {
+                    removed += 1;
+                    false
+                } else {
+                    b.offline = true;
+                    true
+                }
+            });
+            !v.is_empty()
+        });
+        *total -= removed;
+        lost
+    }
+
+    async fn set_offline(&self, aor: &str, flow: Flow, offline: bool) -> usize {
+        let mut inner = self.lock();
+        inner.aors.get_mut(aor).map_or(0, |v| {
+            v.iter_mut()
+                .filter(|b| b.flow == flow)
+                .map(|b| b.offline = offline)
+                .count()
+        })
+    }
+
+    async fn all(&self, now: Instant) -> Vec<(String, Binding)> {
+        let inner = self.lock();
+        inner
+            .aors
+            .iter()
+            .flat_map(|(aor, v)| {
+                v.iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(move |b| (aor.to_string(), b.clone()))
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.aors.len(), inner.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sip_core::Transport;
+
+    fn flow(port: u16, transport: Transport) -> Flow {
+        Flow {
+            transport,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: format!("127.0.0.1:{port}").parse().unwrap(),
+        }
+    }
+
+    fn change(call_id: &str, cseq: u32, contacts: &[(&str, u32)]) -> RegisterChange {
+        RegisterChange {
+            call_id: call_id.into(),
+            cseq,
+            remove_all: false,
+            contacts: contacts
+                .iter()
+                .map(|(c, e)| ContactUpdate {
+                    contact: (*c).into(),
+                    expires: *e,
+                    q: 1000,
+                    instance: None,
+                    reg_id: None,
+                })
+                .collect(),
+            flow: flow(4000, Transport::Udp),
+            path: vec![],
+        }
+    }
+
+    #[test]
+    fn ordering_per_call_id() {
+        let now = Instant::now();
+        let lim = StoreLimits::default();
+        let mut b = Vec::new();
+        apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 60)]), now, &lim, 0).unwrap();
+        // Same Call-ID, same or lower CSeq: refused, nothing changes.
+        let e = apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 0)]), now, &lim, 0);
+        assert_eq!(e, Err(RegisterError::OutOfOrder { have: 5, got: 5 }));
+        assert_eq!(b.len(), 1);
+        // Another Call-ID replaces whatever the CSeq.
+        apply_register(&mut b, &change("c2", 1, &[("sip:a@h", 30)]), now, &lim, 0).unwrap();
+        assert_eq!(&*b[0].call_id, "c2");
+        // Higher CSeq, expires 0: removed.
+        let ch = apply_register(&mut b, &change("c2", 2, &[("sip:a@h", 0)]), now, &lim, 0).unwrap();
+        assert!(matches!(ch[0], BindingChange::Removed(_)));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn caps_and_star() {
+        let now = Instant::now();
+        let lim = StoreLimits {
+            max_bindings_per_aor: 2,
+            max_bindings: 3,
+        };
+        let mut b = Vec::new();
+        apply_register(
+            &mut b,
+            &change("c", 1, &[("sip:a@h", 60), ("sip:b@h", 60)]),
+            now,
+            &lim,
+            0,
+        )
+        .unwrap();
+        let e = apply_register(&mut b, &change("c", 2, &[("sip:c@h", 60)]), now, &lim, 0);
+        assert_eq!(e, Err(RegisterError::TooManyForAor));
+        let mut other = Vec::new();
+        let e = apply_register(
+            &mut other,
+            &change("d", 1, &[("sip:x@h", 60), ("sip:y@h", 60)]),
+            now,
+            &lim,
+            2,
+        );
+        assert_eq!(e, Err(RegisterError::StoreFull));
+        let mut star = change("c", 3, &[]);
+        star.remove_all = true;
+        let ch = apply_register(&mut b, &star, now, &lim, 0).unwrap();
+        assert_eq!(ch.len(), 2);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn outbound_identity_is_instance_and_reg_id() {
+        let now = Instant::now();
+        let lim = StoreLimits::default();
+        let mut b = Vec::new();
+        let mut c = change("c", 1, &[("sip:a@10.0.0.1:5000", 60)]);
+        c.contacts[0].instance = Some("<urn:uuid:1>".into());
+        c.contacts[0].reg_id = Some(1);
+        apply_register(&mut b, &c, now, &lim, 0).unwrap();
+        // The device moved (new contact address): same instance and reg-id, so a refresh.
+        let mut c2 = change("c", 2, &[("sip:a@10.0.0.2:6000", 60)]);
+        c2.contacts[0].instance = Some("<urn:uuid:1>".into());
+        c2.contacts[0].reg_id = Some(1);
+        let ch = apply_register(&mut b, &c2, now, &lim, 0).unwrap();
+        assert!(matches!(ch[0], BindingChange::Refreshed(_)));
+        assert_eq!(b.len(), 1);
+        assert_eq!(&*b[0].contact, "sip:a@10.0.0.2:6000");
+    }
+
+    #[tokio::test]
+    async fn memory_store_flow_close_and_sweep() {
+        let store = MemoryLocationStore::new(StoreLimits::default());
+        let now = Instant::now();
+        let mut tcp = change("t", 1, &[("sip:a@h;transport=tcp", 60)]);
+        tcp.flow = flow(7000, Transport::Tcp);
+        store.register("sip:a@example.com", tcp, now).await.unwrap();
+        store
+            .register("sip:b@example.com", change("u", 1, &[("sip:b@h", 10)]), now)
+            .await
+            .unwrap();
+        assert_eq!(store.counts().await, (2, 2));
+        let lost = store.flow_closed(flow(7000, Transport::Tcp)).await;
+        assert_eq!(lost.len(), 1);
+        assert_eq!(store.counts().await, (1, 1));
+        // A UDP "flow" closing only marks the binding offline.
+        let lost = store.flow_closed(flow(4000, Transport::Udp)).await;
+        assert_eq!(lost.len(), 1);
+        assert!(store.lookup("sip:b@example.com", now).await[0].offline);
+        let swept = store.sweep(now + Duration::from_secs(11)).await;
+        assert_eq!(swept.len(), 1);
+        assert_eq!(store.counts().await, (0, 0));
+    }
+}
