@@ -1,0 +1,384 @@
+//! One TCP or TLS connection: a reader task that frames, answers keep-alives and enforces the
+//! timeouts, and a shared writer that senders lock for the length of one message.
+//!
+//! An idle connection holds no read buffer: reads go through one 64 KiB buffer per worker
+//! thread and only the unframed tail of a message is kept (in the [`Framer`]), which is
+//! replaced by an empty one whenever it has been drained.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Poll};
+use std::time::Duration;
+
+use sip_core::framer::{Frame, Framer};
+use sip_core::{Error, Flow};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::{sleep_until, Instant};
+use tokio_rustls::TlsStream;
+use tracing::{debug, info};
+
+use crate::error::SendError;
+use crate::event::{CloseReason, TransportEvent};
+use crate::inbound::{process_message, Inbound};
+use crate::layer::Shared;
+use crate::stats::Counters;
+
+/// The read half of a connection.
+pub(crate) enum Reader {
+    Tcp(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl Reader {
+    fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            Reader::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            Reader::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+/// The write half of a connection.
+pub(crate) enum Writer {
+    Tcp(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl Writer {
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.write_all(data).await,
+            Writer::Tls(w) => {
+                w.write_all(data).await?;
+                w.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Tls(w) => w.shutdown().await,
+        }
+    }
+}
+
+/// A registered connection, shared by its reader task, the registry and senders.
+pub(crate) struct Conn {
+    pub(crate) flow: Flow,
+    /// Whether we opened it (a client flow: pings, pongs expected).
+    pub(crate) outbound: bool,
+    writer: tokio::sync::Mutex<Writer>,
+    close: Notify,
+    close_reason: Mutex<Option<CloseReason>>,
+    created: Instant,
+    /// Milliseconds from `created` to the last read or write.
+    last_activity_ms: AtomicU64,
+}
+
+impl Conn {
+    pub(crate) fn new(flow: Flow, outbound: bool, writer: Writer) -> Conn {
+        Conn {
+            flow,
+            outbound,
+            writer: tokio::sync::Mutex::new(writer),
+            close: Notify::new(),
+            close_reason: Mutex::new(None),
+            created: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.created.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
+        self.last_activity_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.created + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+
+    /// Asks the reader task to close the connection (the first reason wins).
+    pub(crate) fn request_close(&self, reason: CloseReason) {
+        if let Ok(mut r) = self.close_reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.close.notify_one();
+    }
+
+    fn take_close_reason(&self) -> CloseReason {
+        self.close_reason
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or(CloseReason::Local)
+    }
+
+    /// Writes one whole message (or keep-alive). A failed or timed-out write closes the
+    /// connection, as does a write abandoned half way (the stream would be corrupt).
+    pub(crate) async fn write(&self, data: &[u8], timeout: Duration) -> Result<(), SendError> {
+        struct Unfinished<'a>(&'a Conn, bool);
+        impl Drop for Unfinished<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0
+                        .request_close(CloseReason::Io(io::ErrorKind::Interrupted));
+                }
+            }
+        }
+        let mut guard = Unfinished(self, false);
+        let addr = self.flow.remote;
+        let r = tokio::time::timeout(timeout, async {
+            let mut w = self.writer.lock().await;
+            w.write_all(data).await
+        })
+        .await;
+        guard.1 = true;
+        match r {
+            Ok(Ok(())) => {
+                self.touch();
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.request_close(CloseReason::Io(e.kind()));
+                Err(SendError::Io { addr, source: e })
+            }
+            Err(_) => {
+                self.request_close(CloseReason::WriteTimeout);
+                Err(SendError::WriteTimeout(addr))
+            }
+        }
+    }
+}
+
+thread_local! {
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 65_536].into_boxed_slice());
+}
+
+/// Reads what the socket has into the framer, at most `room` bytes. `Ok(0)` is end of stream.
+async fn read_into(
+    reader: &mut Reader,
+    framer: &mut Framer,
+    room: usize,
+) -> Result<usize, CloseReason> {
+    if room == 0 {
+        return Err(CloseReason::BufferLimit);
+    }
+    poll_fn(|cx| {
+        READ_BUF.with(|cell| {
+            let mut fallback;
+            let mut borrowed = cell.try_borrow_mut();
+            let buf: &mut [u8] = match borrowed.as_mut() {
+                Ok(b) => b,
+                Err(_) => {
+                    fallback = vec![0u8; 4096];
+                    &mut fallback
+                }
+            };
+            let len = buf.len().min(room);
+            let mut rb = ReadBuf::new(buf.get_mut(..len).unwrap_or_default());
+            match ready!(reader.poll_read(cx, &mut rb)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(0)),
+                Err(e) => return Poll::Ready(Err(CloseReason::Io(e.kind()))),
+            }
+            let got = rb.filled();
+            if !got.is_empty() {
+                if let Err(e) = framer.push(got) {
+                    return Poll::Ready(Err(CloseReason::Protocol(e)));
+                }
+            }
+            Poll::Ready(Ok(got.len()))
+        })
+    })
+    .await
+}
+
+fn new_framer(shared: &Shared, outbound: bool) -> Framer {
+    let f = Framer::new(shared.cfg.limits);
+    if outbound {
+        f.with_pongs()
+    } else {
+        f
+    }
+}
+
+/// Registers a connection and spawns its reader task, which reports it opened, reads until
+/// it closes, unregisters it and reports it closed.
+pub(crate) fn start(shared: Arc<Shared>, conn: Arc<Conn>, reader: Reader) {
+    if let Ok(mut reg) = shared.registry.lock() {
+        reg.insert(conn.clone());
+    }
+    Counters::bump(&shared.stats.connections_opened);
+    let mut shutdown = shared.shutdown.subscribe();
+    tokio::spawn(async move {
+        let flow = conn.flow;
+        info!(%flow, outbound = conn.outbound, "flow opened");
+        let _ = shared
+            .events
+            .send(TransportEvent::FlowOpened {
+                flow,
+                outbound: conn.outbound,
+            })
+            .await;
+        let reason = read_loop(&shared, &conn, reader, &mut shutdown).await;
+        if let Ok(mut reg) = shared.registry.lock() {
+            reg.remove(&conn);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            conn.writer.lock().await.shutdown().await
+        })
+        .await;
+        Counters::bump(&shared.stats.connections_closed);
+        if reason == CloseReason::KeepAliveTimeout {
+            Counters::bump(&shared.stats.keepalive_failures);
+        }
+        info!(%flow, %reason, "flow closed");
+        let _ = shared
+            .events
+            .send(TransportEvent::FlowClosed { flow, reason })
+            .await;
+    });
+}
+
+async fn read_loop(
+    shared: &Shared,
+    conn: &Conn,
+    mut reader: Reader,
+    shutdown: &mut watch::Receiver<bool>,
+) -> CloseReason {
+    let cfg = &shared.cfg;
+    let stats = &shared.stats;
+    let flow = conn.flow;
+    let mut framer = new_framer(shared, conn.outbound);
+    // When the first byte of the incomplete message now buffered arrived.
+    let mut partial_since: Option<Instant> = None;
+    let interval = if conn.outbound {
+        cfg.keepalive_interval
+    } else {
+        None
+    };
+    let mut next_ping = interval.map(|i| Instant::now() + i);
+    let mut pong_due: Option<Instant> = None;
+    if *shutdown.borrow() {
+        return CloseReason::Shutdown;
+    }
+    loop {
+        let idle_at = cfg.idle_timeout.map(|t| conn.last_activity() + t);
+        let message_at = partial_since.map(|t| t + cfg.message_timeout);
+        let deadline = [idle_at, message_at, next_ping, pong_due]
+            .into_iter()
+            .flatten()
+            .min();
+        let room = cfg.max_buffered_bytes.saturating_sub(framer.buffered());
+        tokio::select! {
+            r = read_into(&mut reader, &mut framer, room) => {
+                match r {
+                    Ok(0) => return CloseReason::PeerClosed,
+                    Ok(n) => {
+                        stats.bytes_in(flow.transport, n);
+                        conn.touch();
+                    }
+                    Err(reason) => {
+                        if let CloseReason::Protocol(Error::MessageTooLarge { .. }) | CloseReason::BufferLimit = reason {
+                            Counters::bump(&stats.oversized);
+                        }
+                        return reason;
+                    }
+                }
+                let mut completed = false;
+                loop {
+                    match framer.next_frame() {
+                        Ok(None) => break,
+                        Ok(Some(Frame::Ping)) => {
+                            Counters::bump(&stats.pings_received);
+                            if conn.write(b"\r\n", cfg.write_timeout).await.is_err() {
+                                return conn.take_close_reason();
+                            }
+                            Counters::bump(&stats.pongs_sent);
+                        }
+                        Ok(Some(Frame::Pong)) => {
+                            Counters::bump(&stats.pongs_received);
+                            pong_due = None;
+                        }
+                        Ok(Some(Frame::Message(msg))) => {
+                            completed = true;
+                            stats.message_in(flow.transport);
+                            match process_message(msg, &flow, cfg, stats) {
+                                Inbound::Deliver(msg) => {
+                                    debug!(%flow, size = msg.source().len(), "message received");
+                                    if shared.events.send(TransportEvent::Message { msg, flow }).await.is_err() {
+                                        return CloseReason::Shutdown;
+                                    }
+                                }
+                                Inbound::Answer(resp) => {
+                                    if conn.write(&resp, cfg.write_timeout).await.is_err() {
+                                        return conn.take_close_reason();
+                                    }
+                                    stats.sent(flow.transport, resp.len());
+                                }
+                                Inbound::Drop => {}
+                            }
+                        }
+                        Err(e) => {
+                            Counters::bump(&stats.parse_failures);
+                            if let Error::MessageTooLarge { .. } = e {
+                                Counters::bump(&stats.oversized);
+                            }
+                            debug!(%flow, error = %e, "stream cannot be framed");
+                            return CloseReason::Protocol(e);
+                        }
+                    }
+                }
+                if framer.buffered() == 0 {
+                    // Drop the drained buffer: an idle connection keeps no allocation.
+                    framer = new_framer(shared, conn.outbound);
+                    partial_since = None;
+                } else if completed || partial_since.is_none() {
+                    partial_since = Some(Instant::now());
+                }
+            }
+            _ = sleep_or_never(deadline) => {
+                let now = Instant::now();
+                if pong_due.is_some_and(|d| d <= now) {
+                    return CloseReason::KeepAliveTimeout;
+                }
+                if message_at.is_some_and(|d| d <= now) {
+                    return CloseReason::MessageTimeout;
+                }
+                if cfg.idle_timeout.is_some_and(|t| conn.last_activity() + t <= now) {
+                    return CloseReason::IdleTimeout;
+                }
+                if next_ping.is_some_and(|d| d <= now) {
+                    if conn.write(b"\r\n\r\n", cfg.write_timeout).await.is_err() {
+                        return conn.take_close_reason();
+                    }
+                    stats.sent(flow.transport, 4);
+                    Counters::bump(&stats.pings_sent);
+                    pong_due.get_or_insert(now + cfg.keepalive_timeout);
+                    next_ping = interval.map(|i| now + i);
+                }
+            }
+            _ = conn.close.notified() => return conn.take_close_reason(),
+            _ = shutdown.changed() => return CloseReason::Shutdown,
+        }
+    }
+}
+
+async fn sleep_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

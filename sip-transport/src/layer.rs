@@ -1,0 +1,447 @@
+//! The transport layer: its builder, and the handle the layers above send with.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use sip_core::{Flow, Message, Target, Transport};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, trace};
+
+use crate::config::TransportConfig;
+use crate::conn::Conn;
+use crate::error::SendError;
+use crate::event::{CloseReason, TransportEvent};
+use crate::registry::Registry;
+use crate::stats::{Counters, Stats};
+use crate::tls::{TlsClientConfig, TlsServerConfig};
+use crate::udp::UdpGroup;
+use crate::{response, stream, udp};
+
+/// The largest UDP payload (IPv4: 65 535 − 8 − 20).
+const MAX_DATAGRAM: usize = 65_507;
+
+/// State shared by the handle and every task.
+pub(crate) struct Shared {
+    pub(crate) cfg: TransportConfig,
+    pub(crate) events: mpsc::Sender<TransportEvent>,
+    pub(crate) stats: Counters,
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) udp: Vec<UdpGroup>,
+    pub(crate) listeners: Vec<(Transport, SocketAddr)>,
+    pub(crate) tls_client: Option<TlsClientConfig>,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// Entry point: `TransportLayer::builder()`.
+#[derive(Debug)]
+pub struct TransportLayer {
+    _private: (),
+}
+
+impl TransportLayer {
+    /// A builder with no listeners and the default [`TransportConfig`].
+    pub fn builder() -> TransportBuilder {
+        TransportBuilder::default()
+    }
+}
+
+/// Configures listeners and limits, then starts the transport layer
+/// ([`TransportBuilder::build`]).
+#[derive(Debug, Default)]
+pub struct TransportBuilder {
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tls: Vec<(SocketAddr, TlsServerConfig)>,
+    tls_client: Option<TlsClientConfig>,
+    config: TransportConfig,
+}
+
+impl TransportBuilder {
+    /// Adds a UDP address (port 0: the system picks one; see [`TransportHandle::local_addrs`]).
+    /// Requests to UDP targets are sent from the first UDP address of their address family.
+    pub fn udp(mut self, addr: SocketAddr) -> Self {
+        self.udp.push(addr);
+        self
+    }
+
+    /// Adds a TCP listener.
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.tcp.push(addr);
+        self
+    }
+
+    /// Adds a TLS listener with its server configuration.
+    pub fn tls(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
+        self.tls.push((addr, config));
+        self
+    }
+
+    /// The configuration for connections we open to TLS targets (without it, sending to a
+    /// TLS target fails with [`SendError::TlsNotConfigured`]).
+    pub fn tls_client(mut self, config: TlsClientConfig) -> Self {
+        self.tls_client = Some(config);
+        self
+    }
+
+    /// Replaces the configuration and limits.
+    pub fn config(mut self, config: TransportConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds every listener and starts the receive tasks; must be called inside a tokio
+    /// runtime. Returns the handle for sending and the receiver of [`TransportEvent`]s (bounded
+    /// by [`TransportConfig::event_capacity`]: while it is full, reading stops).
+    pub async fn build(self) -> io::Result<(TransportHandle, mpsc::Receiver<TransportEvent>)> {
+        let cfg = self.config;
+        let mut groups = Vec::new();
+        let mut listeners = Vec::new();
+        for addr in self.udp {
+            let g = UdpGroup::bind(addr, cfg.udp_sockets_per_addr, cfg.udp_recv_buffer)?;
+            listeners.push((Transport::Udp, g.local));
+            groups.push(g);
+        }
+        let mut tcp = Vec::new();
+        for addr in self.tcp {
+            let l = stream::listen(addr)?;
+            listeners.push((Transport::Tcp, l.local_addr()?));
+            tcp.push((l, None));
+        }
+        for (addr, tls) in self.tls {
+            let l = stream::listen(addr)?;
+            listeners.push((Transport::Tls, l.local_addr()?));
+            tcp.push((l, Some(tokio_rustls::TlsAcceptor::from(tls.inner))));
+        }
+        let (tx, rx) = mpsc::channel(cfg.event_capacity.max(1));
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            cfg,
+            events: tx,
+            stats: Counters::default(),
+            registry: Mutex::new(Registry::default()),
+            udp: groups,
+            listeners,
+            tls_client: self.tls_client,
+            shutdown,
+        });
+        for g in &shared.udp {
+            for s in &g.sockets {
+                tokio::spawn(udp::receive(shared.clone(), s.clone(), g.local));
+            }
+        }
+        for (l, tls) in tcp {
+            tokio::spawn(stream::accept_loop(shared.clone(), l, tls));
+        }
+        for (t, a) in &shared.listeners {
+            info!(transport = %t, addr = %a, "listening");
+        }
+        let handle = TransportHandle {
+            owner: Arc::new(Owner {
+                shared: shared.clone(),
+            }),
+        };
+        Ok((handle, rx))
+    }
+}
+
+/// Shuts the layer down when the last handle is dropped.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+/// Where to send: back on a flow, or to a target (reusing an open connection to it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// An existing flow: the connection it names, or for UDP the peer address from the local
+    /// socket it names.
+    Flow(Flow),
+    /// A resolved target: over UDP from our socket of the same address family; over TCP or TLS
+    /// on an open connection to that address, or a new one.
+    Target(Target),
+}
+
+impl From<Flow> for Destination {
+    fn from(f: Flow) -> Self {
+        Destination::Flow(f)
+    }
+}
+
+impl From<Target> for Destination {
+    fn from(t: Target) -> Self {
+        Destination::Target(t)
+    }
+}
+
+impl From<&Target> for Destination {
+    fn from(t: &Target) -> Self {
+        Destination::Target(t.clone())
+    }
+}
+
+/// The sending side of the transport layer; cheap to clone. The layer shuts down when the last
+/// clone is dropped or [`TransportHandle::shutdown`] is called.
+#[derive(Clone)]
+pub struct TransportHandle {
+    owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for TransportHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportHandle")
+            .field("listeners", &self.shared().listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransportHandle {
+    fn shared(&self) -> &Arc<Shared> {
+        &self.owner.shared
+    }
+
+    /// Sends bytes (one whole message, or a keep-alive) and returns the flow they went on.
+    /// No size-based transport switch happens here: see [`TransportHandle::send_request`].
+    pub async fn send(
+        &self,
+        dest: impl Into<Destination>,
+        data: Bytes,
+    ) -> Result<Flow, SendError> {
+        let r = match dest.into() {
+            Destination::Flow(flow) => self.send_on_flow(flow, &data).await,
+            Destination::Target(t) => self.send_to_target(&t, &data).await,
+        };
+        if r.is_err() {
+            Counters::bump(&self.shared().stats.send_errors);
+        }
+        r
+    }
+
+    async fn send_on_flow(&self, flow: Flow, data: &[u8]) -> Result<Flow, SendError> {
+        if *self.shared().shutdown.borrow() {
+            return Err(SendError::Shutdown);
+        }
+        match flow.transport {
+            Transport::Udp => self.send_udp(Some(flow.local), flow.remote, data).await,
+            Transport::Tcp | Transport::Tls => {
+                let conn = self.conn(&flow).ok_or(SendError::FlowClosed(flow))?;
+                self.write_conn(&conn, data).await
+            }
+        }
+    }
+
+    async fn send_to_target(&self, target: &Target, data: &[u8]) -> Result<Flow, SendError> {
+        if *self.shared().shutdown.borrow() {
+            return Err(SendError::Shutdown);
+        }
+        match target.transport {
+            Transport::Udp => self.send_udp(None, target.addr, data).await,
+            Transport::Tcp | Transport::Tls => {
+                let open = self
+                    .shared()
+                    .registry
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.find(target.transport, target.addr));
+                if let Some(conn) = open {
+                    match self.write_conn(&conn, data).await {
+                        Ok(f) => return Ok(f),
+                        // The connection died under us: one fresh attempt.
+                        Err(e) => debug!(flow = %conn.flow, error = %e, "reused connection failed"),
+                    }
+                }
+                let conn = stream::connect(self.shared(), target).await?;
+                self.write_conn(&conn, data).await
+            }
+        }
+    }
+
+    async fn write_conn(&self, conn: &Conn, data: &[u8]) -> Result<Flow, SendError> {
+        let shared = self.shared();
+        conn.write(data, shared.cfg.write_timeout).await?;
+        shared.stats.sent(conn.flow.transport, data.len());
+        trace!(flow = %conn.flow, size = data.len(), "sent");
+        Ok(conn.flow)
+    }
+
+    async fn send_udp(
+        &self,
+        local: Option<SocketAddr>,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> Result<Flow, SendError> {
+        if data.len() > MAX_DATAGRAM {
+            return Err(SendError::TooLarge {
+                size: data.len(),
+                limit: MAX_DATAGRAM,
+            });
+        }
+        let shared = self.shared();
+        let group = match local {
+            Some(l) => shared.udp.iter().find(|g| g.local == l),
+            None => shared.udp.iter().find(|g| g.local.is_ipv4() == to.is_ipv4()),
+        };
+        let no_socket = SendError::NoTransport {
+            transport: Transport::Udp,
+            addr: to,
+        };
+        let group = group.ok_or(no_socket)?;
+        let sock = group.pick(to).ok_or(SendError::NoTransport {
+            transport: Transport::Udp,
+            addr: to,
+        })?;
+        sock.send_to(data, to)
+            .await
+            .map_err(|source| SendError::Io { addr: to, source })?;
+        shared.stats.sent(Transport::Udp, data.len());
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: group.local,
+            remote: to,
+        };
+        trace!(%flow, size = data.len(), "sent");
+        Ok(flow)
+    }
+
+    /// Sends a request to a target (RFC 3261 §18.1.1) and returns the flow it went on.
+    ///
+    /// - A `sips:` Request-URI is only sent over TLS ([`SendError::SipsRequiresTls`]).
+    /// - A request to a UDP target larger than [`TransportConfig::udp_mtu_threshold`] goes over
+    ///   TCP to the same address with its top Via transport rewritten to `TCP`; the switch is
+    ///   logged and counted, and the returned flow says TCP (the transaction is then reliable:
+    ///   no retransmissions, and its ACK/CANCEL must use the same Via).
+    /// - An open connection to the target is reused before a new one is opened.
+    pub async fn send_request(&self, target: &Target, msg: &Message) -> Result<Flow, SendError> {
+        let sips = msg
+            .uri_str()
+            .and_then(|u| u.get(..5))
+            .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
+        if sips && target.transport != Transport::Tls {
+            Counters::bump(&self.shared().stats.send_errors);
+            return Err(SendError::SipsRequiresTls(target.transport));
+        }
+        let data = msg.to_bytes();
+        let threshold = self.shared().cfg.udp_mtu_threshold;
+        if target.transport == Transport::Udp && threshold.is_some_and(|t| data.len() > t) {
+            let mut m = msg.clone();
+            crate::via::set_top_via_transport(&mut m, Transport::Tcp)?;
+            let tcp = Target::new(Transport::Tcp, target.addr);
+            Counters::bump(&self.shared().stats.udp_to_tcp_switches);
+            info!(
+                target = %target.addr,
+                size = data.len(),
+                threshold = threshold.unwrap_or_default(),
+                call_id = m.call_id().unwrap_or_default(),
+                "request larger than the UDP threshold: sending over TCP (RFC 3261 §18.1.1)"
+            );
+            return self.send(tcp, m.to_bytes()).await;
+        }
+        self.send(target, data).await
+    }
+
+    /// Sends a response where RFC 3261 §18.2.2 says, and returns the flow it went on.
+    ///
+    /// With `flow` (the flow the request came on): a reliable flow that is still open carries
+    /// it; for UDP it is sent from the flow's local socket. Otherwise, and when the flow has
+    /// closed, the destination comes from the top Via: over TCP/TLS to `received` (or the
+    /// sent-by address) and the sent-by port, reusing or opening a connection; over UDP to
+    /// `maddr`, else `received`:`rport` (RFC 3581), else `received` or sent-by and the sent-by
+    /// port. A sent-by domain name without `received` needs RFC 3263 resolution, which is the
+    /// caller's: [`SendError::NoRoute`].
+    pub async fn send_response(
+        &self,
+        msg: &Message,
+        flow: Option<Flow>,
+    ) -> Result<Flow, SendError> {
+        let data = msg.to_bytes();
+        if let Some(f) = flow.filter(|f| f.transport.is_reliable()) {
+            match self.send(f, data.clone()).await {
+                Err(SendError::FlowClosed(_)) => {
+                    debug!(flow = %f, "request's flow closed: response sent per its Via");
+                }
+                r => return r,
+            }
+        }
+        let target = match response::destination(msg) {
+            Ok(t) => t,
+            Err(e) => {
+                Counters::bump(&self.shared().stats.send_errors);
+                return Err(e);
+            }
+        };
+        match flow.filter(|f| f.transport == Transport::Udp && target.transport == Transport::Udp) {
+            Some(f) => {
+                let r = self.send_udp(Some(f.local), target.addr, &data).await;
+                if r.is_err() {
+                    Counters::bump(&self.shared().stats.send_errors);
+                }
+                r
+            }
+            None => self.send(target, data).await,
+        }
+    }
+
+    /// The bound addresses of every listener (with the ports the system chose for port 0).
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        self.shared().listeners.clone()
+    }
+
+    /// The first bound address of a transport.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.shared()
+            .listeners
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, a)| *a)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared().stats.snapshot()
+    }
+
+    /// The TCP and TLS flows open now.
+    pub fn flows(&self) -> Vec<Flow> {
+        self.shared()
+            .registry
+            .lock()
+            .map(|r| r.flows())
+            .unwrap_or_default()
+    }
+
+    /// Whether a flow can still be sent on: a TCP/TLS flow whose connection is open, or a UDP
+    /// flow of one of our sockets.
+    pub fn is_open(&self, flow: &Flow) -> bool {
+        match flow.transport {
+            Transport::Udp => self.shared().udp.iter().any(|g| g.local == flow.local),
+            _ => self.conn(flow).is_some(),
+        }
+    }
+
+    /// Closes a TCP/TLS flow (reported as [`CloseReason::Local`]); `false` if it is not open.
+    pub fn close_flow(&self, flow: &Flow) -> bool {
+        match self.conn(flow) {
+            Some(c) => {
+                c.request_close(CloseReason::Local);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops listening and closes every connection (each reported closed with
+    /// [`CloseReason::Shutdown`]); later sends fail with [`SendError::Shutdown`].
+    pub fn shutdown(&self) {
+        self.shared().shutdown.send_replace(true);
+    }
+
+    fn conn(&self, flow: &Flow) -> Option<Arc<Conn>> {
+        self.shared().registry.lock().ok().and_then(|r| r.get(flow))
+    }
+}

@@ -1,0 +1,89 @@
+//! Where a response goes when it is not sent back on its request's flow (RFC 3261 §18.2.2,
+//! RFC 3581 §4).
+
+use std::net::{IpAddr, SocketAddr};
+
+use sip_core::uri::Host;
+use sip_core::{Message, Target, Transport};
+
+use crate::error::SendError;
+
+/// The destination of a response computed from its top Via.
+///
+/// ```
+/// use sip_core::{Message, Transport};
+/// let m = Message::parse(&b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;rport=4000;received=192.0.2.1;branch=z9hG4bK1\r\n\r\n"[..]).unwrap();
+/// let t = sip_transport::response_destination(&m).unwrap();
+/// assert_eq!((t.transport, t.addr), (Transport::Udp, "192.0.2.1:4000".parse().unwrap()));
+/// ```
+pub fn destination(msg: &Message) -> Result<Target, SendError> {
+    let via = msg.via()?;
+    let transport = Transport::from_name(via.transport())
+        .ok_or(SendError::NoRoute("top Via transport is not UDP, TCP or TLS"))?;
+    let default_port = via.sent_by_port().unwrap_or(transport.default_port());
+    let sent_by_ip = match via.sent_by_host() {
+        Host::Ipv4(a) => Some(IpAddr::V4(*a)),
+        Host::Ipv6(a) => Some(IpAddr::V6(*a)),
+        Host::Domain(_) => None,
+    };
+    let received = via.received_addr();
+    let addr = if transport.is_reliable() {
+        let ip = received
+            .or(sent_by_ip)
+            .ok_or(SendError::NoRoute("sent-by is a domain name (RFC 3263 §5)"))?;
+        SocketAddr::new(ip, default_port)
+    } else if let Some(maddr) = via.maddr() {
+        let ip: IpAddr = maddr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| SendError::NoRoute("maddr is a domain name (RFC 3263 §5)"))?;
+        SocketAddr::new(ip, default_port)
+    } else if let Some(ip) = received {
+        let port = match via.rport() {
+            Some(Some(p)) => p,
+            _ => default_port,
+        };
+        SocketAddr::new(ip, port)
+    } else {
+        let ip = sent_by_ip.ok_or(SendError::NoRoute("sent-by is a domain name (RFC 3263 §5)"))?;
+        SocketAddr::new(ip, default_port)
+    };
+    Ok(Target::new(transport, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(via: &str) -> Result<Target, SendError> {
+        let raw = format!("SIP/2.0 200 OK\r\nVia: {via}\r\nContent-Length: 0\r\n\r\n");
+        destination(&Message::parse(raw.into_bytes()).unwrap())
+    }
+
+    fn addr(via: &str) -> (Transport, String) {
+        let t = dest(via).unwrap();
+        (t.transport, t.addr.to_string())
+    }
+
+    #[test]
+    fn rules_of_18_2_2() {
+        use Transport::*;
+        assert_eq!(addr("SIP/2.0/UDP 10.0.0.1"), (Udp, "10.0.0.1:5060".into()));
+        assert_eq!(addr("SIP/2.0/UDP 10.0.0.1:5070;received=192.0.2.1"), (Udp, "192.0.2.1:5070".into()));
+        assert_eq!(
+            addr("SIP/2.0/UDP host.example;received=192.0.2.1;rport=6000"),
+            (Udp, "192.0.2.1:6000".into())
+        );
+        assert_eq!(addr("SIP/2.0/UDP host.example:5080;maddr=239.1.1.1;ttl=1"), (Udp, "239.1.1.1:5080".into()));
+        assert_eq!(addr("SIP/2.0/TCP h.example;received=192.0.2.1;rport=6000"), (Tcp, "192.0.2.1:5060".into()));
+        assert_eq!(addr("SIP/2.0/TLS [2001:db8::1]"), (Tls, "[2001:db8::1]:5061".into()));
+        assert_eq!(addr("SIP/2.0/UDP 10.0.0.1;received=2001:db8::9;rport=7"), (Udp, "[2001:db8::9]:7".into()));
+    }
+
+    #[test]
+    fn unroutable() {
+        assert!(matches!(dest("SIP/2.0/UDP host.example"), Err(SendError::NoRoute(_))));
+        assert!(matches!(dest("SIP/2.0/SCTP 10.0.0.1"), Err(SendError::NoRoute(_))));
+    }
+}

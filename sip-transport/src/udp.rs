@@ -1,0 +1,117 @@
+//! UDP: one or more sockets per address (SO_REUSEPORT), each with its own receive task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sip_core::{Flow, Transport};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, trace};
+
+use crate::event::TransportEvent;
+use crate::inbound::{process_datagram, Inbound};
+use crate::layer::Shared;
+use crate::stats::Counters;
+
+/// The sockets bound to one UDP address. They share the local address, so a peer (and any NAT
+/// on the way) sees the same source whichever of them sends.
+pub(crate) struct UdpGroup {
+    pub(crate) local: SocketAddr,
+    pub(crate) sockets: Vec<Arc<UdpSocket>>,
+}
+
+impl UdpGroup {
+    /// Binds `n` sockets to `addr` (with SO_REUSEPORT when `n > 1`; a port 0 is chosen once by
+    /// the first socket and shared by the others).
+    pub(crate) fn bind(addr: SocketAddr, n: usize, recv_buffer: Option<usize>) -> io::Result<UdpGroup> {
+        let n = n.max(1);
+        let mut sockets = Vec::with_capacity(n);
+        let mut local = addr;
+        for _ in 0..n {
+            let s = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
+            if local.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            if n > 1 {
+                #[cfg(unix)]
+                s.set_reuse_port(true)?;
+            }
+            if let Some(size) = recv_buffer {
+                s.set_recv_buffer_size(size)?;
+            }
+            s.set_nonblocking(true)?;
+            s.bind(&local.into())?;
+            let std: std::net::UdpSocket = s.into();
+            let sock = UdpSocket::from_std(std)?;
+            local = sock.local_addr()?;
+            sockets.push(Arc::new(sock));
+        }
+        Ok(UdpGroup { local, sockets })
+    }
+
+    /// The socket a datagram to `peer` is sent from: always the same one for a peer.
+    pub(crate) fn pick(&self, peer: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        let n = self.sockets.len();
+        if n <= 1 {
+            return self.sockets.first();
+        }
+        let ip_bits: u64 = match peer.ip() {
+            std::net::IpAddr::V4(a) => u64::from(u32::from(a)),
+            std::net::IpAddr::V6(a) => {
+                let v = u128::from(a);
+                (v as u64) ^ ((v >> 64) as u64)
+            }
+        };
+        let h = (ip_bits ^ u64::from(peer.port()).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.sockets.get((h >> 32) as usize % n)
+    }
+}
+
+/// The receive loop of one socket.
+pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, remote) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors reported on the socket, or ENOBUFS: keep serving.
+                    trace!(%local, error = %e, "udp receive error");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let flow = Flow {
+            transport: Transport::Udp,
+            local,
+            remote,
+        };
+        let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+        shared.stats.bytes_in(Transport::Udp, n);
+        match process_datagram(data, &flow, &shared.cfg, &shared.stats) {
+            Inbound::Deliver(msg) => {
+                debug!(%flow, size = n, "message received");
+                if shared
+                    .events
+                    .send(TransportEvent::Message { msg, flow })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Inbound::Answer(resp) => match sock.send_to(&resp, remote).await {
+                Ok(_) => shared.stats.sent(Transport::Udp, resp.len()),
+                Err(e) => {
+                    Counters::bump(&shared.stats.send_errors);
+                    debug!(%flow, error = %e, "error response not sent");
+                }
+            },
+            Inbound::Drop => {}
+        }
+    }
+}
