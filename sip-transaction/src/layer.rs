@@ -574,3 +574,67 @@ impl TransactionLayer {
         messages::cancel_for(&t.request).ok_or(Error::UnknownTransaction)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sip_core::Transport;
+
+    /// Bytes one live transaction costs: the struct, its stored messages, its index keys and
+    /// the hash-map slots pointing at it (key + value + control byte per map).
+    fn footprint(layer: &TransactionLayer, key: TransactionKey) -> usize {
+        let Some(t) = layer.txns.get(&key.0) else {
+            return 0;
+        };
+        let map_slot = |k: usize| k + 8 + 1;
+        std::mem::size_of::<Transaction>()
+            + map_slot(8)
+            + t.request.len()
+            + t.stored.as_ref().map_or(0, |b| b.len())
+            + t.index_key.len()
+            + map_slot(16)
+            + t.merge_key.as_ref().map_or(0, |k| k.len() + map_slot(16))
+    }
+
+    const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\nTo: Bob <sip:bob@biloxi.example.com>\r\n\
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\nCSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.example.com>\r\nContent-Type: application/sdp\r\n\
+Content-Length: 142\r\n\r\n\
+v=0\r\no=alice 2890844526 2890844526 IN IP4 pc33.atlanta.example.com\r\ns=-\r\n\
+c=IN IP4 192.0.2.101\r\nt=0 0\r\nm=audio 49172 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn memory_per_live_transaction_stays_under_2_kib() {
+        // size_of figures on x86_64: Transaction ≈ 260–300 bytes.
+        let size = std::mem::size_of::<Transaction>();
+        assert!(size <= 320, "Transaction is {size} bytes");
+        let mut layer = TransactionLayer::default();
+        let now = Instant::now();
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: "192.0.2.4:5060".parse().unwrap(),
+            remote: "192.0.2.101:5060".parse().unwrap(),
+        };
+        let invite = Message::parse(INVITE.as_bytes()).unwrap();
+        layer.handle_message(now, invite.clone(), flow).unwrap();
+        let key = match layer.poll_event() {
+            Some(Event::Request(r)) => r.key,
+            other => panic!("{other:?}"),
+        };
+        let ringing = invite.response(180).to_tag("8321234356").build().unwrap();
+        layer.respond(now, key, ringing).unwrap();
+        let server = footprint(&layer, key);
+        let client = {
+            let k = layer
+                .send_request(now, invite, Target::new(Transport::Udp, flow.remote))
+                .unwrap();
+            footprint(&layer, k)
+        };
+        println!("size_of::<Transaction>() = {size}; INVITE server after 180: {server} B; INVITE client: {client} B");
+        assert!(server <= 2048, "{server}");
+        assert!(client <= 2048, "{client}");
+    }
+}
