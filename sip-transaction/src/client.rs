@@ -20,9 +20,9 @@ impl Transaction {
         };
         if !self.reliable {
             self.interval = cfg.get_t1();
-            self.arm(out, Slot::Retransmit, retransmit, now + self.interval);
+            self.arm(out, Slot::Retransmit, retransmit, now, self.interval);
         }
-        self.arm(out, Slot::Timeout, timeout, now + cfg.timer_b());
+        self.arm(out, Slot::Timeout, timeout, now, cfg.timer_b());
     }
 
     /// A response matched this client transaction.
@@ -68,11 +68,11 @@ impl Transaction {
                     self.disarm(Slot::Timeout);
                     self.state = State::Proceeding;
                     if self.cancelled {
-                        self.arm(out, Slot::Timeout, Timer::CancelWait, now + cfg.timer_b());
+                        self.arm(out, Slot::Timeout, Timer::CancelWait, now, cfg.timer_b());
                     }
                 }
                 if let Some(c) = cfg.get_timer_c() {
-                    self.arm(out, Slot::Guard, Timer::C, now + c);
+                    self.arm(out, Slot::Guard, Timer::C, now, c);
                 }
                 self.deliver(out, response, flow);
                 Step::Continue
@@ -154,20 +154,20 @@ impl Transaction {
             (Timer::A, State::Calling) => {
                 self.send(out, self.request.clone(), true);
                 self.interval = self.interval.saturating_mul(2);
-                self.arm(out, Slot::Retransmit, Timer::A, now + self.interval);
+                self.arm(out, Slot::Retransmit, Timer::A, now, self.interval);
                 Step::Continue
             }
             (Timer::E, State::Trying) => {
                 self.send(out, self.request.clone(), true);
                 self.interval = self.interval.saturating_mul(2).min(cfg.get_t2());
-                self.arm(out, Slot::Retransmit, Timer::E, now + self.interval);
+                self.arm(out, Slot::Retransmit, Timer::E, now, self.interval);
                 Step::Continue
             }
             (Timer::E, State::Proceeding) => {
                 // §17.1.2.2: in Proceeding, E is reset to T2 each time.
                 self.send(out, self.request.clone(), true);
                 self.interval = cfg.get_t2();
-                self.arm(out, Slot::Retransmit, Timer::E, now + self.interval);
+                self.arm(out, Slot::Retransmit, Timer::E, now, self.interval);
                 Step::Continue
             }
             (Timer::B | Timer::F | Timer::C | Timer::CancelWait, _) => {
@@ -187,7 +187,7 @@ impl Transaction {
         }
         self.cancelled = true;
         if self.state == State::Proceeding && self.armed(Slot::Timeout).is_none() {
-            self.arm(out, Slot::Timeout, Timer::CancelWait, now + cfg.timer_b());
+            self.arm(out, Slot::Timeout, Timer::CancelWait, now, cfg.timer_b());
         }
     }
 }

@@ -67,6 +67,7 @@ mod client;
 mod config;
 mod error;
 mod event;
+mod inbound;
 mod key;
 mod layer;
 mod messages;

@@ -22,13 +22,14 @@ impl Transaction {
                     out,
                     Slot::Retransmit,
                     Timer::Trying100,
-                    now + cfg.get_trying_delay(),
+                    now,
+                    cfg.get_trying_delay(),
                 );
                 if let Some(g) = cfg.get_server_guard() {
-                    self.arm(out, Slot::Guard, Timer::ServerGuard, now + g);
+                    self.arm(out, Slot::Guard, Timer::ServerGuard, now, g);
                 }
             }
-            _ => self.arm(out, Slot::Guard, Timer::ServerGuard, now + cfg.timer_b()),
+            _ => self.arm(out, Slot::Guard, Timer::ServerGuard, now, cfg.timer_b()),
         }
     }
 
@@ -108,7 +109,7 @@ impl Transaction {
             (Kind::InviteServer, State::Proceeding, 100..=199) => {
                 self.disarm(Slot::Retransmit);
                 if let Some(g) = cfg.get_server_guard() {
-                    self.arm(out, Slot::Guard, Timer::ServerGuard, now + g);
+                    self.arm(out, Slot::Guard, Timer::ServerGuard, now, g);
                 }
                 self.provisional(out, bytes);
                 Ok(Step::Continue)
@@ -131,9 +132,9 @@ impl Transaction {
                 self.send(out, bytes, false);
                 if !self.reliable {
                     self.interval = cfg.get_t1();
-                    self.arm(out, Slot::Retransmit, Timer::G, now + self.interval);
+                    self.arm(out, Slot::Retransmit, Timer::G, now, self.interval);
                 }
-                self.arm(out, Slot::Timeout, Timer::H, now + cfg.timer_b());
+                self.arm(out, Slot::Timeout, Timer::H, now, cfg.timer_b());
                 Ok(Step::Continue)
             }
             (Kind::NonInviteServer, State::Trying | State::Proceeding, 100..=199) => {
@@ -177,7 +178,7 @@ impl Transaction {
                     self.send(out, last, true);
                 }
                 self.interval = self.interval.saturating_mul(2).min(cfg.get_t2());
-                self.arm(out, Slot::Retransmit, Timer::G, now + self.interval);
+                self.arm(out, Slot::Retransmit, Timer::G, now, self.interval);
                 Step::Continue
             }
             (Timer::H | Timer::ServerGuard, _) => {

@@ -162,8 +162,20 @@ impl Transaction {
         }
     }
 
-    /// Arms `timer` in `slot` at `at`, replacing what the slot held.
-    pub(crate) fn arm(&mut self, out: &mut Out, slot: Slot, timer: Timer, at: Instant) {
+    /// Arms `timer` in `slot` to fire `after` from `now`, replacing what the slot held. A
+    /// deadline beyond what `Instant` can hold is never reached: the slot is left empty.
+    pub(crate) fn arm(
+        &mut self,
+        out: &mut Out,
+        slot: Slot,
+        timer: Timer,
+        now: Instant,
+        after: Duration,
+    ) {
+        let Some(at) = now.checked_add(after) else {
+            self.disarm(slot);
+            return;
+        };
         if let Some(s) = self.timers.get_mut(slot as usize) {
             *s = Some((at, timer));
             out.timers.push(at, self.key.0, slot);
@@ -220,7 +232,7 @@ impl Transaction {
         if wait.is_zero() {
             return Step::Terminate(TerminationReason::Completed);
         }
-        self.arm(out, Slot::Linger, timer, now + wait);
+        self.arm(out, Slot::Linger, timer, now, wait);
         Step::Continue
     }
 

@@ -69,10 +69,7 @@ pub type Timed<T> = Vec<(Instant, T)>;
 
 /// Fires timers up to and including `until`; returns every transmit and event with the
 /// instant it happened at.
-pub fn run_until(
-    layer: &mut TransactionLayer,
-    until: Instant,
-) -> (Timed<Transmit>, Timed<Event>) {
+pub fn run_until(layer: &mut TransactionLayer, until: Instant) -> (Timed<Transmit>, Timed<Event>) {
     let mut tx = Vec::new();
     let mut ev = Vec::new();
     while let Some(at) = layer.poll_timeout() {
