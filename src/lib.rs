@@ -35,6 +35,7 @@
 
 pub use sip_core as core;
 
+pub mod endpoint;
 pub mod registrar;
 pub mod sipcheck;
 

@@ -225,7 +225,7 @@ impl<R: RandomSource> DigestClient<R> {
                 Ok((account, algorithm, qop)) => {
                     let better = best
                         .as_ref()
-                        .map_or(true, |(s, ..)| algorithm.strength() > *s);
+                        .is_none_or(|(s, ..)| algorithm.strength() > *s);
                     if better {
                         best = Some((algorithm.strength(), account, c, algorithm, qop));
                     }
@@ -352,7 +352,7 @@ impl<R: RandomSource> DigestClient<R> {
             let host_ok = a
                 .host
                 .as_deref()
-                .map_or(true, |h| h.eq_ignore_ascii_case(host));
+                .is_none_or(|h| h.eq_ignore_ascii_case(host));
             if a.realm == realm && !host_ok {
                 host_error = Some(ClientError::HostNotAllowed {
                     realm: realm.to_owned(),

@@ -468,15 +468,12 @@ impl<S: LocationStore> Registrar<S> {
             match self.store.register(&aor, change, now).await {
                 Ok(r) => r,
                 Err(e @ RegisterError::OutOfOrder { .. }) => {
+                    tracing::debug!(%aor, error = %e, "REGISTER refused");
                     return req
                         .response(500)
                         .reason("Out of Order")
                         .header("Retry-After", "1")
-                        .build()
-                        .map(|m| {
-                            tracing::debug!(%aor, error = %e, "REGISTER refused");
-                            m
-                        })
+                        .build();
                 }
                 Err(RegisterError::TooManyForAor | RegisterError::StoreFull) => {
                     return req

@@ -434,9 +434,11 @@ async fn stale_nonce_gets_stale_challenge() {
     let later = wall + Duration::from_secs(3600);
     let resp = send(&r, &m, now, later).await;
     assert_eq!(resp.status(), Some(401));
-    let stale = resp
-        .header_lines(HeaderName::WwwAuthenticate)
-        .all(|v| Challenge::parse(std::str::from_utf8(v).unwrap()).unwrap().stale);
+    let stale = resp.header_lines(HeaderName::WwwAuthenticate).all(|v| {
+        Challenge::parse(std::str::from_utf8(v).unwrap())
+            .unwrap()
+            .stale
+    });
     assert!(stale);
     assert_eq!(r.counters().auth_failures, 0);
 }

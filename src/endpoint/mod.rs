@@ -1,0 +1,545 @@
+//! The Endpoint: the async driver that owns the transport layer, the transaction layer and its
+//! timers on tokio, and hands the transaction user (TU) requests and responses.
+//!
+//! One task (the driver) owns the sans-IO [`TransactionLayer`]: it feeds it what the transport
+//! delivers, the TU's actions and timer expiries, and carries out what the layer asks (send
+//! these bytes, tell the TU this). The TU talks to it through cheap handles:
+//!
+//! - [`Endpoint::request`] sends a request in a client transaction and returns a
+//!   [`ClientTransaction`] that yields every provisional and the final response;
+//! - [`Endpoint::next_event`] yields [`ServerEvent`]s: new requests (each with a
+//!   [`ServerTransaction`] handle to respond on, several provisionals then a final), CANCELs
+//!   of pending INVITEs (already answered 200/487 by the endpoint, RFC 3261 §9.2), ACKs of 2xx
+//!   and stray 2xx retransmissions (for the dialog layer), and flows that opened or closed;
+//! - [`Endpoint::send_stateless`] sends outside any transaction;
+//! - [`Endpoint::counters`] reads the counters; [`Endpoint::shutdown`] lets live transactions
+//!   finish within a deadline.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sip_stack::endpoint::{Endpoint, ServerEvent};
+//! use sip_stack::core::{builder::RequestBuilder, Method, Target, Transport};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Endpoint::builder().udp("127.0.0.1:0".parse()?).build().await?;
+//! let client = Endpoint::builder().udp("127.0.0.1:0".parse()?).build().await?;
+//! let server_addr = server.local_addr(Transport::Udp).unwrap();
+//!
+//! let answering = server.clone();
+//! tokio::spawn(async move {
+//!     while let Some(ServerEvent::Request(txn)) = answering.next_event().await {
+//!         let ok = txn.request().response(200).build().unwrap();
+//!         txn.respond(ok).await.unwrap();
+//!     }
+//! });
+//!
+//! let options = RequestBuilder::new(Method::Options, &format!("sip:{server_addr}"))
+//!     .header("Via", client.via(Transport::Udp))
+//!     .header("From", "<sip:alice@example.com>;tag=a1")
+//!     .header("To", format!("<sip:{server_addr}>"))
+//!     .header("Call-ID", client.new_call_id())
+//!     .header("CSeq", "1 OPTIONS")
+//!     .build()?;
+//! let mut txn = client.request(options, Target::new(Transport::Udp, server_addr)).await?;
+//! let response = txn.final_response().await?;
+//! assert_eq!(response.status(), Some(200));
+//! client.shutdown(Duration::from_secs(1)).await;
+//! server.shutdown(Duration::from_secs(1)).await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod driver;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sip_core::random::{IdGenerator, OsRandom};
+use sip_core::{Flow, Message, Target, Transport};
+use sip_transaction::{Config as TxnConfig, TerminationReason, TransactionKey};
+use sip_transport::{
+    CloseReason, TlsClientConfig, TlsServerConfig, TransportConfig, TransportHandle,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use sip_transaction::Destination;
+
+/// What went wrong with an Endpoint call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// Binding a listener failed.
+    #[error("binding a listener failed: {0}")]
+    Bind(#[from] io::Error),
+    /// The transaction layer refused the action.
+    #[error(transparent)]
+    Transaction(#[from] sip_transaction::Error),
+    /// The transaction ended without a final response: timeout (the TU treats it as 408) or
+    /// transport error (503), RFC 3261 §8.1.3.1.
+    #[error("transaction ended without a final response: {0:?}")]
+    NoFinalResponse(TerminationReason),
+    /// The endpoint is shutting down or gone.
+    #[error("endpoint is shut down")]
+    Shutdown,
+}
+
+/// Configuration of an [`Endpoint`].
+pub struct EndpointBuilder {
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tls: Vec<(SocketAddr, TlsServerConfig)>,
+    tls_client: Option<TlsClientConfig>,
+    transport: TransportConfig,
+    timers: TxnConfig,
+    user_agent: Option<String>,
+    event_capacity: usize,
+}
+
+impl Default for EndpointBuilder {
+    fn default() -> Self {
+        EndpointBuilder {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            tls: Vec::new(),
+            tls_client: None,
+            transport: TransportConfig::default(),
+            timers: TxnConfig::default(),
+            user_agent: Some(concat!("sip-stack/", env!("CARGO_PKG_VERSION")).to_owned()),
+            event_capacity: 4096,
+        }
+    }
+}
+
+impl EndpointBuilder {
+    /// Listens on UDP at `addr` (port 0: any free port).
+    pub fn udp(mut self, addr: SocketAddr) -> Self {
+        self.udp.push(addr);
+        self
+    }
+
+    /// Listens on TCP at `addr`.
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.tcp.push(addr);
+        self
+    }
+
+    /// Listens on TLS at `addr` with this certificate.
+    pub fn tls(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
+        self.tls.push((addr, config));
+        self
+    }
+
+    /// Trust roots (and optional client certificate) for TLS connections we open.
+    pub fn tls_client(mut self, config: TlsClientConfig) -> Self {
+        self.tls_client = Some(config);
+        self
+    }
+
+    /// Transport limits and keep-alives.
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.transport = config;
+        self
+    }
+
+    /// Transaction timers (T1, T2, T4…) and the transaction table's cap.
+    pub fn transaction_config(mut self, config: TxnConfig) -> Self {
+        self.timers = config;
+        self
+    }
+
+    /// The User-Agent / Server header value the endpoint adds to what it builds itself
+    /// (`None`: none).
+    pub fn user_agent(mut self, ua: Option<String>) -> Self {
+        self.user_agent = ua;
+        self
+    }
+
+    /// Capacity of the TU event channel (default 4096); a full channel back-pressures.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Binds the listeners and starts the driver task. Must be called within a tokio runtime.
+    pub async fn build(self) -> Result<Endpoint, EndpointError> {
+        let mut tb = sip_transport::TransportLayer::builder().config(self.transport);
+        for a in self.udp {
+            tb = tb.udp(a);
+        }
+        for a in self.tcp {
+            tb = tb.tcp(a);
+        }
+        for (a, c) in self.tls {
+            tb = tb.tls(a, c);
+        }
+        if let Some(c) = self.tls_client {
+            tb = tb.tls_client(c);
+        }
+        let (transport, transport_events) = tb.build().await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(self.event_capacity);
+        let (event_tx, event_rx) = mpsc::channel(self.event_capacity);
+        let (counters, counters_rx) = watch::channel(Counters::default());
+        let layer = sip_transaction::TransactionLayer::new(self.timers);
+        let driver = driver::Driver::new(
+            layer,
+            transport.clone(),
+            transport_events,
+            cmd_tx.clone(),
+            cmd_rx,
+            event_tx,
+            counters,
+        );
+        let done = tokio::spawn(driver.run());
+        Ok(Endpoint {
+            inner: Arc::new(Inner {
+                cmd: cmd_tx,
+                events: tokio::sync::Mutex::new(event_rx),
+                transport,
+                counters: counters_rx,
+                user_agent: self.user_agent,
+                done: Mutex::new(Some(done)),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    cmd: mpsc::Sender<Command>,
+    events: tokio::sync::Mutex<mpsc::Receiver<ServerEvent>>,
+    transport: TransportHandle,
+    counters: watch::Receiver<Counters>,
+    user_agent: Option<String>,
+    done: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A SIP endpoint: transports, transactions and timers on tokio. Cheap to clone.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+/// Counters an operator reads (a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Live transactions.
+    pub live: usize,
+    /// Live transactions by kind: INVITE client, non-INVITE client, INVITE server, non-INVITE
+    /// server (refreshed at most every 250 ms: counting walks the table).
+    pub live_by_kind: [usize; 4],
+    /// Transactions created, by the same kinds.
+    pub created: [u64; 4],
+    /// Retransmissions sent by timers.
+    pub retransmissions_sent: u64,
+    /// Retransmitted requests and responses absorbed.
+    pub retransmissions_absorbed: u64,
+    /// Transactions that timed out (B, F, H).
+    pub timeouts: u64,
+    /// Transport errors reported to transactions.
+    pub transport_errors: u64,
+    /// Requests answered 503 because the transaction table was full.
+    pub overload_503: u64,
+    /// Messages received from the transport.
+    pub messages_in: u64,
+    /// Messages sent.
+    pub messages_out: u64,
+}
+
+pub(crate) enum Command {
+    Request {
+        request: Message,
+        target: Target,
+        responses: mpsc::UnboundedSender<Message>,
+        reply: oneshot::Sender<
+            Result<(TransactionKey, oneshot::Receiver<TerminationReason>), EndpointError>,
+        >,
+    },
+    Respond {
+        key: TransactionKey,
+        response: Message,
+        reply: oneshot::Sender<Result<(), EndpointError>>,
+    },
+    Stateless {
+        message: Message,
+        destination: Destination,
+    },
+    Cancel {
+        key: TransactionKey,
+        reply: oneshot::Sender<Result<(), EndpointError>>,
+    },
+    TransportError {
+        key: TransactionKey,
+    },
+    Shutdown {
+        deadline: Duration,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What the endpoint tells the TU.
+#[derive(Debug)]
+pub enum ServerEvent {
+    /// A new request in a server transaction (not ACK, not CANCEL): respond on it.
+    Request(ServerTransaction),
+    /// A CANCEL matched a pending INVITE: the endpoint answered the CANCEL 200 and the INVITE
+    /// 487 (RFC 3261 §9.2).
+    Cancelled {
+        /// The INVITE server transaction that was cancelled.
+        invite: TransactionKey,
+        /// The CANCEL request.
+        cancel: Message,
+    },
+    /// An ACK the transaction layer does not absorb (the ACK of a 2xx), for the dialog layer.
+    Ack {
+        /// The ACK.
+        request: Message,
+        /// The flow it came on.
+        flow: Flow,
+    },
+    /// A response matching no client transaction (2xx retransmissions, other forks).
+    StrayResponse {
+        /// The response.
+        response: Message,
+        /// The flow it came on.
+        flow: Flow,
+    },
+    /// A TCP/TLS flow opened.
+    FlowOpened(Flow),
+    /// A TCP/TLS flow closed (a registrar drops the bindings that lived on it).
+    FlowClosed {
+        /// The flow.
+        flow: Flow,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// A request received in a server transaction, with the means to answer it.
+#[derive(Debug)]
+pub struct ServerTransaction {
+    key: TransactionKey,
+    request: Message,
+    flow: Flow,
+    merged_with: Option<TransactionKey>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl ServerTransaction {
+    /// The transaction's key.
+    pub fn key(&self) -> TransactionKey {
+        self.key
+    }
+
+    /// The request (its top Via carries `received`/`rport` as stamped by the transport).
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
+    /// The flow it came on.
+    pub fn flow(&self) -> Flow {
+        self.flow
+    }
+
+    /// RFC 3261 §8.2.2.2: this request is a merged copy of that other live transaction's
+    /// request (a UAS answers 482).
+    pub fn merged_with(&self) -> Option<TransactionKey> {
+        self.merged_with
+    }
+
+    /// Sends a response: any number of provisionals, then one final.
+    pub async fn respond(&self, response: Message) -> Result<(), EndpointError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Respond {
+                key: self.key,
+                response,
+                reply,
+            })
+            .await
+            .map_err(|_| EndpointError::Shutdown)?;
+        rx.await.map_err(|_| EndpointError::Shutdown)?
+    }
+}
+
+/// A request sent in a client transaction: read its responses.
+#[derive(Debug)]
+pub struct ClientTransaction {
+    key: TransactionKey,
+    responses: mpsc::UnboundedReceiver<Message>,
+    ended: oneshot::Receiver<TerminationReason>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl ClientTransaction {
+    /// The transaction's key.
+    pub fn key(&self) -> TransactionKey {
+        self.key
+    }
+
+    /// The next response (provisional or final; for an INVITE, further 2xx from other forks
+    /// follow the first). `None` once the transaction has terminated.
+    pub async fn next_response(&mut self) -> Option<Message> {
+        self.responses.recv().await
+    }
+
+    /// Waits for the final response, skipping provisionals. A transaction that ends without
+    /// one gives [`EndpointError::NoFinalResponse`] (timeout: 408, transport error: 503).
+    pub async fn final_response(&mut self) -> Result<Message, EndpointError> {
+        while let Some(r) = self.responses.recv().await {
+            if r.status().is_some_and(|s| s >= 200) {
+                return Ok(r);
+            }
+        }
+        match (&mut self.ended).await {
+            Ok(reason) => Err(EndpointError::NoFinalResponse(reason)),
+            Err(_) => Err(EndpointError::Shutdown),
+        }
+    }
+
+    /// Cancels a pending INVITE (RFC 3261 §9.1): the endpoint sends the CANCEL in its own
+    /// transaction once a provisional response has arrived.
+    pub async fn cancel(&self) -> Result<(), EndpointError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Cancel {
+                key: self.key,
+                reply,
+            })
+            .await
+            .map_err(|_| EndpointError::Shutdown)?;
+        rx.await.map_err(|_| EndpointError::Shutdown)?
+    }
+}
+
+impl Endpoint {
+    /// Starts configuring an endpoint.
+    pub fn builder() -> EndpointBuilder {
+        EndpointBuilder::default()
+    }
+
+    /// Sends a request in a new client transaction. The request must carry a top Via with a
+    /// `z9hG4bK` branch ([`Endpoint::via`] makes one).
+    pub async fn request(
+        &self,
+        request: Message,
+        target: Target,
+    ) -> Result<ClientTransaction, EndpointError> {
+        let (responses_tx, responses) = mpsc::unbounded_channel();
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Command::Request {
+                request,
+                target,
+                responses: responses_tx,
+                reply,
+            })
+            .await
+            .map_err(|_| EndpointError::Shutdown)?;
+        let (key, ended) = rx.await.map_err(|_| EndpointError::Shutdown)??;
+        Ok(ClientTransaction {
+            key,
+            responses,
+            ended,
+            cmd: self.inner.cmd.clone(),
+        })
+    }
+
+    /// The next event for the TU; `None` once the endpoint has shut down. Several tasks may
+    /// call this concurrently: each event goes to one of them.
+    pub async fn next_event(&self) -> Option<ServerEvent> {
+        self.inner.events.lock().await.recv().await
+    }
+
+    /// Sends a message outside any transaction (the ACK of a 2xx, a 2xx retransmission, a
+    /// stateless response or forward).
+    pub async fn send_stateless(
+        &self,
+        message: Message,
+        destination: Destination,
+    ) -> Result<(), EndpointError> {
+        self.inner
+            .cmd
+            .send(Command::Stateless {
+                message,
+                destination,
+            })
+            .await
+            .map_err(|_| EndpointError::Shutdown)
+    }
+
+    /// The bound address of the first listener of a transport.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.inner.transport.local_addr(transport)
+    }
+
+    /// The transport layer (for its statistics, flows and keep-alive control).
+    pub fn transport(&self) -> &TransportHandle {
+        &self.inner.transport
+    }
+
+    /// The User-Agent string configured.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.inner.user_agent.as_deref()
+    }
+
+    /// A Via value for a request we send over `transport`: our listening address as sent-by,
+    /// `rport` (RFC 3581) and a fresh branch.
+    pub fn via(&self, transport: Transport) -> String {
+        let sent_by = self
+            .local_addr(transport)
+            .or_else(|| self.local_addr(Transport::Udp))
+            .map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string());
+        let branch = IdGenerator::new(OsRandom).branch();
+        format!("SIP/2.0/{transport} {sent_by};rport;branch={branch}")
+    }
+
+    /// A fresh Call-ID.
+    pub fn new_call_id(&self) -> String {
+        let host = self.local_addr(Transport::Udp).map(|a| a.ip().to_string());
+        IdGenerator::new(OsRandom).call_id(host.as_deref())
+    }
+
+    /// A fresh tag.
+    pub fn new_tag(&self) -> String {
+        IdGenerator::new(OsRandom).tag()
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        *self.inner.counters.borrow()
+    }
+
+    /// Waits until no transaction is live (every table empty): for tests and orderly stops.
+    pub async fn wait_idle(&self) {
+        let mut rx = self.inner.counters.clone();
+        let _ = rx.wait_for(|c| c.live == 0).await;
+    }
+
+    /// Stops taking new requests (they are answered 503), lets live transactions finish until
+    /// `deadline`, aborts the rest and closes the transports.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let (done, rx) = oneshot::channel();
+        if self
+            .inner
+            .cmd
+            .send(Command::Shutdown { deadline, done })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        let handle = self
+            .inner
+            .done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        self.inner.transport.shutdown();
+    }
+}
