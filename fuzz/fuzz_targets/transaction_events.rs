@@ -198,8 +198,8 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let config = match input.byte() {
         Some(c) => Config::default()
-            .max_transactions(usize::from(c % 16) + 1)
-            .t1(Duration::from_millis(u64::from(c % 4) * 200 + 100)),
+            .with_max_transactions(usize::from(c % 16) + 1)
+            .with_t1(Duration::from_millis(u64::from(c % 4) * 200 + 100)),
         None => return,
     };
     let mut w = World {

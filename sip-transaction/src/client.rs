@@ -19,7 +19,7 @@ impl Transaction {
             _ => (Timer::E, Timer::F),
         };
         if !self.reliable {
-            self.interval = cfg.get_t1();
+            self.interval = cfg.t1();
             self.arm(out, Slot::Retransmit, retransmit, now, self.interval);
         }
         self.arm(out, Slot::Timeout, timeout, now, cfg.timer_b());
@@ -71,7 +71,7 @@ impl Transaction {
                         self.arm(out, Slot::Timeout, Timer::CancelWait, now, cfg.timer_b());
                     }
                 }
-                if let Some(c) = cfg.get_timer_c() {
+                if let Some(c) = cfg.timer_c() {
                     self.arm(out, Slot::Guard, Timer::C, now, c);
                 }
                 self.deliver(out, response, flow);
@@ -91,7 +91,7 @@ impl Transaction {
                 if let Some(ack) = self.stored.clone() {
                     self.send(out, ack, false);
                 }
-                let step = self.linger(now, out, Timer::D, self.unreliable_only(cfg.get_timer_d()));
+                let step = self.linger(now, out, Timer::D, self.unreliable_only(cfg.timer_d()));
                 self.deliver(out, response, flow);
                 step
             }
@@ -131,7 +131,7 @@ impl Transaction {
             }
             (State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
-                let step = self.linger(now, out, Timer::K, self.unreliable_only(cfg.get_t4()));
+                let step = self.linger(now, out, Timer::K, self.unreliable_only(cfg.t4()));
                 self.deliver(out, response, flow);
                 step
             }
@@ -159,14 +159,14 @@ impl Transaction {
             }
             (Timer::E, State::Trying) => {
                 self.send(out, self.request.clone(), true);
-                self.interval = self.interval.saturating_mul(2).min(cfg.get_t2());
+                self.interval = self.interval.saturating_mul(2).min(cfg.t2());
                 self.arm(out, Slot::Retransmit, Timer::E, now, self.interval);
                 Step::Continue
             }
             (Timer::E, State::Proceeding) => {
                 // §17.1.2.2: in Proceeding, E is reset to T2 each time.
                 self.send(out, self.request.clone(), true);
-                self.interval = cfg.get_t2();
+                self.interval = cfg.t2();
                 self.arm(out, Slot::Retransmit, Timer::E, now, self.interval);
                 Step::Continue
             }

@@ -42,7 +42,7 @@ pub enum Error {
         /// The status of the refused response (0 when not a response action).
         status: u16,
     },
-    /// The table is full ([`Config::max_transactions`](crate::Config::max_transactions)).
+    /// The table is full ([`Config::with_max_transactions`](crate::Config::with_max_transactions)).
     #[error("too many transactions")]
     Overloaded,
 }

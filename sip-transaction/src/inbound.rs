@@ -112,7 +112,7 @@ impl TransactionLayer {
             });
             return Ok(());
         }
-        if self.txns.len() >= self.config.get_max_transactions() {
+        if self.txns.len() >= self.config.max_transactions() {
             self.reject_overload(&msg, flow);
             return Ok(());
         }
@@ -197,7 +197,7 @@ impl TransactionLayer {
     fn reject_overload(&mut self, msg: &Message, flow: Flow) {
         self.out.stats.overload_rejections += 1;
         tracing::debug!(%flow, "transaction table full: 503");
-        if let Some(payload) = messages::overload_response(msg, self.config.get_retry_after()) {
+        if let Some(payload) = messages::overload_response(msg, self.config.retry_after()) {
             self.out.transmits.push_back(Transmit {
                 key: None,
                 destination: Destination::Flow(flow),

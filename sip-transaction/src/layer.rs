@@ -282,7 +282,7 @@ impl TransactionLayer {
         if self.client_index.contains_key(&self.scratch[..]) {
             return Err(Error::DuplicateTransaction);
         }
-        if self.txns.len() >= self.config.get_max_transactions() {
+        if self.txns.len() >= self.config.max_transactions() {
             self.out.stats.overload_rejections += 1;
             return Err(Error::Overloaded);
         }

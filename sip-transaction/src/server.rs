@@ -23,9 +23,9 @@ impl Transaction {
                     Slot::Retransmit,
                     Timer::Trying100,
                     now,
-                    cfg.get_trying_delay(),
+                    cfg.trying_delay(),
                 );
-                if let Some(g) = cfg.get_server_guard() {
+                if let Some(g) = cfg.server_guard() {
                     self.arm(out, Slot::Guard, Timer::ServerGuard, now, g);
                 }
             }
@@ -72,7 +72,7 @@ impl Transaction {
             State::Completed => {
                 // §17.2.1: Confirmed, Timer I (T4 unreliable, zero reliable).
                 self.state = State::Confirmed;
-                self.linger(now, out, Timer::I, self.unreliable_only(cfg.get_t4()))
+                self.linger(now, out, Timer::I, self.unreliable_only(cfg.t4()))
             }
             State::Accepted => {
                 // RFC 6026 §7.1: an ACK matching in Accepted goes to the TU.
@@ -108,7 +108,7 @@ impl Transaction {
         match (self.kind, self.state, status) {
             (Kind::InviteServer, State::Proceeding, 100..=199) => {
                 self.disarm(Slot::Retransmit);
-                if let Some(g) = cfg.get_server_guard() {
+                if let Some(g) = cfg.server_guard() {
                     self.arm(out, Slot::Guard, Timer::ServerGuard, now, g);
                 }
                 self.provisional(out, bytes);
@@ -131,7 +131,7 @@ impl Transaction {
                 self.stored = Some(bytes.clone());
                 self.send(out, bytes, false);
                 if !self.reliable {
-                    self.interval = cfg.get_t1();
+                    self.interval = cfg.t1();
                     self.arm(out, Slot::Retransmit, Timer::G, now, self.interval);
                 }
                 self.arm(out, Slot::Timeout, Timer::H, now, cfg.timer_b());
@@ -177,7 +177,7 @@ impl Transaction {
                 if let Some(last) = self.stored.clone() {
                     self.send(out, last, true);
                 }
-                self.interval = self.interval.saturating_mul(2).min(cfg.get_t2());
+                self.interval = self.interval.saturating_mul(2).min(cfg.t2());
                 self.arm(out, Slot::Retransmit, Timer::G, now, self.interval);
                 Step::Continue
             }

@@ -18,7 +18,7 @@ pub enum Timer {
     /// INVITE transaction timeout in Calling (64·T1).
     B,
     /// INVITE client transaction in Proceeding too long (RFC 3261 §16.6; see
-    /// [`Config::timer_c`](crate::Config::timer_c)).
+    /// [`Config::with_timer_c`](crate::Config::with_timer_c)).
     C,
     /// Wait time for response retransmissions in Completed (≥ 32 s unreliable, 0 reliable).
     D,
@@ -46,7 +46,7 @@ pub enum Timer {
     /// client transaction is given up.
     CancelWait,
     /// The TU did not send a final response in time (see
-    /// [`Config::server_guard`](crate::Config::server_guard)).
+    /// [`Config::with_server_guard`](crate::Config::with_server_guard)).
     ServerGuard,
 }
 

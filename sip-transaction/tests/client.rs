@@ -69,7 +69,7 @@ fn invite_over_tcp_is_not_retransmitted_and_times_out_with_b() {
 
 #[test]
 fn invite_timers_follow_a_configured_t1() {
-    let mut l = TransactionLayer::new(Config::default().t1(ms(100)));
+    let mut l = TransactionLayer::new(Config::default().with_t1(ms(100)));
     let t0 = Instant::now();
     let key = l
         .send_request(
@@ -118,7 +118,7 @@ fn invite_provisional_stops_retransmissions_and_timer_c_guards_proceeding() {
 
 #[test]
 fn invite_without_timer_c_waits_in_proceeding() {
-    let mut l = TransactionLayer::new(Config::default().timer_c(None));
+    let mut l = TransactionLayer::new(Config::default().with_timer_c(None));
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKa5", Transport::Udp);
     let key = l

@@ -284,7 +284,11 @@ fn merged_requests_are_flagged() {
 
 #[test]
 fn a_full_table_answers_503_with_retry_after() {
-    let mut l = TransactionLayer::new(Config::default().max_transactions(2).retry_after(17));
+    let mut l = TransactionLayer::new(
+        Config::default()
+            .with_max_transactions(2)
+            .with_retry_after(17),
+    );
     let t0 = Instant::now();
     l.handle_message(
         t0,

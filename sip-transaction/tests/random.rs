@@ -260,7 +260,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 0..80),
         small in any::<bool>(),
     ) {
-        let config = if small { Config::default().max_transactions(4) } else { Config::default() };
+        let config = if small { Config::default().with_max_transactions(4) } else { Config::default() };
         let mut w = World {
             layer: TransactionLayer::new(config),
             now: Instant::now(),

@@ -229,7 +229,7 @@ fn invite_server_2xx_accepted_per_rfc_6026() {
 
 #[test]
 fn invite_server_guard_ends_a_transaction_the_tu_forgot() {
-    let mut l = TransactionLayer::new(Config::default().server_guard(Some(ms(60_000))));
+    let mut l = TransactionLayer::new(Config::default().with_server_guard(Some(ms(60_000))));
     let t0 = Instant::now();
     let inv = request(Method::Invite, "z9hG4bKs8", Transport::Udp);
     l.handle_message(t0, inv.clone(), flow(Transport::Udp))
