@@ -30,6 +30,9 @@
 //! ```
 
 pub mod location;
+mod service;
+
+pub use service::{serve, ServiceOptions};
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -285,6 +288,11 @@ impl<S: LocationStore> Registrar<S> {
             throttled: s.throttled.load(Ordering::Relaxed),
             keepalives: s.keepalives.load(Ordering::Relaxed),
         }
+    }
+
+    /// Publishes an event to the subscribers (used by the service's keep-alive prober).
+    pub fn emit_event(&self, event: RegistrarEvent) {
+        self.emit(event);
     }
 
     fn emit(&self, event: RegistrarEvent) {

@@ -1,0 +1,231 @@
+//! A SIP registrar for phones, softphones, SIPp and GB28181 cameras.
+//!
+//! ```text
+//! cargo run --release --example registrar                      # UDP+TCP 127.0.0.1:5060, open
+//! cargo run --release --example registrar -- --users users.txt --realm example.com \
+//!     --udp 0.0.0.0:5060 --tcp 0.0.0.0:5060 --tls 0.0.0.0:5061 --cert cert.pem --key key.pem
+//! ```
+//!
+//! Flags (`--udp`, `--tcp` repeatable):
+//!
+//! | flag | meaning |
+//! | --- | --- |
+//! | `--udp ADDR` / `--tcp ADDR` | listen there (default: both on 127.0.0.1:5060) |
+//! | `--tls ADDR --cert PEM --key PEM` | listen for TLS |
+//! | `--realm REALM` | the digest realm and default domain (default `localhost`) |
+//! | `--domain DOMAIN` | accept REGISTERs only for this domain (repeatable; default any) |
+//! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
+//! | `--open` | no authentication (the default without `--users`; lab use only) |
+//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
+//! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
+//! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
+//!
+//! Logs go through `tracing` (`RUST_LOG=debug` for more).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sip_auth::MemoryStore;
+use sip_stack::endpoint::Endpoint;
+use sip_stack::registrar::{serve, AuthMode, Registrar, RegistrarConfig, ServiceOptions};
+use sip_transport::TlsServerConfig;
+
+struct Args {
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tls: Option<SocketAddr>,
+    cert: Option<String>,
+    key: Option<String>,
+    realm: String,
+    domains: Vec<String>,
+    users: Option<String>,
+    open: bool,
+    probe: Option<u64>,
+    stats: u64,
+    min_expires: Option<u32>,
+    max_expires: Option<u32>,
+    default_expires: Option<u32>,
+}
+
+const USAGE: &str =
+    "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
+[--realm REALM] [--domain DOMAIN]... [--users FILE | --open] [--probe SECS] [--stats SECS] \
+[--min-expires N] [--max-expires N] [--default-expires N]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        udp: vec![],
+        tcp: vec![],
+        tls: None,
+        cert: None,
+        key: None,
+        realm: "localhost".into(),
+        domains: vec![],
+        users: None,
+        open: false,
+        probe: None,
+        stats: 10,
+        min_expires: None,
+        max_expires: None,
+        default_expires: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let addr = |v: String| v.parse::<SocketAddr>().map_err(|e| format!("{v}: {e}"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--udp" => a.udp.push(addr(value("--udp")?)?),
+            "--tcp" => a.tcp.push(addr(value("--tcp")?)?),
+            "--tls" => a.tls = Some(addr(value("--tls")?)?),
+            "--cert" => a.cert = Some(value("--cert")?),
+            "--key" => a.key = Some(value("--key")?),
+            "--realm" => a.realm = value("--realm")?,
+            "--domain" => a.domains.push(value("--domain")?),
+            "--users" => a.users = Some(value("--users")?),
+            "--open" => a.open = true,
+            "--probe" => a.probe = Some(num(value("--probe")?)?),
+            "--stats" => a.stats = num(value("--stats")?)?,
+            "--min-expires" => a.min_expires = Some(num(value("--min-expires")?)? as u32),
+            "--max-expires" => a.max_expires = Some(num(value("--max-expires")?)? as u32),
+            "--default-expires" => {
+                a.default_expires = Some(num(value("--default-expires")?)? as u32)
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    if a.udp.is_empty() && a.tcp.is_empty() && a.tls.is_none() {
+        let default: SocketAddr = "127.0.0.1:5060".parse().map_err(|e| format!("{e}"))?;
+        a.udp.push(default);
+        a.tcp.push(default);
+    }
+    if a.tls.is_some() && (a.cert.is_none() || a.key.is_none()) {
+        return Err("--tls needs --cert and --key".into());
+    }
+    if a.open && a.users.is_some() {
+        return Err("--open and --users exclude each other".into());
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registrar: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = RegistrarConfig::new(args.realm.clone());
+    config.domains = args.domains.clone();
+    if let Some(v) = args.min_expires {
+        config.min_expires = v;
+    }
+    if let Some(v) = args.max_expires {
+        config.max_expires = v;
+    }
+    if let Some(v) = args.default_expires {
+        config.default_expires = v;
+    }
+    match &args.users {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let users = MemoryStore::from_users_file(&text).map_err(|e| format!("{path}: {e}"))?;
+            tracing::info!(users = users.len(), file = %path, realm = %args.realm, "digest authentication on");
+            config.auth = AuthMode::Digest(Arc::new(users));
+        }
+        None => {
+            tracing::warn!(
+                "running OPEN: anyone can register any address. Require passwords with \
+                 --users FILE (lines user:realm:password) and --realm REALM"
+            );
+        }
+    }
+
+    let mut builder = Endpoint::builder();
+    for a in &args.udp {
+        builder = builder.udp(*a);
+    }
+    for a in &args.tcp {
+        builder = builder.tcp(*a);
+    }
+    if let (Some(addr), Some(cert), Some(key)) = (args.tls, &args.cert, &args.key) {
+        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
+        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
+        builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
+    }
+    let endpoint = builder.build().await?;
+    for (t, a) in endpoint.transport().local_addrs() {
+        tracing::info!(transport = %t, addr = %a, "listening");
+    }
+
+    let registrar = Arc::new(Registrar::open(config));
+    let options = ServiceOptions {
+        probe_interval: args.probe.map(Duration::from_secs),
+        ..ServiceOptions::default()
+    };
+    if args.stats > 0 {
+        tokio::spawn(print_stats(
+            endpoint.clone(),
+            registrar.clone(),
+            Duration::from_secs(args.stats),
+        ));
+    }
+    let service = tokio::spawn(serve(endpoint.clone(), registrar, options));
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("stopping");
+    endpoint.shutdown(Duration::from_secs(2)).await;
+    service.abort();
+    Ok(())
+}
+
+async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tick.tick().await;
+        let c = registrar.counters();
+        let e = endpoint.counters();
+        let t = endpoint.transport().stats();
+        let (aors, bindings) = sip_stack::registrar::LocationStore::counts(registrar.store()).await;
+        let now = Instant::now();
+        let rate = (c.registers - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, c.registers);
+        tracing::info!(
+            register_per_s = format_args!("{rate:.1}"),
+            registers = c.registers,
+            accepted = c.accepted,
+            aors,
+            bindings,
+            auth_failures = c.auth_failures,
+            throttled = c.throttled,
+            keepalives = c.keepalives,
+            retransmissions_absorbed = e.retransmissions_absorbed,
+            live_transactions = e.live,
+            udp_in = t.udp.messages_in,
+            tcp_in = t.tcp.messages_in,
+            "stats"
+        );
+    }
+}
