@@ -15,9 +15,9 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn pair(transport: Transport) -> (Endpoint, Endpoint) {
     // Short timers so that Timer D/K/I end transactions quickly over UDP.
     let timers = Config::default()
-        .t1(Duration::from_millis(50))
-        .t4(Duration::from_millis(100))
-        .timer_d(Duration::from_millis(200));
+        .with_t1(Duration::from_millis(50))
+        .with_t4(Duration::from_millis(100))
+        .with_timer_d(Duration::from_millis(200));
     let mut a = Endpoint::builder().transaction_config(timers.clone());
     let mut b = Endpoint::builder().transaction_config(timers);
     let any = "127.0.0.1:0".parse().unwrap();
@@ -194,7 +194,7 @@ async fn loopback_tcp() {
 
 #[tokio::test]
 async fn request_timeout_is_reported() {
-    let timers = Config::default().t1(Duration::from_millis(5));
+    let timers = Config::default().with_t1(Duration::from_millis(5));
     let client = Endpoint::builder()
         .transaction_config(timers)
         .udp("127.0.0.1:0".parse().unwrap())
