@@ -5,9 +5,11 @@
 //!
 //! - [`core`] (`sip-core`): the zero-copy message model, parser, serializer, URIs, typed
 //!   headers, builders and the TCP/TLS stream framer.
-//!
-//! The transport, transaction, dialog and authentication layers and the Endpoint with its
-//! UserAgent / Registrar / Proxy builders join here as they land.
+//! - [`auth`] (`sip-auth`): digest authentication, server and client side, sans-IO.
+//! - [`transport`] (`sip-transport`): UDP, TCP and TLS on tokio.
+//! - [`transaction`] (`sip-transaction`): the RFC 3261 §17 / RFC 6026 state machines, sans-IO.
+//! - [`endpoint`]: the async driver wiring transports and transactions for a TU.
+//! - [`registrar`]: RFC 3261 §10.3 with digest, Path, outbound and the GB28181 profile.
 //!
 //! ```
 //! use sip_stack::core::{HeaderName, Message, Method};
@@ -33,7 +35,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use sip_auth as auth;
 pub use sip_core as core;
+pub use sip_transaction as transaction;
+pub use sip_transport as transport;
 
 pub mod endpoint;
 pub mod registrar;
