@@ -6,7 +6,7 @@
 //! replaced by an empty one whenever it has been drained.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,7 @@ use sip_core::{Error, Flow};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep_until, Instant};
 use tokio_rustls::TlsStream;
 use tracing::{debug, info};
@@ -214,6 +214,35 @@ fn new_framer(shared: &Shared, outbound: bool) -> Framer {
     }
 }
 
+/// A future that completes an event delivery the channel could not take at once. Boxed, so
+/// that the long-lived connection task does not reserve room for an event (a whole message)
+/// in its own state: an idle connection stays small.
+type Pending<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// Hands an event to the channel: at once when there is room, otherwise as a future that
+/// waits for room (back-pressure). `Err(())`: the receiver is gone.
+pub(crate) fn deliver(
+    tx: &mpsc::Sender<TransportEvent>,
+    ev: TransportEvent,
+) -> Result<Option<Pending<'_>>, ()> {
+    match tx.try_send(ev) {
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(ev)) => {
+            Ok(Some(Box::pin(async move { tx.send(ev).await.is_ok() })))
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    }
+}
+
+/// Delivers an event, waiting for room; `false` when the receiver is gone.
+async fn deliver_wait(tx: &mpsc::Sender<TransportEvent>, ev: TransportEvent) -> bool {
+    match deliver(tx, ev) {
+        Ok(None) => true,
+        Ok(Some(wait)) => wait.await,
+        Err(()) => false,
+    }
+}
+
 /// Registers a connection and spawns its reader task, which reports it opened, reads until
 /// it closes, unregisters it and reports it closed.
 pub(crate) fn start(shared: Arc<Shared>, conn: Arc<Conn>, reader: Reader) {
@@ -225,31 +254,84 @@ pub(crate) fn start(shared: Arc<Shared>, conn: Arc<Conn>, reader: Reader) {
     tokio::spawn(async move {
         let flow = conn.flow;
         info!(%flow, outbound = conn.outbound, "flow opened");
-        let _ = shared
-            .events
-            .send(TransportEvent::FlowOpened {
-                flow,
-                outbound: conn.outbound,
-            })
-            .await;
+        let opened = TransportEvent::FlowOpened {
+            flow,
+            outbound: conn.outbound,
+        };
+        deliver_wait(&shared.events, opened).await;
         let reason = read_loop(&shared, &conn, reader, &mut shutdown).await;
         if let Ok(mut reg) = shared.registry.lock() {
             reg.remove(&conn);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
             conn.writer.lock().await.shutdown().await
-        })
+        }))
         .await;
         Counters::bump(&shared.stats.connections_closed);
         if reason == CloseReason::KeepAliveTimeout {
             Counters::bump(&shared.stats.keepalive_failures);
         }
         info!(%flow, %reason, "flow closed");
-        let _ = shared
-            .events
-            .send(TransportEvent::FlowClosed { flow, reason })
-            .await;
+        deliver_wait(&shared.events, TransportEvent::FlowClosed { flow, reason }).await;
     });
+}
+
+/// What the reader task does after one frame; computed synchronously so that no message is
+/// held across an await.
+enum Step<'a> {
+    Next,
+    Pong,
+    Write(bytes::Bytes),
+    Wait(Pending<'a>),
+    Close(CloseReason),
+}
+
+fn on_frame<'a>(
+    shared: &'a Shared,
+    flow: &Flow,
+    frame: sip_core::Result<Option<Frame>>,
+    completed: &mut bool,
+    pong_due: &mut Option<Instant>,
+) -> Option<Step<'a>> {
+    let stats = &shared.stats;
+    let step = match frame {
+        Ok(None) => return None,
+        Ok(Some(Frame::Ping)) => {
+            Counters::bump(&stats.pings_received);
+            Step::Pong
+        }
+        Ok(Some(Frame::Pong)) => {
+            Counters::bump(&stats.pongs_received);
+            *pong_due = None;
+            Step::Next
+        }
+        Ok(Some(Frame::Message(msg))) => {
+            *completed = true;
+            stats.message_in(flow.transport);
+            match process_message(msg, flow, &shared.cfg, stats) {
+                Inbound::Deliver(msg) => {
+                    debug!(%flow, size = msg.source().len(), "message received");
+                    let ev = TransportEvent::Message { msg, flow: *flow };
+                    match deliver(&shared.events, ev) {
+                        Ok(None) => Step::Next,
+                        Ok(Some(wait)) => Step::Wait(wait),
+                        Err(()) => Step::Close(CloseReason::Shutdown),
+                    }
+                }
+                Inbound::Answer(resp) => Step::Write(resp),
+                Inbound::Drop => Step::Next,
+            }
+        }
+        Err(e) => {
+            Counters::bump(&stats.parse_failures);
+            if let Error::MessageTooLarge { .. } = e {
+                Counters::bump(&stats.oversized);
+            }
+            debug!(%flow, error = %e, "stream cannot be framed");
+            Step::Close(CloseReason::Protocol(e))
+        }
+    };
+    Some(step)
 }
 
 async fn read_loop(
@@ -282,74 +364,27 @@ async fn read_loop(
             .flatten()
             .min();
         let room = cfg.max_buffered_bytes.saturating_sub(framer.buffered());
-        tokio::select! {
-            r = read_into(&mut reader, &mut framer, room) => {
-                match r {
-                    Ok(0) => return CloseReason::PeerClosed,
-                    Ok(n) => {
-                        stats.bytes_in(flow.transport, n);
-                        conn.touch();
-                    }
-                    Err(reason) => {
-                        if let CloseReason::Protocol(Error::MessageTooLarge { .. }) | CloseReason::BufferLimit = reason {
-                            Counters::bump(&stats.oversized);
-                        }
-                        return reason;
-                    }
-                }
-                let mut completed = false;
-                loop {
-                    match framer.next_frame() {
-                        Ok(None) => break,
-                        Ok(Some(Frame::Ping)) => {
-                            Counters::bump(&stats.pings_received);
-                            if conn.write(b"\r\n", cfg.write_timeout).await.is_err() {
-                                return conn.take_close_reason();
-                            }
-                            Counters::bump(&stats.pongs_sent);
-                        }
-                        Ok(Some(Frame::Pong)) => {
-                            Counters::bump(&stats.pongs_received);
-                            pong_due = None;
-                        }
-                        Ok(Some(Frame::Message(msg))) => {
-                            completed = true;
-                            stats.message_in(flow.transport);
-                            match process_message(msg, &flow, cfg, stats) {
-                                Inbound::Deliver(msg) => {
-                                    debug!(%flow, size = msg.source().len(), "message received");
-                                    if shared.events.send(TransportEvent::Message { msg, flow }).await.is_err() {
-                                        return CloseReason::Shutdown;
-                                    }
-                                }
-                                Inbound::Answer(resp) => {
-                                    if conn.write(&resp, cfg.write_timeout).await.is_err() {
-                                        return conn.take_close_reason();
-                                    }
-                                    stats.sent(flow.transport, resp.len());
-                                }
-                                Inbound::Drop => {}
-                            }
-                        }
-                        Err(e) => {
-                            Counters::bump(&stats.parse_failures);
-                            if let Error::MessageTooLarge { .. } = e {
-                                Counters::bump(&stats.oversized);
-                            }
-                            debug!(%flow, error = %e, "stream cannot be framed");
-                            return CloseReason::Protocol(e);
-                        }
-                    }
-                }
-                if framer.buffered() == 0 {
-                    // Drop the drained buffer: an idle connection keeps no allocation.
-                    framer = new_framer(shared, conn.outbound);
-                    partial_since = None;
-                } else if completed || partial_since.is_none() {
-                    partial_since = Some(Instant::now());
-                }
+        let woke = tokio::select! {
+            r = read_into(&mut reader, &mut framer, room) => Wake::Read(r),
+            _ = sleep_or_never(deadline) => Wake::Timer,
+            _ = conn.close.notified() => return conn.take_close_reason(),
+            _ = shutdown.changed() => return CloseReason::Shutdown,
+        };
+        match woke {
+            Wake::Read(Ok(0)) => return CloseReason::PeerClosed,
+            Wake::Read(Ok(n)) => {
+                stats.bytes_in(flow.transport, n);
+                conn.touch();
             }
-            _ = sleep_or_never(deadline) => {
+            Wake::Read(Err(reason)) => {
+                if let CloseReason::Protocol(Error::MessageTooLarge { .. })
+                | CloseReason::BufferLimit = reason
+                {
+                    Counters::bump(&stats.oversized);
+                }
+                return reason;
+            }
+            Wake::Timer => {
                 let now = Instant::now();
                 if pong_due.is_some_and(|d| d <= now) {
                     return CloseReason::KeepAliveTimeout;
@@ -357,11 +392,17 @@ async fn read_loop(
                 if message_at.is_some_and(|d| d <= now) {
                     return CloseReason::MessageTimeout;
                 }
-                if cfg.idle_timeout.is_some_and(|t| conn.last_activity() + t <= now) {
+                if cfg
+                    .idle_timeout
+                    .is_some_and(|t| conn.last_activity() + t <= now)
+                {
                     return CloseReason::IdleTimeout;
                 }
                 if next_ping.is_some_and(|d| d <= now) {
-                    if conn.write(b"\r\n\r\n", cfg.write_timeout).await.is_err() {
+                    if Box::pin(conn.write(b"\r\n\r\n", cfg.write_timeout))
+                        .await
+                        .is_err()
+                    {
                         return conn.take_close_reason();
                     }
                     stats.sent(flow.transport, 4);
@@ -369,11 +410,58 @@ async fn read_loop(
                     pong_due.get_or_insert(now + cfg.keepalive_timeout);
                     next_ping = interval.map(|i| now + i);
                 }
+                continue;
             }
-            _ = conn.close.notified() => return conn.take_close_reason(),
-            _ = shutdown.changed() => return CloseReason::Shutdown,
+        }
+        let mut completed = false;
+        while let Some(step) = on_frame(
+            shared,
+            &flow,
+            framer.next_frame(),
+            &mut completed,
+            &mut pong_due,
+        ) {
+            match step {
+                Step::Next => {}
+                Step::Pong => {
+                    if Box::pin(conn.write(b"\r\n", cfg.write_timeout))
+                        .await
+                        .is_err()
+                    {
+                        return conn.take_close_reason();
+                    }
+                    Counters::bump(&stats.pongs_sent);
+                }
+                Step::Write(resp) => {
+                    if Box::pin(conn.write(&resp, cfg.write_timeout))
+                        .await
+                        .is_err()
+                    {
+                        return conn.take_close_reason();
+                    }
+                    stats.sent(flow.transport, resp.len());
+                }
+                Step::Wait(wait) => {
+                    if !wait.await {
+                        return CloseReason::Shutdown;
+                    }
+                }
+                Step::Close(reason) => return reason,
+            }
+        }
+        if framer.buffered() == 0 {
+            // Drop the drained buffer: an idle connection keeps no allocation.
+            framer = new_framer(shared, conn.outbound);
+            partial_since = None;
+        } else if completed || partial_since.is_none() {
+            partial_since = Some(Instant::now());
         }
     }
+}
+
+enum Wake {
+    Read(Result<usize, CloseReason>),
+    Timer,
 }
 
 async fn sleep_or_never(deadline: Option<Instant>) {

@@ -27,7 +27,10 @@ pub(crate) fn process_datagram(
     cfg: &TransportConfig,
     stats: &Counters,
 ) -> Inbound {
-    if data.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0)) {
+    if data
+        .iter()
+        .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+    {
         // A keep-alive some devices send over UDP (CRLF, or padding): nothing to answer.
         Counters::bump(&stats.pings_received);
         return Inbound::Drop;
@@ -132,7 +135,11 @@ fn answer_unparsed(data: &[u8], e: &Error, stats: &Counters) -> Inbound {
         let name = HeaderName::from_bytes(line.get(..colon).unwrap_or_default().trim_ascii());
         if matches!(
             name,
-            HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
         ) && std::str::from_utf8(line).is_ok()
             && !line.contains(&b'\r')
             && !line.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
@@ -210,9 +217,15 @@ mod tests {
     #[test]
     fn bad_version_gets_505_and_bad_header_line_400() {
         let raw = format!("OPTIONS sip:b@x SIP/7.0\r\n{HEAD}\r\n");
-        assert_eq!(status_of(run(raw.as_bytes(), &TransportConfig::default()).0), 505);
+        assert_eq!(
+            status_of(run(raw.as_bytes(), &TransportConfig::default()).0),
+            505
+        );
         let raw = format!("OPTIONS sip:b@x SIP/2.0\r\n{HEAD}this is no header\r\n\r\n");
-        assert_eq!(status_of(run(raw.as_bytes(), &TransportConfig::default()).0), 400);
+        assert_eq!(
+            status_of(run(raw.as_bytes(), &TransportConfig::default()).0),
+            400
+        );
     }
 
     #[test]
@@ -224,7 +237,10 @@ mod tests {
             },
             ..TransportConfig::default()
         };
-        let raw = format!("OPTIONS sip:b@x SIP/2.0\r\n{HEAD}X-Pad: {}\r\n\r\n", "a".repeat(400));
+        let raw = format!(
+            "OPTIONS sip:b@x SIP/2.0\r\n{HEAD}X-Pad: {}\r\n\r\n",
+            "a".repeat(400)
+        );
         let (r, stats) = run(raw.as_bytes(), &cfg);
         assert_eq!(status_of(r), 513);
         assert_eq!(stats.snapshot().oversized, 1);

@@ -208,11 +208,7 @@ impl TransportHandle {
 
     /// Sends bytes (one whole message, or a keep-alive) and returns the flow they went on.
     /// No size-based transport switch happens here: see [`TransportHandle::send_request`].
-    pub async fn send(
-        &self,
-        dest: impl Into<Destination>,
-        data: Bytes,
-    ) -> Result<Flow, SendError> {
+    pub async fn send(&self, dest: impl Into<Destination>, data: Bytes) -> Result<Flow, SendError> {
         let r = match dest.into() {
             Destination::Flow(flow) => self.send_on_flow(flow, &data).await,
             Destination::Target(t) => self.send_to_target(&t, &data).await,
@@ -285,7 +281,10 @@ impl TransportHandle {
         let shared = self.shared();
         let group = match local {
             Some(l) => shared.udp.iter().find(|g| g.local == l),
-            None => shared.udp.iter().find(|g| g.local.is_ipv4() == to.is_ipv4()),
+            None => shared
+                .udp
+                .iter()
+                .find(|g| g.local.is_ipv4() == to.is_ipv4()),
         };
         let no_socket = SendError::NoTransport {
             transport: Transport::Udp,

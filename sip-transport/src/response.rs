@@ -18,8 +18,9 @@ use crate::error::SendError;
 /// ```
 pub fn destination(msg: &Message) -> Result<Target, SendError> {
     let via = msg.via()?;
-    let transport = Transport::from_name(via.transport())
-        .ok_or(SendError::NoRoute("top Via transport is not UDP, TCP or TLS"))?;
+    let transport = Transport::from_name(via.transport()).ok_or(SendError::NoRoute(
+        "top Via transport is not UDP, TCP or TLS",
+    ))?;
     let default_port = via.sent_by_port().unwrap_or(transport.default_port());
     let sent_by_ip = match via.sent_by_host() {
         Host::Ipv4(a) => Some(IpAddr::V4(*a)),
@@ -70,20 +71,41 @@ mod tests {
     fn rules_of_18_2_2() {
         use Transport::*;
         assert_eq!(addr("SIP/2.0/UDP 10.0.0.1"), (Udp, "10.0.0.1:5060".into()));
-        assert_eq!(addr("SIP/2.0/UDP 10.0.0.1:5070;received=192.0.2.1"), (Udp, "192.0.2.1:5070".into()));
+        assert_eq!(
+            addr("SIP/2.0/UDP 10.0.0.1:5070;received=192.0.2.1"),
+            (Udp, "192.0.2.1:5070".into())
+        );
         assert_eq!(
             addr("SIP/2.0/UDP host.example;received=192.0.2.1;rport=6000"),
             (Udp, "192.0.2.1:6000".into())
         );
-        assert_eq!(addr("SIP/2.0/UDP host.example:5080;maddr=239.1.1.1;ttl=1"), (Udp, "239.1.1.1:5080".into()));
-        assert_eq!(addr("SIP/2.0/TCP h.example;received=192.0.2.1;rport=6000"), (Tcp, "192.0.2.1:5060".into()));
-        assert_eq!(addr("SIP/2.0/TLS [2001:db8::1]"), (Tls, "[2001:db8::1]:5061".into()));
-        assert_eq!(addr("SIP/2.0/UDP 10.0.0.1;received=2001:db8::9;rport=7"), (Udp, "[2001:db8::9]:7".into()));
+        assert_eq!(
+            addr("SIP/2.0/UDP host.example:5080;maddr=239.1.1.1;ttl=1"),
+            (Udp, "239.1.1.1:5080".into())
+        );
+        assert_eq!(
+            addr("SIP/2.0/TCP h.example;received=192.0.2.1;rport=6000"),
+            (Tcp, "192.0.2.1:5060".into())
+        );
+        assert_eq!(
+            addr("SIP/2.0/TLS [2001:db8::1]"),
+            (Tls, "[2001:db8::1]:5061".into())
+        );
+        assert_eq!(
+            addr("SIP/2.0/UDP 10.0.0.1;received=2001:db8::9;rport=7"),
+            (Udp, "[2001:db8::9]:7".into())
+        );
     }
 
     #[test]
     fn unroutable() {
-        assert!(matches!(dest("SIP/2.0/UDP host.example"), Err(SendError::NoRoute(_))));
-        assert!(matches!(dest("SIP/2.0/SCTP 10.0.0.1"), Err(SendError::NoRoute(_))));
+        assert!(matches!(
+            dest("SIP/2.0/UDP host.example"),
+            Err(SendError::NoRoute(_))
+        ));
+        assert!(matches!(
+            dest("SIP/2.0/SCTP 10.0.0.1"),
+            Err(SendError::NoRoute(_))
+        ));
     }
 }

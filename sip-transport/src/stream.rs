@@ -104,11 +104,9 @@ pub(crate) async fn accept_loop(
                 let acceptor = acceptor.clone();
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let hs = tokio::time::timeout(
-                        shared.cfg.handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await;
+                    let hs =
+                        tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(stream))
+                            .await;
                     match hs {
                         Ok(Ok(tls)) => {
                             let (r, w) = split_tls(TlsStream::Server(tls));
@@ -147,7 +145,9 @@ pub(crate) async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Arc
         _ => None,
     };
     let server_name = match &target.server_name {
-        Some(n) => ServerName::try_from(n.clone()).map_err(|_| SendError::InvalidServerName(n.clone()))?,
+        Some(n) => {
+            ServerName::try_from(n.clone()).map_err(|_| SendError::InvalidServerName(n.clone()))?
+        }
         None => ServerName::IpAddress(target.addr.ip().into()),
     };
     let reserved = shared

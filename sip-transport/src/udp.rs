@@ -25,7 +25,11 @@ pub(crate) struct UdpGroup {
 impl UdpGroup {
     /// Binds `n` sockets to `addr` (with SO_REUSEPORT when `n > 1`; a port 0 is chosen once by
     /// the first socket and shared by the others).
-    pub(crate) fn bind(addr: SocketAddr, n: usize, recv_buffer: Option<usize>) -> io::Result<UdpGroup> {
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        n: usize,
+        recv_buffer: Option<usize>,
+    ) -> io::Result<UdpGroup> {
         let n = n.max(1);
         let mut sockets = Vec::with_capacity(n);
         let mut local = addr;
@@ -64,7 +68,8 @@ impl UdpGroup {
                 (v as u64) ^ ((v >> 64) as u64)
             }
         };
-        let h = (ip_bits ^ u64::from(peer.port()).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let h =
+            (ip_bits ^ u64::from(peer.port()).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.sockets.get((h >> 32) as usize % n)
     }
 }
@@ -113,5 +118,61 @@ pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: So
             },
             Inbound::Drop => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel spreads datagrams from different sources over every socket of the group,
+    /// and each socket receives what it is given.
+    #[tokio::test]
+    async fn every_reuseport_socket_receives() {
+        let g = UdpGroup::bind("127.0.0.1:0".parse().unwrap(), 4, None).unwrap();
+        assert!(g.sockets.iter().all(|s| s.local_addr().unwrap() == g.local));
+        let mut clients = Vec::new();
+        for _ in 0..256 {
+            let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            c.send_to(b"x", g.local).await.unwrap();
+            clients.push(c);
+        }
+        let mut counts = [0usize; 4];
+        let mut total = 0;
+        let mut buf = [0u8; 16];
+        while total < clients.len() {
+            let mut progressed = false;
+            for (i, s) in g.sockets.iter().enumerate() {
+                while s.try_recv_from(&mut buf).is_ok() {
+                    counts[i] += 1;
+                    total += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                let readable = g.sockets.iter().map(|s| Box::pin(s.readable()));
+                let wait = futures_select(readable.collect());
+                tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+                    .await
+                    .expect("datagrams lost");
+            }
+        }
+        assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+        assert_eq!(
+            g.pick(clients[0].local_addr().unwrap()).map(Arc::as_ptr),
+            g.pick(clients[0].local_addr().unwrap()).map(Arc::as_ptr)
+        );
+    }
+
+    async fn futures_select<F: std::future::Future + Unpin>(mut fs: Vec<F>) {
+        std::future::poll_fn(|cx| {
+            for f in fs.iter_mut() {
+                if std::pin::Pin::new(f).poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 }

@@ -125,28 +125,49 @@ mod tests {
 
     #[test]
     fn same_ip_without_rport_is_untouched() {
-        let (c, v) = stamped("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1", "192.0.2.1:5060");
+        let (c, v) = stamped(
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
+            "192.0.2.1:5060",
+        );
         assert!(!c);
         assert_eq!(v, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1");
     }
 
     #[test]
     fn different_ip_gets_received() {
-        let (c, v) = stamped("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1", "192.0.2.1:6000");
+        let (c, v) = stamped(
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1",
+            "192.0.2.1:6000",
+        );
         assert!(c);
-        assert_eq!(v, "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;received=192.0.2.1");
+        assert_eq!(
+            v,
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;received=192.0.2.1"
+        );
     }
 
     #[test]
     fn domain_gets_received() {
-        let (_, v) = stamped("SIP/2.0/TCP pc33.example.com;branch=z9hG4bK1", "192.0.2.1:6000");
-        assert_eq!(v, "SIP/2.0/TCP pc33.example.com;branch=z9hG4bK1;received=192.0.2.1");
+        let (_, v) = stamped(
+            "SIP/2.0/TCP pc33.example.com;branch=z9hG4bK1",
+            "192.0.2.1:6000",
+        );
+        assert_eq!(
+            v,
+            "SIP/2.0/TCP pc33.example.com;branch=z9hG4bK1;received=192.0.2.1"
+        );
     }
 
     #[test]
     fn empty_rport_is_filled_and_received_added_even_if_same() {
-        let (_, v) = stamped("SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1", "192.0.2.1:7000");
-        assert_eq!(v, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;received=192.0.2.1;rport=7000");
+        let (_, v) = stamped(
+            "SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1",
+            "192.0.2.1:7000",
+        );
+        assert_eq!(
+            v,
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;received=192.0.2.1;rport=7000"
+        );
     }
 
     #[test]
@@ -155,23 +176,41 @@ mod tests {
             "SIP/2.0/UDP 10.0.0.1;received=10.9.9.9;rport=1234;branch=z9hG4bK1",
             "192.0.2.1:7000",
         );
-        assert_eq!(v, "SIP/2.0/UDP 10.0.0.1;rport=1234;branch=z9hG4bK1;received=192.0.2.1");
+        assert_eq!(
+            v,
+            "SIP/2.0/UDP 10.0.0.1;rport=1234;branch=z9hG4bK1;received=192.0.2.1"
+        );
     }
 
     #[test]
     fn correct_received_is_left_alone() {
-        let (c, _) = stamped("SIP/2.0/UDP 10.0.0.1;received=192.0.2.1;branch=z9hG4bK1", "192.0.2.1:7000");
+        let (c, _) = stamped(
+            "SIP/2.0/UDP 10.0.0.1;received=192.0.2.1;branch=z9hG4bK1",
+            "192.0.2.1:7000",
+        );
         assert!(!c);
     }
 
     #[test]
     fn ipv6_and_mapped_sources() {
-        let (c, _) = stamped("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1", "[2001:db8::1]:5060");
+        let (c, _) = stamped(
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1",
+            "[2001:db8::1]:5060",
+        );
         assert!(!c);
-        let (_, v) = stamped("SIP/2.0/UDP [2001:db8::1];rport;branch=z9hG4bK1", "[2001:db8::2]:5070");
-        assert_eq!(v, "SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK1;received=2001:db8::2;rport=5070");
+        let (_, v) = stamped(
+            "SIP/2.0/UDP [2001:db8::1];rport;branch=z9hG4bK1",
+            "[2001:db8::2]:5070",
+        );
+        assert_eq!(
+            v,
+            "SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK1;received=2001:db8::2;rport=5070"
+        );
         // A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
-        let (c, _) = stamped("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1", "[::ffff:192.0.2.1]:5060");
+        let (c, _) = stamped(
+            "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1",
+            "[::ffff:192.0.2.1]:5060",
+        );
         assert!(!c);
     }
 
@@ -185,7 +224,10 @@ mod tests {
         let vs: Vec<&str> = m.values(HeaderName::Via).collect();
         assert_eq!(
             vs,
-            ["SIP/2.0/UDP h1;branch=z9hG4bK1;received=192.0.2.1;rport=1000", "SIP/2.0/UDP h2;branch=z9hG4bK2"]
+            [
+                "SIP/2.0/UDP h1;branch=z9hG4bK1;received=192.0.2.1;rport=1000",
+                "SIP/2.0/UDP h2;branch=z9hG4bK2"
+            ]
         );
     }
 

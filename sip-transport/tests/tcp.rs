@@ -39,8 +39,14 @@ async fn round_trip_and_reuse(host: &str) {
     assert_eq!((r.status(), f), (Some(180), a_flow));
 
     // A new request from B to A's address reuses the connection A opened.
-    let bye = Message::parse(request("BYE", "SIP/2.0/TCP b.invalid;branch=z9hG4bK2", "t1", "").into_bytes()).unwrap();
-    let sent = b.send_request(&Target::new(Transport::Tcp, a_flow.local), &bye).await.unwrap();
+    let bye = Message::parse(
+        request("BYE", "SIP/2.0/TCP b.invalid;branch=z9hG4bK2", "t1", "").into_bytes(),
+    )
+    .unwrap();
+    let sent = b
+        .send_request(&Target::new(Transport::Tcp, a_flow.local), &bye)
+        .await
+        .unwrap();
     assert_eq!(sent, b_flow);
     let (m, f) = next_message(&mut a_rx).await;
     assert_eq!((m.method(), f), (Some(sip_core::Method::Bye), a_flow));
@@ -55,7 +61,10 @@ async fn round_trip_and_reuse(host: &str) {
     // A closes: B hears the peer closed.
     assert!(a.close_flow(&a_flow));
     assert_eq!(next_close(&mut a_rx).await, (a_flow, CloseReason::Local));
-    assert_eq!(next_close(&mut b_rx).await, (b_flow, CloseReason::PeerClosed));
+    assert_eq!(
+        next_close(&mut b_rx).await,
+        (b_flow, CloseReason::PeerClosed)
+    );
     assert!(matches!(
         b.send(b_flow, Bytes::from_static(b"x")).await,
         Err(SendError::FlowClosed(_))
@@ -77,18 +86,35 @@ async fn tcp_round_trip_and_reuse_ipv6() {
 
 async fn raw_client(
     cfg: TransportConfig,
-) -> (sip_transport::TransportHandle, tokio::sync::mpsc::Receiver<TransportEvent>, TcpStream) {
+) -> (
+    sip_transport::TransportHandle,
+    tokio::sync::mpsc::Receiver<TransportEvent>,
+    TcpStream,
+) {
     let (b, mut rx) = layer(&[], &["127.0.0.1:0"], cfg).await;
-    let s = TcpStream::connect(b.local_addr(Transport::Tcp).unwrap()).await.unwrap();
+    let s = TcpStream::connect(b.local_addr(Transport::Tcp).unwrap())
+        .await
+        .unwrap();
     s.set_nodelay(true).unwrap();
-    assert!(matches!(next_event(&mut rx).await, TransportEvent::FlowOpened { outbound: false, .. }));
+    assert!(matches!(
+        next_event(&mut rx).await,
+        TransportEvent::FlowOpened {
+            outbound: false,
+            ..
+        }
+    ));
     (b, rx, s)
 }
 
 #[tokio::test]
 async fn split_at_every_byte_and_coalesced() {
     let (_b, mut rx, mut s) = raw_client(TransportConfig::default()).await;
-    let msg = request("MESSAGE", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1", "split", "");
+    let msg = request(
+        "MESSAGE",
+        "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1",
+        "split",
+        "",
+    );
     let bytes = msg.as_bytes();
     for cut in 0..=bytes.len() {
         s.write_all(&bytes[..cut]).await.unwrap();
@@ -101,7 +127,15 @@ async fn split_at_every_byte_and_coalesced() {
     // Three messages and a ping in one write: three messages and a pong.
     let mut all = Vec::new();
     for i in 0..3 {
-        all.extend_from_slice(request("MESSAGE", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK2", &format!("c{i}"), "").as_bytes());
+        all.extend_from_slice(
+            request(
+                "MESSAGE",
+                "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK2",
+                &format!("c{i}"),
+                "",
+            )
+            .as_bytes(),
+        );
     }
     all.extend_from_slice(b"\r\n\r\n");
     s.write_all(&all).await.unwrap();
@@ -118,7 +152,10 @@ async fn ping_gets_pong() {
     let (b, _rx, mut s) = raw_client(TransportConfig::default()).await;
     s.write_all(b"\r\n\r\n").await.unwrap();
     let mut buf = [0u8; 8];
-    let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf[..n], b"\r\n");
     let st = b.stats();
     assert_eq!((st.pings_received, st.pongs_sent), (1, 1));
@@ -127,15 +164,30 @@ async fn ping_gets_pong() {
 #[tokio::test]
 async fn malformed_request_on_stream_gets_400_and_connection_stays() {
     let (_b, mut rx, mut s) = raw_client(TransportConfig::default()).await;
-    let bad = request("OPTIONS", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1", "bad", "")
-        .replace("CSeq: 1 OPTIONS", "CSeq: 1 BYE");
+    let bad = request(
+        "OPTIONS",
+        "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1",
+        "bad",
+        "",
+    )
+    .replace("CSeq: 1 OPTIONS", "CSeq: 1 BYE");
     s.write_all(bad.as_bytes()).await.unwrap();
     let mut f = Framer::default().with_pongs();
     match read_frame(&mut s, &mut f).await {
         Some(Frame::Message(m)) => assert_eq!(m.status(), Some(400)),
         other => panic!("{other:?}"),
     }
-    s.write_all(request("OPTIONS", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK2", "good", "").as_bytes()).await.unwrap();
+    s.write_all(
+        request(
+            "OPTIONS",
+            "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK2",
+            "good",
+            "",
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     assert_eq!(next_message(&mut rx).await.0.call_id(), Some("good"));
 }
 
@@ -157,7 +209,13 @@ async fn idle_timeout_closes() {
     let (b, mut rx, mut s) = raw_client(cfg).await;
     assert_eq!(next_close(&mut rx).await.1, CloseReason::IdleTimeout);
     let mut buf = [0u8; 8];
-    assert_eq!(tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap(), 0);
+    assert_eq!(
+        tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
     assert_eq!(b.stats().open_connections, 0);
 }
 
@@ -168,7 +226,12 @@ async fn slow_sender_is_cut_off() {
         ..TransportConfig::default()
     };
     let (_b, mut rx, mut s) = raw_client(cfg).await;
-    let msg = request("OPTIONS", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1", "slow", "");
+    let msg = request(
+        "OPTIONS",
+        "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1",
+        "slow",
+        "",
+    );
     s.write_all(&msg.as_bytes()[..40]).await.unwrap();
     assert_eq!(next_close(&mut rx).await.1, CloseReason::MessageTimeout);
 }
@@ -183,11 +246,22 @@ async fn oversized_stream_message_closes_the_connection() {
         ..TransportConfig::default()
     };
     let (b, mut rx, mut s) = raw_client(cfg).await;
-    let msg = request("MESSAGE", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1", "big", "")
-        .replace("Content-Length: 0", "Content-Length: 100000");
+    let msg = request(
+        "MESSAGE",
+        "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1",
+        "big",
+        "",
+    )
+    .replace("Content-Length: 0", "Content-Length: 100000");
     s.write_all(msg.as_bytes()).await.unwrap();
     let (_, reason) = next_close(&mut rx).await;
-    assert!(matches!(reason, CloseReason::Protocol(sip_core::Error::MessageTooLarge { .. })), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            CloseReason::Protocol(sip_core::Error::MessageTooLarge { .. })
+        ),
+        "{reason:?}"
+    );
     assert_eq!(b.stats().oversized, 1);
 }
 
@@ -199,7 +273,9 @@ async fn buffer_limit_closes_the_connection() {
     };
     let (_b, mut rx, mut s) = raw_client(cfg).await;
     // A header section that never ends.
-    let _ = s.write_all(format!("OPTIONS sip:a@b SIP/2.0\r\nX: {}", "a".repeat(4000)).as_bytes()).await;
+    let _ = s
+        .write_all(format!("OPTIONS sip:a@b SIP/2.0\r\nX: {}", "a".repeat(4000)).as_bytes())
+        .await;
     assert_eq!(next_close(&mut rx).await.1, CloseReason::BufferLimit);
 }
 
@@ -216,24 +292,41 @@ async fn connection_caps_refuse_the_excess_and_serve_the_rest() {
         let mut ok = Vec::new();
         for _ in 0..2 {
             ok.push(TcpStream::connect(to).await.unwrap());
-            assert!(matches!(next_event(&mut rx).await, TransportEvent::FlowOpened { .. }));
+            assert!(matches!(
+                next_event(&mut rx).await,
+                TransportEvent::FlowOpened { .. }
+            ));
         }
         // The third is accepted by the kernel and closed at once by us.
         let mut third = TcpStream::connect(to).await.unwrap();
         let mut buf = [0u8; 8];
-        let n = tokio::time::timeout(WAIT, third.read(&mut buf)).await.unwrap().unwrap_or(0);
+        let n = tokio::time::timeout(WAIT, third.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
         assert_eq!(n, 0);
         assert_eq!(b.stats().refused_connections, 1);
         for (i, s) in ok.iter_mut().enumerate() {
-            let m = request("OPTIONS", "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1", &format!("k{i}"), "");
+            let m = request(
+                "OPTIONS",
+                "SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1",
+                &format!("k{i}"),
+                "",
+            );
             s.write_all(m.as_bytes()).await.unwrap();
-            assert_eq!(next_message(&mut rx).await.0.call_id(), Some(format!("k{i}").as_str()));
+            assert_eq!(
+                next_message(&mut rx).await.0.call_id(),
+                Some(format!("k{i}").as_str())
+            );
         }
         // Once one closes, a new connection is accepted again.
         drop(ok.pop());
         next_close(&mut rx).await;
         let _again = TcpStream::connect(to).await.unwrap();
-        assert!(matches!(next_event(&mut rx).await, TransportEvent::FlowOpened { .. }));
+        assert!(matches!(
+            next_event(&mut rx).await,
+            TransportEvent::FlowOpened { .. }
+        ));
     }
 }
 
@@ -246,14 +339,20 @@ async fn outbound_connection_limit_is_a_send_error() {
     let (a, _rx) = layer(&[], &[], cfg).await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let t = Target::new(Transport::Tcp, l.local_addr().unwrap());
-    assert!(matches!(a.send(t, Bytes::from_static(b"x")).await, Err(SendError::ConnectionLimit(0))));
+    assert!(matches!(
+        a.send(t, Bytes::from_static(b"x")).await,
+        Err(SendError::ConnectionLimit(0))
+    ));
     let closed = Target::new(Transport::Tcp, {
         let a = l.local_addr().unwrap();
         drop(l);
         a
     });
     let (a, _rx) = layer(&[], &[], TransportConfig::default()).await;
-    assert!(matches!(a.send(closed, Bytes::from_static(b"x")).await, Err(SendError::Connect { .. })));
+    assert!(matches!(
+        a.send(closed, Bytes::from_static(b"x")).await,
+        Err(SendError::Connect { .. })
+    ));
 }
 
 #[tokio::test]
@@ -266,7 +365,10 @@ async fn client_keepalive_pings_and_closes_when_pongs_stop() {
     let (a, mut a_rx) = layer(&[], &[], cfg).await;
     let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = Target::new(Transport::Tcp, server.local_addr().unwrap());
-    let flow = a.send(target, Bytes::from_static(b"\r\n\r\n")).await.unwrap();
+    let flow = a
+        .send(target, Bytes::from_static(b"\r\n\r\n"))
+        .await
+        .unwrap();
     let (mut s, _) = server.accept().await.unwrap();
     let mut f = Framer::default();
     // Our own first ping (sent as data above), then the layer's pings; answer two.

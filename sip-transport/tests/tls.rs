@@ -23,7 +23,8 @@ impl Ca {
     fn new() -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, "test CA");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "test CA");
         let key = KeyPair::generate().unwrap();
         let cert = p.self_signed(&key).unwrap();
         Ca { cert, key }
@@ -31,9 +32,11 @@ impl Ca {
 
     /// A leaf for these DNS names and loopback addresses: (cert PEM, key PEM).
     fn leaf(&self, names: &[&str]) -> (String, String) {
-        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
         for ip in ["127.0.0.1", "::1"] {
-            p.subject_alt_names.push(SanType::IpAddress(ip.parse::<IpAddr>().unwrap()));
+            p.subject_alt_names
+                .push(SanType::IpAddress(ip.parse::<IpAddr>().unwrap()));
         }
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
@@ -48,7 +51,10 @@ impl Ca {
 async fn tls_server(
     host: &str,
     cfg: TlsServerConfig,
-) -> (sip_transport::TransportHandle, tokio::sync::mpsc::Receiver<TransportEvent>) {
+) -> (
+    sip_transport::TransportHandle,
+    tokio::sync::mpsc::Receiver<TransportEvent>,
+) {
     TransportLayer::builder()
         .tls(addr(&format!("{host}:0")), cfg)
         .build()
@@ -58,7 +64,10 @@ async fn tls_server(
 
 async fn tls_client(
     client: TlsClientConfig,
-) -> (sip_transport::TransportHandle, tokio::sync::mpsc::Receiver<TransportEvent>) {
+) -> (
+    sip_transport::TransportHandle,
+    tokio::sync::mpsc::Receiver<TransportEvent>,
+) {
     TransportLayer::builder()
         .tls_client(client)
         .config(TransportConfig::default())
@@ -69,9 +78,14 @@ async fn tls_client(
 
 fn invite() -> Message {
     Message::parse(
-        request("INVITE", "SIP/2.0/TLS client.invalid;branch=z9hG4bK1", "tls1", "")
-            .replace("sip:bob@example.com SIP", "sips:bob@example.com SIP")
-            .into_bytes(),
+        request(
+            "INVITE",
+            "SIP/2.0/TLS client.invalid;branch=z9hG4bK1",
+            "tls1",
+            "",
+        )
+        .replace("sip:bob@example.com SIP", "sips:bob@example.com SIP")
+        .into_bytes(),
     )
     .unwrap()
 }
@@ -82,7 +96,8 @@ async fn round_trip(host: &str) {
     let server_cfg = TlsServerConfig::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
     let (b, mut b_rx) = tls_server(host, server_cfg).await;
     let b_addr = b.local_addr(Transport::Tls).unwrap();
-    let (a, mut a_rx) = tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
+    let (a, mut a_rx) =
+        tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
 
     let target = Target {
         transport: Transport::Tls,
@@ -101,8 +116,11 @@ async fn round_trip(host: &str) {
     // Reused, and a target by IP address (no server name) verifies against the IP SAN.
     assert_eq!(a.send_request(&target, &invite()).await.unwrap(), a_flow);
     next_message(&mut b_rx).await;
-    let (c, _c_rx) = tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
-    c.send(Target::new(Transport::Tls, b_addr), Bytes::from(invite().to_bytes())).await.unwrap();
+    let (c, _c_rx) =
+        tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
+    c.send(Target::new(Transport::Tls, b_addr), invite().to_bytes())
+        .await
+        .unwrap();
     next_message(&mut b_rx).await;
     assert_eq!(b.stats().tls.messages_in, 3);
 }
@@ -123,29 +141,44 @@ async fn tls_round_trip_ipv6() {
 async fn wrong_ca_and_wrong_name_are_rejected() {
     let ca = Ca::new();
     let (cert, key) = ca.leaf(&["sip.example.com"]);
-    let (b, _b_rx) = tls_server("127.0.0.1", TlsServerConfig::from_pem(cert.as_bytes(), key.as_bytes()).unwrap()).await;
+    let (b, _b_rx) = tls_server(
+        "127.0.0.1",
+        TlsServerConfig::from_pem(cert.as_bytes(), key.as_bytes()).unwrap(),
+    )
+    .await;
     let b_addr = b.local_addr(Transport::Tls).unwrap();
 
     let other = Ca::new();
-    let (a, _a_rx) = tls_client(TlsClientConfig::from_pem_roots(other.pem().as_bytes()).unwrap()).await;
+    let (a, _a_rx) =
+        tls_client(TlsClientConfig::from_pem_roots(other.pem().as_bytes()).unwrap()).await;
     let t = Target {
         transport: Transport::Tls,
         addr: b_addr,
         server_name: Some("sip.example.com".into()),
     };
-    assert!(matches!(a.send(&t, Bytes::from_static(b"\r\n\r\n")).await, Err(SendError::TlsHandshake { .. })));
+    assert!(matches!(
+        a.send(&t, Bytes::from_static(b"\r\n\r\n")).await,
+        Err(SendError::TlsHandshake { .. })
+    ));
 
-    let (a, _a_rx) = tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
+    let (a, _a_rx) =
+        tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
     let wrong = Target {
         server_name: Some("other.example.com".into()),
         ..t.clone()
     };
-    assert!(matches!(a.send(&wrong, Bytes::from_static(b"\r\n\r\n")).await, Err(SendError::TlsHandshake { .. })));
+    assert!(matches!(
+        a.send(&wrong, Bytes::from_static(b"\r\n\r\n")).await,
+        Err(SendError::TlsHandshake { .. })
+    ));
     let bad = Target {
         server_name: Some("not a name!".into()),
         ..t
     };
-    assert!(matches!(a.send(&bad, Bytes::from_static(b"x")).await, Err(SendError::InvalidServerName(_))));
+    assert!(matches!(
+        a.send(&bad, Bytes::from_static(b"x")).await,
+        Err(SendError::InvalidServerName(_))
+    ));
     assert_eq!(a.stats().open_connections, 0);
 }
 
@@ -162,7 +195,9 @@ async fn sni_selects_the_certificate() {
             .unwrap();
         let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
         let signing = provider.key_provider.load_private_key(key).unwrap();
-        resolver.add(name, rustls::sign::CertifiedKey::new(certs, signing)).unwrap();
+        resolver
+            .add(name, rustls::sign::CertifiedKey::new(certs, signing))
+            .unwrap();
     }
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
@@ -174,7 +209,8 @@ async fn sni_selects_the_certificate() {
     // Each name verifies only if the server picked that name's certificate from the SNI.
     let mut clients = Vec::new();
     for name in ["a.example.com", "b.example.com"] {
-        let (a, _a_rx) = tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
+        let (a, _a_rx) =
+            tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
         let t = Target {
             transport: Transport::Tls,
             addr: b_addr,
@@ -190,7 +226,12 @@ async fn sni_selects_the_certificate() {
 async fn mutual_tls() {
     let ca = Ca::new();
     let (cert, key) = ca.leaf(&["sip.example.com"]);
-    let server = TlsServerConfig::from_pem_with_client_auth(cert.as_bytes(), key.as_bytes(), ca.pem().as_bytes()).unwrap();
+    let server = TlsServerConfig::from_pem_with_client_auth(
+        cert.as_bytes(),
+        key.as_bytes(),
+        ca.pem().as_bytes(),
+    )
+    .unwrap();
     let (b, mut b_rx) = tls_server("127.0.0.1", server).await;
     let t = Target {
         transport: Transport::Tls,
@@ -198,14 +239,20 @@ async fn mutual_tls() {
         server_name: Some("sip.example.com".into()),
     };
     let (ccert, ckey) = ca.leaf(&["client.example.com"]);
-    let with_cert = TlsClientConfig::from_pem_with_client_cert(ca.pem().as_bytes(), ccert.as_bytes(), ckey.as_bytes()).unwrap();
+    let with_cert = TlsClientConfig::from_pem_with_client_cert(
+        ca.pem().as_bytes(),
+        ccert.as_bytes(),
+        ckey.as_bytes(),
+    )
+    .unwrap();
     let (a, _a_rx) = tls_client(with_cert).await;
     a.send_request(&t, &invite()).await.unwrap();
     assert_eq!(next_message(&mut b_rx).await.0.call_id(), Some("tls1"));
 
     // Without a client certificate the server refuses: the client's flow (if the TLS 1.3
     // handshake completed on its side) is closed by the server's alert.
-    let (c, mut c_rx) = tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
+    let (c, mut c_rx) =
+        tls_client(TlsClientConfig::from_pem_roots(ca.pem().as_bytes()).unwrap()).await;
     match c.send_request(&t, &invite()).await {
         Err(_) => {}
         Ok(flow) => assert_eq!(next_close(&mut c_rx).await.0, flow),
@@ -223,7 +270,10 @@ async fn mutual_tls() {
 
 #[test]
 fn bad_pem_is_a_typed_error() {
-    assert!(matches!(TlsServerConfig::from_pem(b"", b""), Err(sip_transport::TlsConfigError::NoCertificate)));
+    assert!(matches!(
+        TlsServerConfig::from_pem(b"", b""),
+        Err(sip_transport::TlsConfigError::NoCertificate)
+    ));
     let ca = Ca::new();
     let (cert, _) = ca.leaf(&["x.example"]);
     assert!(matches!(

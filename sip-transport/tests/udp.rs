@@ -15,9 +15,17 @@ async fn round_trip(host: &str) {
     let a_addr = a.local_addr(Transport::Udp).unwrap();
     let b_addr = b.local_addr(Transport::Udp).unwrap();
     // Sent-by names a host we are not: received= is stamped, rport filled.
-    let req = request("OPTIONS", "SIP/2.0/UDP client.invalid:5999;rport;branch=z9hG4bK1", "u1", "");
+    let req = request(
+        "OPTIONS",
+        "SIP/2.0/UDP client.invalid:5999;rport;branch=z9hG4bK1",
+        "u1",
+        "",
+    );
     let msg = Message::parse(req.into_bytes()).unwrap();
-    let sent = a.send_request(&Target::new(Transport::Udp, b_addr), &msg).await.unwrap();
+    let sent = a
+        .send_request(&Target::new(Transport::Udp, b_addr), &msg)
+        .await
+        .unwrap();
     assert_eq!((sent.local, sent.remote), (a_addr, b_addr));
 
     let (got, flow) = next_message(&mut b_rx).await;
@@ -29,7 +37,10 @@ async fn round_trip(host: &str) {
 
     // The response goes to received:rport (not to client.invalid:5999).
     let resp = got.response(200).build().unwrap();
-    assert_eq!(sip_transport::response_destination(&resp).unwrap().addr, a_addr);
+    assert_eq!(
+        sip_transport::response_destination(&resp).unwrap().addr,
+        a_addr
+    );
     let back = b.send_response(&resp, Some(flow)).await.unwrap();
     assert_eq!(back, flow);
     let (r, rflow) = next_message(&mut a_rx).await;
@@ -60,7 +71,9 @@ async fn same_source_and_no_rport_is_not_stamped() {
     let me = sock.local_addr().unwrap();
     let via = format!("SIP/2.0/UDP {me};branch=z9hG4bK2");
     let req = request("MESSAGE", &via, "u2", "");
-    sock.send_to(req.as_bytes(), b.local_addr(Transport::Udp).unwrap()).await.unwrap();
+    sock.send_to(req.as_bytes(), b.local_addr(Transport::Udp).unwrap())
+        .await
+        .unwrap();
     let (got, _) = next_message(&mut b_rx).await;
     assert_eq!(got.via().unwrap().as_str(), via);
     assert!(!got.is_edited());
@@ -82,22 +95,44 @@ async fn malformed_and_oversized_datagrams_are_answered() {
     let via = format!("SIP/2.0/UDP {me};branch=z9hG4bK3");
     let mut buf = vec![0u8; 65536];
     let cases = [
-        (request("OPTIONS", &via, "big", &format!("X-Pad: {}\r\n", "p".repeat(2000))), 513),
-        (request("OPTIONS", &via, "v", "").replace("SIP/2.0\r\n", "SIP/3.0\r\n"), 505),
-        (request("OPTIONS", &via, "cseq", "").replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), 400),
+        (
+            request(
+                "OPTIONS",
+                &via,
+                "big",
+                &format!("X-Pad: {}\r\n", "p".repeat(2000)),
+            ),
+            513,
+        ),
+        (
+            request("OPTIONS", &via, "v", "").replace("SIP/2.0\r\n", "SIP/3.0\r\n"),
+            505,
+        ),
+        (
+            request("OPTIONS", &via, "cseq", "").replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"),
+            400,
+        ),
     ];
     for (raw, status) in cases {
         sock.send_to(raw.as_bytes(), to).await.unwrap();
-        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         let resp = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
         assert_eq!(resp.status(), Some(status), "{raw}");
     }
     // Nothing was delivered; the next good request is.
-    sock.send_to(request("OPTIONS", &via, "ok", "").as_bytes(), to).await.unwrap();
+    sock.send_to(request("OPTIONS", &via, "ok", "").as_bytes(), to)
+        .await
+        .unwrap();
     let (got, _) = next_message(&mut b_rx).await;
     assert_eq!(got.call_id(), Some("ok"));
     let s = b.stats();
-    assert_eq!((s.parse_failures, s.malformed_answered, s.oversized), (3, 3, 1));
+    assert_eq!(
+        (s.parse_failures, s.malformed_answered, s.oversized),
+        (3, 3, 1)
+    );
 }
 
 #[tokio::test]
@@ -112,7 +147,12 @@ async fn reuseport_sockets_all_deliver() {
     for i in 0..64 {
         let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let via = format!("SIP/2.0/UDP {};branch=z9hG4bK{i}", s.local_addr().unwrap());
-        s.send_to(request("OPTIONS", &via, &format!("c{i}"), "").as_bytes(), to).await.unwrap();
+        s.send_to(
+            request("OPTIONS", &via, &format!("c{i}"), "").as_bytes(),
+            to,
+        )
+        .await
+        .unwrap();
         clients.push(s);
     }
     let mut seen = std::collections::HashSet::new();
@@ -126,12 +166,19 @@ async fn reuseport_sockets_all_deliver() {
     let (m, flow) = {
         let s = &clients[7];
         let via = format!("SIP/2.0/UDP {};branch=z9hG4bKx", s.local_addr().unwrap());
-        s.send_to(request("OPTIONS", &via, "x", "").as_bytes(), to).await.unwrap();
+        s.send_to(request("OPTIONS", &via, "x", "").as_bytes(), to)
+            .await
+            .unwrap();
         next_message(&mut b_rx).await
     };
-    b.send_response(&m.response(200).build().unwrap(), Some(flow)).await.unwrap();
+    b.send_response(&m.response(200).build().unwrap(), Some(flow))
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
-    let (n, from) = tokio::time::timeout(WAIT, clients[7].recv_from(&mut buf)).await.unwrap().unwrap();
+    let (n, from) = tokio::time::timeout(WAIT, clients[7].recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(from, to);
     assert!(buf[..n].starts_with(b"SIP/2.0 200"));
 }
@@ -139,7 +186,11 @@ async fn reuseport_sockets_all_deliver() {
 #[tokio::test]
 async fn large_udp_request_switches_to_tcp() {
     // The peer listens on UDP and TCP on the same port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let bind = format!("127.0.0.1:{port}");
     let (b, mut b_rx) = layer(&[&bind], &[&bind], TransportConfig::default()).await;
     let (a, _a_rx) = layer(&["127.0.0.1:0"], &[], TransportConfig::default()).await;
@@ -159,8 +210,14 @@ async fn large_udp_request_switches_to_tcp() {
     assert_eq!(got.via().unwrap().branch(), Some("z9hG4bKbig"));
     assert_eq!(a.stats().udp_to_tcp_switches, 1);
     // A small one stays on UDP.
-    let small = Message::parse(request("OPTIONS", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKs", "s", "").into_bytes()).unwrap();
-    assert_eq!(a.send_request(&target, &small).await.unwrap().transport, Transport::Udp);
+    let small = Message::parse(
+        request("OPTIONS", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKs", "s", "").into_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        a.send_request(&target, &small).await.unwrap().transport,
+        Transport::Udp
+    );
     drop(b);
 }
 
@@ -174,13 +231,28 @@ async fn send_errors_are_typed() {
     )
     .unwrap();
     let t = Target::new(Transport::Udp, addr("127.0.0.1:9"));
-    assert!(matches!(a.send_request(&t, &sips).await, Err(SendError::SipsRequiresTls(Transport::Udp))));
+    assert!(matches!(
+        a.send_request(&t, &sips).await,
+        Err(SendError::SipsRequiresTls(Transport::Udp))
+    ));
     let t6 = Target::new(Transport::Udp, addr("[::1]:9"));
-    assert!(matches!(a.send(t6, Bytes::from_static(b"x")).await, Err(SendError::NoTransport { .. })));
+    assert!(matches!(
+        a.send(t6, Bytes::from_static(b"x")).await,
+        Err(SendError::NoTransport { .. })
+    ));
     let tls = Target::new(Transport::Tls, addr("127.0.0.1:9"));
-    assert!(matches!(a.send(tls, Bytes::from_static(b"x")).await, Err(SendError::TlsNotConfigured)));
+    assert!(matches!(
+        a.send(tls, Bytes::from_static(b"x")).await,
+        Err(SendError::TlsNotConfigured)
+    ));
     let big = Bytes::from(vec![b'a'; 70_000]);
-    assert!(matches!(a.send(&t, big).await, Err(SendError::TooLarge { .. })));
+    assert!(matches!(
+        a.send(&t, big).await,
+        Err(SendError::TooLarge { .. })
+    ));
     a.shutdown();
-    assert!(matches!(a.send(t, Bytes::from_static(b"x")).await, Err(SendError::Shutdown)));
+    assert!(matches!(
+        a.send(t, Bytes::from_static(b"x")).await,
+        Err(SendError::Shutdown)
+    ));
 }

@@ -57,7 +57,9 @@ pub async fn next_event(rx: &mut Receiver<TransportEvent>) -> TransportEvent {
 }
 
 /// The next message, skipping flow-opened events.
-pub async fn next_message(rx: &mut Receiver<TransportEvent>) -> (sip_core::Message, sip_core::Flow) {
+pub async fn next_message(
+    rx: &mut Receiver<TransportEvent>,
+) -> (sip_core::Message, sip_core::Flow) {
     loop {
         match next_event(rx).await {
             TransportEvent::Message { msg, flow } => return (msg, flow),
