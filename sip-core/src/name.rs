@@ -302,21 +302,18 @@ const fn name_hash(n: &[u8]) -> usize {
 /// character differs from a letter or `-` by that bit alone, so OR-ing 0x20 into the wire bytes
 /// is an exact case-insensitive compare.
 #[inline]
-fn eq_folded(wire: &[u8], known: &[u8]) -> bool {
+fn eq_folded(mut wire: &[u8], mut known: &[u8]) -> bool {
     const FOLD: u64 = 0x2020_2020_2020_2020;
-    let mut w = wire.chunks_exact(8);
-    let mut k = known.chunks_exact(8);
-    for (a, b) in (&mut w).zip(&mut k) {
-        let a = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-        let b = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        if a | FOLD != b {
+    while let (Some((a, ra)), Some((b, rb))) =
+        (wire.split_first_chunk::<8>(), known.split_first_chunk::<8>())
+    {
+        if u64::from_ne_bytes(*a) | FOLD != u64::from_ne_bytes(*b) {
             return false;
         }
+        wire = ra;
+        known = rb;
     }
-    w.remainder()
-        .iter()
-        .zip(k.remainder())
-        .all(|(a, b)| a | 0x20 == *b)
+    wire.len() == known.len() && wire.iter().zip(known).all(|(a, b)| a | 0x20 == *b)
 }
 
 /// Slot → 1 + index into `NAMES` (0: empty), linear probing.

@@ -179,13 +179,13 @@ pub(crate) fn parse_content_length(v: &[u8], offset: usize) -> Result<usize> {
 
 /// Parses the header line starting at `pos`, folded continuation lines included; returns its
 /// entry and the offset of the next line.
-#[inline]
+#[inline(always)]
 fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<(Entry, usize)> {
-    let mut i = pos;
-    while i < b.len() && TOKEN[b[i] as usize] {
-        i += 1;
-    }
-    let name_end = i;
+    let name_end = match b.get(pos..) {
+        Some(rest) => pos + rest.iter().position(|c| !TOKEN[*c as usize]).unwrap_or(rest.len()),
+        None => pos,
+    };
+    let mut i = name_end;
     if name_end == pos || name_end - pos > u16::MAX as usize {
         return Err(invalid_line(pos));
     }
