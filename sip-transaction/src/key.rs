@@ -1,9 +1,6 @@
 //! Matching keys (RFC 3261 §17.1.3, §17.2.3, §8.2.2.2), written as bytes into a reusable
 //! buffer so that a lookup allocates nothing; the layer's hash maps are keyed by them.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-
 use sip_core::uri::Host;
 use sip_core::via::Via;
 use sip_core::{Message, Method, Transport};
@@ -28,19 +25,26 @@ pub(crate) fn client(buf: &mut Vec<u8>, branch: &str, cseq_method: &str) {
 /// Writes sent-by normalised: host names lower-cased, addresses in canonical text, the
 /// default port of the Via transport when none is written.
 fn sent_by(buf: &mut Vec<u8>, via: &Via<'_>) {
+    // Keys are compared, never shown: addresses go in binary, tagged so that a host name
+    // can never collide with an address.
     match via.sent_by_host() {
-        Host::Domain(d) => buf.extend(d.bytes().map(|c| c.to_ascii_lowercase())),
+        Host::Domain(d) => {
+            buf.push(b'd');
+            buf.extend(d.bytes().map(|c| c.to_ascii_lowercase()));
+        }
         Host::Ipv4(a) => {
-            let _ = write!(buf, "{a}");
+            buf.push(b'4');
+            buf.extend_from_slice(&a.octets());
         }
         Host::Ipv6(a) => {
-            let _ = write!(buf, "[{a}]");
+            buf.push(b'6');
+            buf.extend_from_slice(&a.octets());
         }
     }
     let port = via.sent_by_port().unwrap_or_else(|| {
         Transport::from_name(via.transport()).map_or(5060, Transport::default_port)
     });
-    let _ = write!(buf, ":{port}");
+    buf.extend_from_slice(&port.to_le_bytes());
 }
 
 /// §17.2.3 with the magic cookie: branch, sent-by and method (ACK as INVITE).
@@ -67,7 +71,7 @@ pub(crate) fn rfc2543(buf: &mut Vec<u8>, msg: &Message, via: &Via<'_>, seq: u32,
     buf.push(0);
     buf.extend_from_slice(msg.call_id().unwrap_or_default().as_bytes());
     buf.push(0);
-    let _ = write!(buf, "{seq}");
+    buf.extend_from_slice(&seq.to_le_bytes());
     buf.push(0);
     buf.extend_from_slice(via.as_str().as_bytes());
     buf.push(0);
@@ -87,15 +91,13 @@ pub(crate) fn merge(buf: &mut Vec<u8>, msg: &Message) -> bool {
     let Ok(cseq) = msg.cseq() else {
         return false;
     };
-    let mut s = String::with_capacity(64);
-    let _ = write!(
-        s,
-        "{from_tag}\0{}\0{}\0{}",
-        msg.call_id().unwrap_or_default(),
-        cseq.seq,
-        cseq.method
-    );
-    buf.extend_from_slice(s.as_bytes());
+    buf.extend_from_slice(from_tag.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(msg.call_id().unwrap_or_default().as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&cseq.seq.to_le_bytes());
+    buf.push(0);
+    buf.extend_from_slice(cseq.method.as_str().as_bytes());
     true
 }
 

@@ -12,7 +12,7 @@ use sip_transaction::{
 };
 use sip_transport::{TransportEvent, TransportHandle};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info_span, trace, warn, Span};
+use tracing::{debug, debug_span, trace, warn, Span};
 
 use super::{Command, Counters, EndpointError, ServerEvent, ServerTransaction};
 
@@ -138,7 +138,7 @@ impl Driver {
                     let _ = reply.send(Err(EndpointError::Shutdown));
                     return;
                 }
-                let span = txn_span(&request, &target.to_string());
+                let span = txn_span(&request, &target);
                 match self.layer.send_request(t, request, target.clone()) {
                     Ok(key) => {
                         let (ended_tx, ended_rx) = oneshot::channel();
@@ -265,7 +265,7 @@ impl Driver {
     fn event(&mut self, ev: Event) {
         match ev {
             Event::Request(ir) => {
-                let span = txn_span(&ir.request, &ir.flow.to_string());
+                let span = txn_span(&ir.request, &ir.flow);
                 if self.shutdown.is_some() {
                     self.reject(ir.key, &ir.request, 503);
                     return;
@@ -435,13 +435,17 @@ impl Driver {
 }
 
 /// The `tracing` span of one transaction: call_id, branch, method, peer and (later) status.
-fn txn_span(msg: &Message, peer: &str) -> Span {
+/// Built only when debug tracing is on (it costs a Via parse and some formatting).
+fn txn_span(msg: &Message, peer: &dyn std::fmt::Display) -> Span {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return Span::none();
+    }
     let branch = msg
         .via()
         .ok()
         .and_then(|v| v.branch().map(str::to_owned))
         .unwrap_or_default();
-    info_span!(
+    debug_span!(
         "txn",
         call_id = msg.header(HeaderName::CallId).unwrap_or_default(),
         branch = %branch,
