@@ -113,6 +113,22 @@ fn finish(mut out: Vec<u8>, headers: &[(String, String)], body: &Bytes) -> Resul
     Ok(msg)
 }
 
+/// Adds a checked header line to a builder's list, remembering the first error; Content-Length
+/// is skipped (the builders compute it).
+fn push_header(
+    headers: &mut Vec<(String, String)>,
+    error: &mut Option<Error>,
+    name: &str,
+    value: &str,
+) {
+    if let Err(e) = check_line(name, value) {
+        error.get_or_insert(e);
+    }
+    if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+}
+
 fn check_line(name: &str, value: &str) -> Result<()> {
     if name.is_empty() || !name.bytes().all(|c| crate::parser::TOKEN[c as usize]) {
         return Err(Error::Syntax {
@@ -168,13 +184,7 @@ impl RequestBuilder {
 
     /// Adds a header line (in order). Content-Length is ignored: it is computed.
     pub fn header(mut self, name: &str, value: impl AsRef<str>) -> RequestBuilder {
-        let value = value.as_ref();
-        if let Err(e) = check_line(name, value) {
-            self.error.get_or_insert(e);
-        }
-        if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
-            self.headers.push((name.to_owned(), value.to_owned()));
-        }
+        push_header(&mut self.headers, &mut self.error, name, value.as_ref());
         self
     }
 
@@ -302,13 +312,7 @@ impl ResponseBuilder {
 
     /// Adds a header line after the copied ones.
     pub fn header(mut self, name: &str, value: impl AsRef<str>) -> ResponseBuilder {
-        let value = value.as_ref();
-        if let Err(e) = check_line(name, value) {
-            self.error.get_or_insert(e);
-        }
-        if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
-            self.headers.push((name.to_owned(), value.to_owned()));
-        }
+        push_header(&mut self.headers, &mut self.error, name, value.as_ref());
         self
     }
 
