@@ -304,9 +304,10 @@ const fn name_hash(n: &[u8]) -> usize {
 #[inline]
 fn eq_folded(mut wire: &[u8], mut known: &[u8]) -> bool {
     const FOLD: u64 = 0x2020_2020_2020_2020;
-    while let (Some((a, ra)), Some((b, rb))) =
-        (wire.split_first_chunk::<8>(), known.split_first_chunk::<8>())
-    {
+    while let (Some((a, ra)), Some((b, rb))) = (
+        wire.split_first_chunk::<8>(),
+        known.split_first_chunk::<8>(),
+    ) {
         if u64::from_ne_bytes(*a) | FOLD != u64::from_ne_bytes(*b) {
             return false;
         }

@@ -182,7 +182,12 @@ pub(crate) fn parse_content_length(v: &[u8], offset: usize) -> Result<usize> {
 #[inline(always)]
 fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<(Entry, usize)> {
     let name_end = match b.get(pos..) {
-        Some(rest) => pos + rest.iter().position(|c| !TOKEN[*c as usize]).unwrap_or(rest.len()),
+        Some(rest) => {
+            pos + rest
+                .iter()
+                .position(|c| !TOKEN[*c as usize])
+                .unwrap_or(rest.len())
+        }
         None => pos,
     };
     let mut i = name_end;
