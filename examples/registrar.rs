@@ -16,6 +16,7 @@
 //! | `--domain DOMAIN` | accept REGISTERs only for this domain (repeatable; default any) |
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
 //! | `--open` | no authentication (the default without `--users`; lab use only) |
+//! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `sha256,md5`; SIPp 3.6 and some older clients need `md5`: they read only the first challenge) |
 //! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sip_auth::MemoryStore;
+use sip_core::auth::Algorithm;
 use sip_stack::endpoint::Endpoint;
 use sip_stack::registrar::{serve, AuthMode, Registrar, RegistrarConfig, ServiceOptions};
 use sip_transport::TlsServerConfig;
@@ -41,6 +43,7 @@ struct Args {
     realm: String,
     domains: Vec<String>,
     users: Option<String>,
+    algorithms: Option<Vec<Algorithm>>,
     open: bool,
     probe: Option<u64>,
     stats: u64,
@@ -51,7 +54,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
-[--realm REALM] [--domain DOMAIN]... [--users FILE | --open] [--probe SECS] [--stats SECS] \
+[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] [--stats SECS] \
 [--min-expires N] [--max-expires N] [--default-expires N]";
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         realm: "localhost".into(),
         domains: vec![],
         users: None,
+        algorithms: None,
         open: false,
         probe: None,
         stats: 10,
@@ -86,6 +90,23 @@ fn parse_args() -> Result<Args, String> {
             "--domain" => a.domains.push(value("--domain")?),
             "--users" => a.users = Some(value("--users")?),
             "--open" => a.open = true,
+            "--algorithms" => {
+                let list = value("--algorithms")?;
+                let mut algs = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let alg = match name.to_ascii_lowercase().as_str() {
+                        "md5" => Some(Algorithm::Md5),
+                        "sha256" | "sha-256" => Some(Algorithm::Sha256),
+                        "sha512-256" | "sha-512-256" => Some(Algorithm::Sha512_256),
+                        _ => Algorithm::from_name(name),
+                    };
+                    algs.push(alg.ok_or(format!("--algorithms: unknown algorithm {name}"))?);
+                }
+                if algs.is_empty() {
+                    return Err("--algorithms needs at least one algorithm".into());
+                }
+                a.algorithms = Some(algs);
+            }
             "--probe" => a.probe = Some(num(value("--probe")?)?),
             "--stats" => a.stats = num(value("--stats")?)?,
             "--min-expires" => a.min_expires = Some(num(value("--min-expires")?)? as u32),
@@ -146,6 +167,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(v) = args.default_expires {
         config.default_expires = v;
+    }
+    if let Some(v) = &args.algorithms {
+        config.algorithms = v.clone();
     }
     match &args.users {
         Some(path) => {

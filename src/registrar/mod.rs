@@ -93,6 +93,10 @@ pub struct RegistrarConfig {
     pub allow_missing_qop: bool,
     /// Whether an authenticated user may register only their own AOR (default true).
     pub same_user_only: bool,
+    /// Digest algorithms offered in 401 challenges, one WWW-Authenticate each, strongest
+    /// first (default SHA-256 and MD5). Some clients (SIPp 3.6, older phones and cameras) only
+    /// read the first challenge and give up unless it is MD5: offer `[Md5]` alone for them.
+    pub algorithms: Vec<sip_core::auth::Algorithm>,
 }
 
 impl RegistrarConfig {
@@ -109,6 +113,10 @@ impl RegistrarConfig {
             throttle: Some(ThrottleConfig::default()),
             allow_missing_qop: true,
             same_user_only: true,
+            algorithms: vec![
+                sip_core::auth::Algorithm::Sha256,
+                sip_core::auth::Algorithm::Md5,
+            ],
         }
     }
 }
@@ -235,10 +243,7 @@ impl<S: LocationStore> Registrar<S> {
             AuthMode::Open => None,
             AuthMode::Digest(_) => {
                 let server_config = ServerConfig::new(config.realm.clone())
-                    .algorithms(&[
-                        sip_core::auth::Algorithm::Sha256,
-                        sip_core::auth::Algorithm::Md5,
-                    ])
+                    .algorithms(&config.algorithms)
                     .qop(&[sip_core::auth::Qop::Auth])
                     .allow_missing_qop(config.allow_missing_qop);
                 let mut seed = [0u8; 32];

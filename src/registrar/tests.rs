@@ -412,6 +412,30 @@ async fn digest_challenge_then_accept() {
     assert_eq!(r.counters().auth_failures, 1);
 }
 
+/// SIPp 3.6 (and some phones and cameras) read only the first WWW-Authenticate and refuse
+/// anything but MD5: a registrar configured with MD5 alone challenges with MD5 only, and the
+/// MD5 answer is accepted.
+#[tokio::test]
+async fn digest_md5_only_for_first_challenge_clients() {
+    let mut users = MemoryStore::new();
+    users.insert_password("alice", "example.com", "secret");
+    let mut cfg = RegistrarConfig::new("example.com");
+    cfg.auth = AuthMode::Digest(Arc::new(users));
+    cfg.algorithms = vec![sip_core::auth::Algorithm::Md5];
+    let r = Registrar::open(cfg);
+    let (now, wall) = t0();
+    let resp = send(&r, &Req::new("alice").build(), now, wall).await;
+    assert_eq!(resp.status(), Some(401));
+    let lines: Vec<&[u8]> = resp.header_lines(HeaderName::WwwAuthenticate).collect();
+    assert_eq!(lines.len(), 1);
+    let ch = Challenge::parse(std::str::from_utf8(lines[0]).unwrap()).unwrap();
+    assert_eq!(ch.algorithm.as_deref(), Some("MD5"));
+    let mut client = DigestClient::with_random(DefaultRandom::from_seed([5; 32]));
+    client.add_account(Account::new("example.com", "alice", "secret"));
+    let authed = answer(&mut client, &resp, &Req::new("alice").cseq(2));
+    assert_eq!(send(&r, &authed, now, wall).await.status(), Some(200));
+}
+
 #[tokio::test]
 async fn digest_user_may_register_only_own_aor() {
     let r = digest_registrar();
