@@ -16,11 +16,11 @@
 //! | `--domain DOMAIN` | accept REGISTERs only for this domain (repeatable; default any) |
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
 //! | `--open` | no authentication (the default without `--users`; lab use only) |
-//! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `sha256,md5`; SIPp 3.6 and some older clients need `md5`: they read only the first challenge) |
+//! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `md5,sha256`: SIPp, baresip and many devices read only the first challenge; clients that pick the strongest still use SHA-256) |
 //! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
-//! | `--max-transactions N` | transaction table cap (default 100 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
+//! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
 //! Logs go through `tracing` (`RUST_LOG=debug` for more).
 
@@ -174,9 +174,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(v) = args.default_expires {
         config.default_expires = v;
     }
-    if let Some(v) = &args.algorithms {
-        config.algorithms = v.clone();
-    }
+    // Challenge with MD5 first, then SHA-256: SIPp, baresip and most cameras and phones read
+    // only the first challenge and know only MD5, while clients that choose the strongest
+    // algorithm offered still use SHA-256 (`--algorithms sha256,md5` prefers SHA-256).
+    config.algorithms = args
+        .algorithms
+        .clone()
+        .unwrap_or_else(|| vec![Algorithm::Md5, Algorithm::Sha256]);
     match &args.users {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -192,11 +196,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let mut builder = Endpoint::builder();
-    if let Some(n) = args.max_transactions {
-        builder = builder
-            .transaction_config(sip_stack::transaction::Config::default().with_max_transactions(n));
-    }
+    // A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer: the table
+    // must hold rate × 32 s (× 2 with digest) transactions, about 1.5 KB each.
+    let max_transactions = args.max_transactions.unwrap_or(1_000_000);
+    let mut builder = Endpoint::builder().transaction_config(
+        sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
+    );
     for a in &args.udp {
         builder = builder.udp(*a);
     }

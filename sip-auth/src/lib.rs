@@ -2,7 +2,7 @@
 //! randomness from an injectable [`RandomSource`].
 //!
 //! - **Server**: [`DigestServer`] builds the challenges of a 401/407 (MD5, SHA-256, SHA-512-256
-//!   and their `-sess` variants, strongest first, `qop="auth,auth-int"`), with stateless nonces
+//!   and their `-sess` variants, in the configured order of preference (strongest first by default), `qop="auth,auth-int"`), with stateless nonces
 //!   (timestamp + HMAC-SHA-256 under a rotatable [`ServerKey`]) and nonce-count replay protection
 //!   in bounded memory; it verifies Authorization / Proxy-Authorization into a typed [`Outcome`]
 //!   and builds Authentication-Info. Secrets come from a [`CredentialStore`] that returns HA1, so

@@ -54,8 +54,11 @@ impl ServerConfig {
         }
     }
 
-    /// The algorithms offered and accepted. Challenges list them strongest first (RFC 7616 §3.7);
-    /// among equals the given order is kept. An empty list is replaced by MD5.
+    /// The algorithms offered and accepted, in order of preference: challenges are sent in
+    /// this order (RFC 8760 §2.4: most preferred first). The default lists the strongest first;
+    /// put MD5 first when the fleet includes clients that read only the first challenge (SIPp,
+    /// many devices) — clients that pick the strongest they support still use SHA-256.
+    /// Duplicates are dropped; an empty list is replaced by MD5.
     pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
         let mut a: Vec<Algorithm> = Vec::new();
         for x in algorithms {
@@ -66,7 +69,6 @@ impl ServerConfig {
         if a.is_empty() {
             a.push(Algorithm::Md5);
         }
-        a.sort_by_key(|x| std::cmp::Reverse(x.strength()));
         self.algorithms = a;
         self
     }
@@ -306,7 +308,7 @@ impl<R: RandomSource> DigestServer<R> {
     }
 
     /// The challenges for a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate): one per
-    /// configured algorithm, strongest first, sharing one fresh nonce. `stale` marks the answer
+    /// configured algorithm, in the configured order of preference, sharing one fresh nonce. `stale` marks the answer
     /// to [`Outcome::Stale`].
     pub fn challenges(&mut self, now: SystemTime, stale: bool) -> Vec<Challenge<'static>> {
         let nonce = self.new_nonce(now);

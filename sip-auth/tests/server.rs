@@ -57,10 +57,29 @@ fn authenticated(o: &Outcome) -> bool {
 }
 
 #[test]
-fn challenges_strongest_first() {
+fn challenges_in_configured_order() {
+    // The default prefers the strongest.
+    let mut d = server(ServerConfig::new(REALM), 1);
+    let algs: Vec<_> = d
+        .challenges(t(0), false)
+        .iter()
+        .map(|c| c.algorithm().unwrap())
+        .collect();
+    assert_eq!(algs, [Algorithm::Sha256, Algorithm::Md5]);
+    // A configured order is the order of preference (RFC 8760 §2.4), kept as given.
+    let mut m = server(
+        ServerConfig::new(REALM).algorithms(&[Algorithm::Md5, Algorithm::Sha256]),
+        1,
+    );
+    let algs: Vec<_> = m
+        .challenges(t(0), false)
+        .iter()
+        .map(|c| c.algorithm().unwrap())
+        .collect();
+    assert_eq!(algs, [Algorithm::Md5, Algorithm::Sha256]);
     let mut s = server(
         ServerConfig::new(REALM)
-            .algorithms(&[Algorithm::Md5, Algorithm::Sha512_256, Algorithm::Sha256Sess])
+            .algorithms(&[Algorithm::Sha512_256, Algorithm::Sha256Sess, Algorithm::Md5])
             .opaque("op")
             .domain("sip:example.com"),
         1,

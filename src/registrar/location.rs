@@ -27,14 +27,22 @@ pub struct Binding {
     pub cseq: u32,
     /// The flow the REGISTER arrived on: where to reach the contact behind NAT.
     pub flow: Flow,
+    /// Whether the contact was found unreachable (flow closed, keep-alives unanswered).
+    pub offline: bool,
+    /// RFC 5626 instance and reg-id, RFC 3327 Path: kept out of line, since most bindings
+    /// have none (this keeps a binding within 256 bytes beyond its contact).
+    pub extra: Option<Box<BindingExtra>>,
+}
+
+/// The rarer parts of a binding.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BindingExtra {
     /// RFC 5626 `+sip.instance` (unquoted), when given.
     pub instance: Option<Box<str>>,
     /// RFC 5626 `reg-id`, when given.
     pub reg_id: Option<u32>,
     /// RFC 3327 Path values, top first.
     pub path: Box<[Box<str>]>,
-    /// Whether the contact was found unreachable (flow closed, keep-alives unanswered).
-    pub offline: bool,
 }
 
 impl Binding {
@@ -46,19 +54,36 @@ impl Binding {
     /// Whether the binding uses RFC 5626 outbound (instance and reg-id): it is then tied to its
     /// flow, and the flow identifies it.
     pub fn is_outbound(&self) -> bool {
-        self.instance.is_some() && self.reg_id.is_some()
+        self.instance().is_some() && self.reg_id().is_some()
+    }
+
+    /// RFC 5626 `+sip.instance`.
+    pub fn instance(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.instance.as_deref())
+    }
+
+    /// RFC 5626 `reg-id`.
+    pub fn reg_id(&self) -> Option<u32> {
+        self.extra.as_ref().and_then(|e| e.reg_id)
+    }
+
+    /// RFC 3327 Path values, top first.
+    pub fn path(&self) -> &[Box<str>] {
+        self.extra.as_ref().map_or(&[], |e| &e.path)
     }
 
     /// Heap bytes this binding owns (its strings), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.contact.len()
             + self.call_id.len()
-            + self.instance.as_ref().map_or(0, |s| s.len())
-            + self
-                .path
-                .iter()
-                .map(|p| p.len() + std::mem::size_of::<Box<str>>())
-                .sum::<usize>()
+            + self.extra.as_ref().map_or(0, |e| {
+                std::mem::size_of::<BindingExtra>()
+                    + e.instance.as_ref().map_or(0, |s| s.len())
+                    + e.path
+                        .iter()
+                        .map(|p| p.len() + std::mem::size_of::<Box<str>>())
+                        .sum::<usize>()
+            })
     }
 }
 
@@ -147,9 +172,9 @@ pub enum BindingChange {
 }
 
 fn same_binding(b: &Binding, c: &ContactUpdate) -> bool {
-    match (&b.instance, &c.instance, b.reg_id, c.reg_id) {
+    match (b.instance(), &c.instance, b.reg_id(), c.reg_id) {
         // RFC 5626 §6: the instance and reg-id identify the binding, not the contact URI.
-        (Some(bi), Some(ci), Some(br), Some(cr)) => **bi == **ci && br == cr,
+        (Some(bi), Some(ci), Some(br), Some(cr)) => bi == ci.as_str() && br == cr,
         _ => uri_eq(&b.contact, &c.contact),
     }
 }
@@ -213,10 +238,16 @@ pub fn apply_register(
             call_id: change.call_id.as_str().into(),
             cseq: change.cseq,
             flow: change.flow,
-            instance: c.instance.as_deref().map(Into::into),
-            reg_id: c.reg_id,
-            path: change.path.iter().map(|p| p.as_str().into()).collect(),
             offline: false,
+            extra: if c.instance.is_some() || c.reg_id.is_some() || !change.path.is_empty() {
+                Some(Box::new(BindingExtra {
+                    instance: c.instance.as_deref().map(Into::into),
+                    reg_id: c.reg_id,
+                    path: change.path.iter().map(|p| p.as_str().into()).collect(),
+                }))
+            } else {
+                None
+            },
         };
         match existing {
             Some(i) => {

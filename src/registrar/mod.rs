@@ -51,7 +51,7 @@ use sip_core::{Flow, HeaderName, Message, Method};
 use tokio::sync::broadcast;
 
 pub use location::{
-    apply_register, Binding, BindingChange, ContactUpdate, LocationStore, Lost,
+    apply_register, Binding, BindingChange, BindingExtra, ContactUpdate, LocationStore, Lost,
     MemoryLocationStore, RegisterChange, RegisterError, StoreLimits,
 };
 
@@ -647,7 +647,7 @@ impl<S: LocationStore> Registrar<S> {
             if binding.q != 1000 {
                 v.push_str(&format!(";q={}", q_string(binding.q)));
             }
-            if let (Some(i), Some(r)) = (&binding.instance, binding.reg_id) {
+            if let (Some(i), Some(r)) = (binding.instance(), binding.reg_id()) {
                 v.push_str(&format!(";+sip.instance=\"{i}\";reg-id={r}"));
                 outbound = true;
             }

@@ -332,7 +332,7 @@ async fn path_and_outbound_are_kept_with_the_binding() {
     assert_eq!(c.reg_id(), Some(1));
     let b = &r.store().lookup("sip:a@example.com", now).await[0];
     assert_eq!(b.flow, tcp);
-    assert_eq!(&*b.path[0], "<sip:edge.example.com;lr;ob>");
+    assert_eq!(&*b.path()[0], "<sip:edge.example.com;lr;ob>");
     assert!(b.is_outbound());
     // The flow closes: the binding goes, and the application hears it.
     let mut events = r.events();
