@@ -16,7 +16,7 @@
 //! | `--domain DOMAIN` | accept REGISTERs only for this domain (repeatable; default any) |
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
 //! | `--open` | no authentication (the default without `--users`; lab use only) |
-//! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `md5,sha256`: SIPp, baresip and many devices read only the first challenge; clients that pick the strongest still use SHA-256) |
+//! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `md5,sha256`: SIPp and many devices read only the first challenge, clients that pick the strongest still use SHA-256; baresip 1.0 needs `md5` alone) |
 //! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |

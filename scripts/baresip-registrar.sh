@@ -10,7 +10,8 @@
 #
 # Ports: registrar 5096 (UDP+TCP), baresip 5110. baresip 1.0 (libre) gives up on a 401 whose
 # first challenge is SHA-256 ("Register: Function not implemented") even when MD5 is offered
-# second, so the registrar runs with `--algorithms md5`.
+# second (libre answers every challenge and fails on any it cannot do, whatever the order),
+# so the registrar runs with `--algorithms md5` here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

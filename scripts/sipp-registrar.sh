@@ -8,10 +8,10 @@
 #
 # Three registrars, each on its own ports (the transaction suite uses the 5070/5080 range):
 #   5090  open (no auth)        register_noauth over UDP and TCP, GB28181 REGISTER + keepalive
-#   5092  digest, MD5 only      register_digest, reregister, unregister over UDP and TCP
-#   5094  digest, MD5 only      throttled (its own: the block also covers 127.0.0.1)
-# SIPp 3.6 reads only the first WWW-Authenticate and refuses anything but MD5, so the digest
-# registrars run with `--algorithms md5` (the default challenge offers SHA-256 first, then MD5).
+#   5092  digest (defaults)     register_digest, reregister, unregister over UDP and TCP
+#   5094  digest (defaults)     throttled (its own: the block also covers 127.0.0.1)
+# SIPp 3.6 reads only the first WWW-Authenticate and refuses anything but MD5; the registrar's
+# default challenge offers MD5 first, then SHA-256, so the digest registrars run with defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,8 +69,8 @@ start() {
 }
 
 start open 5090
-start digest 5092 --users "$WORK/users.txt" --algorithms md5
-start throttle 5094 --users "$WORK/users.txt" --algorithms md5
+start digest 5092 --users "$WORK/users.txt"
+start throttle 5094 --users "$WORK/users.txt"
 
 PASS=0
 FAIL=0
