@@ -199,9 +199,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer: the table
     // must hold rate × 32 s (× 2 with digest) transactions, about 1.5 KB each.
     let max_transactions = args.max_transactions.unwrap_or(1_000_000);
-    let mut builder = Endpoint::builder().transaction_config(
-        sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
-    );
+    let registrar = Arc::new(Registrar::open(config));
+    // 401 challenges are answered statelessly (no transaction kept for them).
+    let mut builder = Endpoint::builder()
+        .transaction_config(
+            sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
+        )
+        .stateless(registrar.clone());
     for a in &args.udp {
         builder = builder.udp(*a);
     }
@@ -218,7 +222,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(transport = %t, addr = %a, "listening");
     }
 
-    let registrar = Arc::new(Registrar::open(config));
     let options = ServiceOptions {
         probe_interval: args.probe.map(Duration::from_secs),
         ..ServiceOptions::default()

@@ -14,7 +14,7 @@ use sip_transport::{TransportEvent, TransportHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, debug_span, trace, warn, Span};
 
-use super::{Command, Counters, EndpointError, ServerEvent, ServerTransaction};
+use super::{Command, Counters, EndpointError, ServerEvent, ServerTransaction, StatelessResponder};
 
 struct Client {
     responses: Option<mpsc::UnboundedSender<Message>>,
@@ -42,6 +42,8 @@ pub(crate) struct Driver {
     messages_in: u64,
     messages_out: u64,
     kinds_counted_at: Instant,
+    stateless: Option<std::sync::Arc<dyn StatelessResponder>>,
+    stateless_responses: u64,
 }
 
 fn now() -> Instant {
@@ -59,6 +61,7 @@ impl Driver {
         cmd: mpsc::Receiver<Command>,
         events: mpsc::Sender<ServerEvent>,
         counters: watch::Sender<Counters>,
+        stateless: Option<std::sync::Arc<dyn StatelessResponder>>,
     ) -> Driver {
         Driver {
             layer,
@@ -75,6 +78,8 @@ impl Driver {
             messages_in: 0,
             messages_out: 0,
             kinds_counted_at: now(),
+            stateless,
+            stateless_responses: 0,
         }
     }
 
@@ -220,6 +225,15 @@ impl Driver {
             TransportEvent::Message { msg, flow } => {
                 self.messages_in += 1;
                 trace!(%flow, "message in");
+                if let (Some(responder), true) = (&self.stateless, msg.is_request()) {
+                    if msg.method() != Some(Method::Ack) {
+                        if let Some(resp) = responder.respond(&msg, flow) {
+                            self.stateless_responses += 1;
+                            self.layer.send_stateless(&resp, Destination::Flow(flow));
+                            return;
+                        }
+                    }
+                }
                 if let Err(e) = self.layer.handle_message(now(), msg, flow) {
                     debug!(%flow, error = %e, "message not usable by the transaction layer");
                 }
@@ -426,6 +440,7 @@ impl Driver {
         c.overload_503 = stats.overload_rejections;
         c.messages_in = self.messages_in;
         c.messages_out = self.messages_out;
+        c.stateless_responses = self.stateless_responses;
         self.counters.send_if_modified(|old| {
             let changed = *old != c;
             *old = c;

@@ -67,6 +67,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use sip_transaction::Destination;
 
+/// Answers some requests without a transaction, before the transaction layer sees them: a
+/// registrar's 401 challenges, an overloaded server's 503. A stateless answer keeps no state, so
+/// a retransmitted request is simply answered again (RFC 3261 §8.2.7, §16.11).
+pub trait StatelessResponder: Send + Sync + 'static {
+    /// The response to send back on `flow`, or `None` to let the request create a server
+    /// transaction as usual. Called on the driver task: it must be quick and never block.
+    fn respond(&self, request: &Message, flow: Flow) -> Option<Message>;
+}
+
 /// What went wrong with an Endpoint call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +105,7 @@ pub struct EndpointBuilder {
     timers: TxnConfig,
     user_agent: Option<String>,
     event_capacity: usize,
+    stateless: Option<Arc<dyn StatelessResponder>>,
 }
 
 impl Default for EndpointBuilder {
@@ -109,6 +119,7 @@ impl Default for EndpointBuilder {
             timers: TxnConfig::default(),
             user_agent: Some(concat!("sip-stack/", env!("CARGO_PKG_VERSION")).to_owned()),
             event_capacity: 4096,
+            stateless: None,
         }
     }
 }
@@ -157,6 +168,12 @@ impl EndpointBuilder {
         self
     }
 
+    /// Answers the requests `responder` picks without creating transactions.
+    pub fn stateless(mut self, responder: Arc<dyn StatelessResponder>) -> Self {
+        self.stateless = Some(responder);
+        self
+    }
+
     /// Capacity of the TU event channel (default 4096); a full channel back-pressures.
     pub fn event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
@@ -191,6 +208,7 @@ impl EndpointBuilder {
             cmd_rx,
             event_tx,
             counters,
+            self.stateless,
         );
         let done = tokio::spawn(driver.run());
         Ok(Endpoint {
@@ -245,6 +263,8 @@ pub struct Counters {
     pub messages_in: u64,
     /// Messages sent.
     pub messages_out: u64,
+    /// Requests answered statelessly by the [`StatelessResponder`].
+    pub stateless_responses: u64,
 }
 
 pub(crate) enum Command {

@@ -530,6 +530,52 @@ impl<S: LocationStore> Registrar<S> {
         self.ok_response(req, &bindings, now, wall)
     }
 
+    /// The stateless first step of digest authentication (what an
+    /// [`Endpoint`](crate::endpoint::Endpoint) calls through [`StatelessResponder`] before any
+    /// transaction exists): a REGISTER for a served domain without credentials for our realm
+    /// gets its 401 challenge (or 403 when its source is throttled) with no state kept, as
+    /// high-rate registrars do; everything else returns `None` and takes the full path.
+    pub fn stateless_challenge(
+        &self,
+        req: &Message,
+        flow: Flow,
+        wall: SystemTime,
+    ) -> Option<Message> {
+        if req.method() != Some(Method::Register) || self.digest.is_none() {
+            return None;
+        }
+        let has_credentials = req
+            .header_lines(HeaderName::Authorization)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter_map(|v| Credentials::parse(v).ok())
+            .any(|c| c.is_digest() && c.realm.as_deref() == Some(self.config.realm.as_str()));
+        if has_credentials {
+            return None;
+        }
+        // Requests that §10.3 steps 1, 2 and 5 refuse before authentication take the full path.
+        let ruri = req.request_uri()?.ok()?;
+        if !self.config.domains.is_empty()
+            && !self
+                .config
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(ruri.host_str()))
+        {
+            return None;
+        }
+        if req
+            .values(HeaderName::Require)
+            .any(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        {
+            return None;
+        }
+        let aor = canonical_aor(req.to().ok()?.uri())?;
+        inc(&self.stats.registers);
+        self.authenticate(req, &aor, flow.remote.ip(), wall)
+            .ok()
+            .flatten()
+    }
+
     /// Returns `Some(response)` when the request must be refused or challenged.
     fn authenticate(
         &self,
@@ -707,6 +753,12 @@ pub fn is_gb28181_keepalive(req: &Message) -> bool {
     let is_manscdp =
         matches!(req.content_type(), Some(Ok(ct)) if ct.essence_eq("application/manscdp+xml"));
     is_manscdp && memchr::memmem::find(req.body(), b"<CmdType>Keepalive</CmdType>").is_some()
+}
+
+impl<S: LocationStore> crate::endpoint::StatelessResponder for Registrar<S> {
+    fn respond(&self, request: &Message, flow: Flow) -> Option<Message> {
+        self.stateless_challenge(request, flow, SystemTime::now())
+    }
 }
 
 /// Whether the contact is a `*` (for callers building their own registrar logic).

@@ -560,3 +560,37 @@ fn http_date_is_rfc1123() {
         "Thu, 01 Jan 1970 00:00:00 GMT"
     );
 }
+
+#[tokio::test]
+async fn stateless_challenge_only_for_requests_without_credentials() {
+    let r = digest_registrar();
+    let (now, wall) = t0();
+    let udp = flow(Transport::Udp, UDP);
+    // No credentials: a 401 with no state kept.
+    let first = Req::new("alice").build();
+    let ch = r.stateless_challenge(&first, udp, wall).unwrap();
+    assert_eq!(ch.status(), Some(401));
+    assert_eq!(r.counters().challenges, 1);
+    assert_eq!(r.store().counts().await, (0, 0));
+    // Answered: not stateless; the full path accepts it.
+    let mut client = DigestClient::with_random(DefaultRandom::from_seed([9; 32]));
+    client.add_account(Account::new("example.com", "alice", "secret"));
+    let authed = answer(&mut client, &ch, &Req::new("alice").cseq(2));
+    assert!(r.stateless_challenge(&authed, udp, wall).is_none());
+    assert_eq!(
+        r.handle(&authed, udp, now, wall).await.unwrap().status(),
+        Some(200)
+    );
+    // Other methods, unsupported Require and open registrars: never stateless.
+    assert!(r
+        .stateless_challenge(
+            &Req::new("a").header("Require: frobnicate").build(),
+            udp,
+            wall
+        )
+        .is_none());
+    let open = Registrar::open(RegistrarConfig::new("example.com"));
+    assert!(open
+        .stateless_challenge(&Req::new("a").build(), udp, wall)
+        .is_none());
+}
