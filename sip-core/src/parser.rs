@@ -181,14 +181,22 @@ pub(crate) fn parse_content_length(v: &[u8], offset: usize) -> Result<usize> {
 /// entry and the offset of the next line.
 #[inline(always)]
 fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<(Entry, usize)> {
-    let name_end = match b.get(pos..) {
-        Some(rest) => {
-            pos + rest
-                .iter()
-                .position(|c| !TOKEN[*c as usize])
-                .unwrap_or(rest.len())
+    // The canonical spellings most stacks send are recognised without scanning the name byte
+    // by byte; anything else is scanned and looked up.
+    let (known, name_end) = match b.get(pos..).and_then(canonical_prefix) {
+        Some((name, len)) => (Some(name), pos + len),
+        None => {
+            let end = match b.get(pos..) {
+                Some(rest) => {
+                    pos + rest
+                        .iter()
+                        .position(|c| !TOKEN[*c as usize])
+                        .unwrap_or(rest.len())
+                }
+                None => pos,
+            };
+            (None, end)
         }
-        None => pos,
     };
     let mut i = name_end;
     if name_end == pos || name_end - pos > u16::MAX as usize {
@@ -231,7 +239,7 @@ fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<(Entry, us
         i += 1;
     }
     let entry = Entry {
-        name: HeaderName::from_bytes(&b[pos..name_end]),
+        name: known.unwrap_or_else(|| HeaderName::from_bytes(&b[pos..name_end])),
         src: Src::Buf,
         name_len: (name_end - pos) as u16,
         line: pos as u32,
@@ -239,6 +247,49 @@ fn parse_header_line(b: &[u8], pos: usize, limits: &Limits) -> Result<(Entry, us
         end: end as u32,
     };
     Ok((entry, (eol + 1).min(b.len())))
+}
+
+/// A canonical header name at the start of `line`, followed by the colon or LWS that must end
+/// it: the name and its length. Each compare is against a fixed-size literal, so it compiles to
+/// a few word compares.
+#[inline(always)]
+fn canonical_prefix(line: &[u8]) -> Option<(HeaderName, usize)> {
+    #[inline(always)]
+    fn is<const N: usize>(
+        line: &[u8],
+        lit: &[u8; N],
+        name: HeaderName,
+    ) -> Option<(HeaderName, usize)> {
+        match (line.first_chunk::<N>(), line.get(N)) {
+            (Some(head), Some(b':' | b' ' | b'\t')) if head == lit => Some((name, N)),
+            _ => None,
+        }
+    }
+    match *line.first()? {
+        b'V' => is(line, b"Via", HeaderName::Via),
+        b'F' => is(line, b"From", HeaderName::From),
+        b'T' => is(line, b"To", HeaderName::To),
+        b'C' => match *line.get(1)? {
+            b'a' => is(line, b"Call-ID", HeaderName::CallId),
+            b'S' => is(line, b"CSeq", HeaderName::CSeq),
+            b'o' => match line.get(8) {
+                Some(b'T') => is(line, b"Content-Type", HeaderName::ContentType),
+                Some(b'L') => is(line, b"Content-Length", HeaderName::ContentLength),
+                _ => is(line, b"Contact", HeaderName::Contact),
+            },
+            _ => None,
+        },
+        b'M' => is(line, b"Max-Forwards", HeaderName::MaxForwards),
+        b'R' => match *line.get(1)? {
+            b'e' => is(line, b"Record-Route", HeaderName::RecordRoute),
+            _ => is(line, b"Route", HeaderName::Route),
+        },
+        b'U' => is(line, b"User-Agent", HeaderName::UserAgent),
+        b'E' => is(line, b"Expires", HeaderName::Expires),
+        b'A' => is(line, b"Allow", HeaderName::Allow),
+        b'S' => is(line, b"Supported", HeaderName::Supported),
+        _ => None,
+    }
 }
 
 /// `SIP/2.0`, case-insensitively for the letters (RFC 3261 §7.1; ABNF literals).
@@ -491,6 +542,58 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
             Message::parse_with(MIN, &lim, Framing::Datagram),
             Err(Error::UriTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn canonical_prefix_agrees_with_the_name_table() {
+        for line in [
+            &b"Via: x"[..],
+            b"Via : x",
+            b"Via\t: x",
+            b"Vias: x",
+            b"Via-X: x",
+            b"From: x",
+            b"To :x",
+            b"Tox: x",
+            b"Call-ID: x",
+            b"Call-IDs: x",
+            b"CSeq: 1 A",
+            b"Contact: x",
+            b"Content-Type: x",
+            b"Content-Typo: x",
+            b"Content-Length: 0",
+            b"Content-Lengthy: 0",
+            b"Contact-X: y",
+            b"Max-Forwards: 70",
+            b"Record-Route: x",
+            b"Route: x",
+            b"Routes: x",
+            b"User-Agent: x",
+            b"Expires: 1",
+            b"Allow: x",
+            b"Supported: x",
+            b"C",
+            b"Co",
+            b"V",
+            b"Via",
+        ] {
+            let by_table = {
+                let n = line
+                    .iter()
+                    .position(|c| !TOKEN[*c as usize])
+                    .unwrap_or(line.len());
+                HeaderName::from_bytes(&line[..n])
+            };
+            if let Some((name, len)) = canonical_prefix(line) {
+                assert_eq!(name, by_table, "{}", String::from_utf8_lossy(line));
+                assert!(matches!(line[len], b':' | b' ' | b'\t'));
+            }
+            let m =
+                Message::parse([&b"OPTIONS sip:a@b SIP/2.0\r\n"[..], line, b"\r\n\r\n"].concat());
+            if let Ok(m) = m {
+                assert_eq!(m.headers().next().map(|h| h.name), Some(by_table));
+            }
+        }
     }
 
     #[test]
