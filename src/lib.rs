@@ -43,6 +43,7 @@ pub use sip_transport as transport;
 pub mod endpoint;
 pub mod registrar;
 pub mod sipcheck;
+pub mod ua;
 
 /// The README's examples, compiled and run as doc-tests so that they stay true.
 #[doc = include_str!("../README.md")]
