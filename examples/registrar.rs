@@ -20,6 +20,7 @@
 //! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
+//! | `--stateful` | answer REGISTER in server transactions (RFC 3261 §17.2) instead of statelessly (the default, as high-rate registrars do; a retransmitted REGISTER is answered again from the location store) |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
 //! Logs go through `tracing` (`RUST_LOG=debug` for more).
@@ -52,12 +53,13 @@ struct Args {
     max_expires: Option<u32>,
     default_expires: Option<u32>,
     max_transactions: Option<usize>,
+    stateful: bool,
 }
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
 [--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] [--stats SECS] \
-[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N]";
+[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -77,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
         max_expires: None,
         default_expires: None,
         max_transactions: None,
+        stateful: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +120,7 @@ fn parse_args() -> Result<Args, String> {
             "--default-expires" => {
                 a.default_expires = Some(num(value("--default-expires")?)? as u32)
             }
+            "--stateful" => a.stateful = true,
             "--max-transactions" => {
                 a.max_transactions = Some(num(value("--max-transactions")?)? as usize)
             }
@@ -206,6 +210,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
         )
         .stateless(registrar.clone());
+    if !args.stateful {
+        // REGISTER without server transactions, as Kamailio's registrar answers it: no state
+        // per request (a retransmission is answered again from the location store).
+        builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
+    }
     for a in &args.udp {
         builder = builder.udp(*a);
     }

@@ -228,3 +228,54 @@ async fn request_timeout_is_reported() {
     assert_eq!(client.counters().timeouts, 1);
     client.shutdown(Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn stateless_methods_reach_the_tu_without_a_transaction() {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let server = Endpoint::builder()
+        .udp(any)
+        .stateless_methods(&[Method::Register, Method::Invite])
+        .build()
+        .await
+        .unwrap();
+    let client = Endpoint::builder().udp(any).build().await.unwrap();
+    let answering = server.clone();
+    tokio::spawn(async move {
+        while let Some(ServerEvent::Request(txn)) = answering.next_event().await {
+            // INVITE is never stateless: it has a transaction; REGISTER has none.
+            let expect_key = txn.request().method() == Some(Method::Invite);
+            assert_eq!(txn.key().is_some(), expect_key);
+            let ok = txn.request().response(200).to_tag("s").build().unwrap();
+            txn.respond(ok).await.unwrap();
+        }
+    });
+    let target = Target::new(Transport::Udp, server.local_addr(Transport::Udp).unwrap());
+    let mut t = client
+        .request(
+            request(&client, &server, Method::Register, Transport::Udp),
+            target.clone(),
+        )
+        .await
+        .unwrap();
+    let r = timeout(WAIT, t.final_response()).await.unwrap().unwrap();
+    assert_eq!(r.status(), Some(200));
+    let c = server.counters();
+    assert_eq!(c.created[3], 0, "no non-INVITE server transaction");
+    assert_eq!(c.live, 0);
+    let mut t = client
+        .request(
+            request(&client, &server, Method::Invite, Transport::Udp),
+            target,
+        )
+        .await
+        .unwrap();
+    let r = timeout(WAIT, t.final_response()).await.unwrap().unwrap();
+    assert_eq!(r.status(), Some(200));
+    assert_eq!(
+        server.counters().created[2],
+        1,
+        "INVITE keeps its transaction"
+    );
+    client.shutdown(Duration::from_millis(100)).await;
+    server.shutdown(Duration::from_millis(100)).await;
+}

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sip_core::{HeaderName, Message, Method, Target, Transport};
+use sip_core::{Flow, HeaderName, Message, Method, Target, Transport};
 use sip_transaction::{
     CancelMatch, Destination, Event, Kind, TerminationReason, TransactionKey, TransactionLayer,
     Transmit,
@@ -44,6 +44,7 @@ pub(crate) struct Driver {
     kinds_counted_at: Instant,
     stateless: Option<std::sync::Arc<dyn StatelessResponder>>,
     stateless_responses: u64,
+    stateless_methods: Vec<Method<'static>>,
 }
 
 fn now() -> Instant {
@@ -62,6 +63,7 @@ impl Driver {
         events: mpsc::Sender<ServerEvent>,
         counters: watch::Sender<Counters>,
         stateless: Option<std::sync::Arc<dyn StatelessResponder>>,
+        stateless_methods: Vec<Method<'static>>,
     ) -> Driver {
         Driver {
             layer,
@@ -80,6 +82,7 @@ impl Driver {
             kinds_counted_at: now(),
             stateless,
             stateless_responses: 0,
+            stateless_methods,
         }
     }
 
@@ -234,6 +237,26 @@ impl Driver {
                         }
                     }
                 }
+                if !self.stateless_methods.is_empty()
+                    && msg
+                        .method()
+                        .is_some_and(|m| self.stateless_methods.contains(&m))
+                    && msg.via().is_ok()
+                {
+                    if self.shutdown.is_some() {
+                        return;
+                    }
+                    if let Some(cmd) = self.cmd_back.upgrade() {
+                        self.deliver(ServerEvent::Request(ServerTransaction {
+                            key: None,
+                            request: msg,
+                            flow,
+                            merged_with: None,
+                            cmd,
+                        }));
+                    }
+                    return;
+                }
                 if let Err(e) = self.layer.handle_message(now(), msg, flow) {
                     debug!(%flow, error = %e, "message not usable by the transaction layer");
                 }
@@ -251,29 +274,34 @@ impl Driver {
         if let Err(e) = self.events.try_send(ev) {
             match e {
                 mpsc::error::TrySendError::Full(ServerEvent::Request(txn)) => {
-                    warn!(key = %txn.key, "TU not keeping up: 503");
-                    self.reject(txn.key, &txn.request, 503);
+                    warn!(key = ?txn.key, "TU not keeping up: 503");
+                    self.reject(txn.key, &txn.request, txn.flow, 503);
                 }
                 mpsc::error::TrySendError::Full(other) => {
                     warn!(event = ?std::mem::discriminant(&other), "TU not keeping up: event dropped")
                 }
                 mpsc::error::TrySendError::Closed(ServerEvent::Request(txn)) => {
-                    self.reject(txn.key, &txn.request, 503);
+                    self.reject(txn.key, &txn.request, txn.flow, 503);
                 }
                 mpsc::error::TrySendError::Closed(_) => {}
             }
         }
     }
 
-    fn reject(&mut self, key: TransactionKey, request: &Message, status: u16) {
+    fn reject(&mut self, key: Option<TransactionKey>, request: &Message, flow: Flow, status: u16) {
         let mut b = request.response(status);
         if status == 503 {
             b = b.header("Retry-After", "5");
         }
         if let Ok(resp) = b.build() {
-            let _ = self.layer.respond(now(), key, resp);
+            match key {
+                Some(key) => {
+                    let _ = self.layer.respond(now(), key, resp);
+                    self.pending_invites.remove(&key);
+                }
+                None => self.layer.send_stateless(&resp, Destination::Flow(flow)),
+            }
         }
-        self.pending_invites.remove(&key);
     }
 
     fn event(&mut self, ev: Event) {
@@ -281,7 +309,7 @@ impl Driver {
             Event::Request(ir) => {
                 let span = txn_span(&ir.request, &ir.flow);
                 if self.shutdown.is_some() {
-                    self.reject(ir.key, &ir.request, 503);
+                    self.reject(Some(ir.key), &ir.request, ir.flow, 503);
                     return;
                 }
                 if ir.request.method() == Some(Method::Invite) {
@@ -289,7 +317,7 @@ impl Driver {
                 }
                 self.server_spans.insert(ir.key, span);
                 let txn = ServerTransaction {
-                    key: ir.key,
+                    key: Some(ir.key),
                     request: ir.request,
                     flow: ir.flow,
                     merged_with: ir.merged_with,

@@ -106,6 +106,7 @@ pub struct EndpointBuilder {
     user_agent: Option<String>,
     event_capacity: usize,
     stateless: Option<Arc<dyn StatelessResponder>>,
+    stateless_methods: Vec<sip_core::Method<'static>>,
 }
 
 impl Default for EndpointBuilder {
@@ -120,6 +121,7 @@ impl Default for EndpointBuilder {
             user_agent: Some(concat!("sip-stack/", env!("CARGO_PKG_VERSION")).to_owned()),
             event_capacity: 4096,
             stateless: None,
+            stateless_methods: Vec::new(),
         }
     }
 }
@@ -174,6 +176,26 @@ impl EndpointBuilder {
         self
     }
 
+    /// Requests of these methods reach the TU without a server transaction and are answered
+    /// statelessly (as high-rate registrars answer REGISTER): no state is kept, and a
+    /// retransmitted request reaches the TU again, which must answer it idempotently (the
+    /// [`Registrar`](crate::registrar::Registrar) answers a repeated Call-ID/CSeq with the
+    /// current bindings). This departs from RFC 3261 §17.2 for those methods: use it only for
+    /// idempotent ones. INVITE, ACK and CANCEL are never handled this way.
+    pub fn stateless_methods(mut self, methods: &[sip_core::Method<'static>]) -> Self {
+        self.stateless_methods = methods
+            .iter()
+            .copied()
+            .filter(|m| {
+                !matches!(
+                    m,
+                    sip_core::Method::Invite | sip_core::Method::Ack | sip_core::Method::Cancel
+                )
+            })
+            .collect();
+        self
+    }
+
     /// Capacity of the TU event channel (default 4096); a full channel back-pressures.
     pub fn event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
@@ -209,6 +231,7 @@ impl EndpointBuilder {
             event_tx,
             counters,
             self.stateless,
+            self.stateless_methods,
         );
         let done = tokio::spawn(driver.run());
         Ok(Endpoint {
@@ -339,7 +362,8 @@ pub enum ServerEvent {
 /// A request received in a server transaction, with the means to answer it.
 #[derive(Debug)]
 pub struct ServerTransaction {
-    key: TransactionKey,
+    /// `None` for a request of a method the endpoint handles without transactions.
+    key: Option<TransactionKey>,
     request: Message,
     flow: Flow,
     merged_with: Option<TransactionKey>,
@@ -347,8 +371,9 @@ pub struct ServerTransaction {
 }
 
 impl ServerTransaction {
-    /// The transaction's key.
-    pub fn key(&self) -> TransactionKey {
+    /// The transaction's key; `None` when the request's method is handled without a
+    /// transaction ([`EndpointBuilder::stateless_methods`]).
+    pub fn key(&self) -> Option<TransactionKey> {
         self.key
     }
 
@@ -370,10 +395,20 @@ impl ServerTransaction {
 
     /// Sends a response: any number of provisionals, then one final.
     pub async fn respond(&self, response: Message) -> Result<(), EndpointError> {
+        let Some(key) = self.key else {
+            return self
+                .cmd
+                .send(Command::Stateless {
+                    message: response,
+                    destination: Destination::Flow(self.flow),
+                })
+                .await
+                .map_err(|_| EndpointError::Shutdown);
+        };
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Respond {
-                key: self.key,
+                key,
                 response,
                 reply,
             })

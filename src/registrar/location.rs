@@ -211,7 +211,12 @@ pub fn apply_register(
     let touched =
         |b: &Binding| change.remove_all || change.contacts.iter().any(|c| same_binding(b, c));
     for b in bindings.iter().filter(|b| touched(b)) {
-        if *b.call_id == *change.call_id && change.cseq <= b.cseq {
+        if *b.call_id == *change.call_id && change.cseq == b.cseq {
+            // The same request again (a retransmission reaching a registrar that answers
+            // REGISTER without server transactions): already applied, nothing changes.
+            return Ok(Vec::new());
+        }
+        if *b.call_id == *change.call_id && change.cseq < b.cseq {
             return Err(RegisterError::OutOfOrder {
                 have: b.cseq,
                 got: change.cseq,
@@ -502,9 +507,13 @@ mod tests {
         let lim = StoreLimits::default();
         let mut b = Vec::new();
         apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 60)]), now, &lim, 0).unwrap();
-        // Same Call-ID, same or lower CSeq: refused, nothing changes.
+        // Same Call-ID, same CSeq: the request again (a retransmission), nothing changes.
         let e = apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 0)]), now, &lim, 0);
-        assert_eq!(e, Err(RegisterError::OutOfOrder { have: 5, got: 5 }));
+        assert_eq!(e, Ok(vec![]));
+        assert_eq!(b.len(), 1);
+        // Same Call-ID, lower CSeq: refused, nothing changes.
+        let e = apply_register(&mut b, &change("c1", 4, &[("sip:a@h", 0)]), now, &lim, 0);
+        assert_eq!(e, Err(RegisterError::OutOfOrder { have: 5, got: 4 }));
         assert_eq!(b.len(), 1);
         // Another Call-ID replaces whatever the CSeq.
         apply_register(&mut b, &change("c2", 1, &[("sip:a@h", 30)]), now, &lim, 0).unwrap();

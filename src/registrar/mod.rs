@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sip_auth::{
-    DigestRequest, DigestServer, MemoryStore, Outcome, ServerConfig, ServerKey, Throttle,
-    ThrottleConfig, ThrottleDecision,
+    DigestRequest, DigestServer, MemoryStore, Outcome, Rejection, ServerConfig, ServerKey,
+    Throttle, ThrottleConfig, ThrottleDecision,
 };
 use sip_core::addr::ContactValue;
 use sip_core::auth::Credentials;
@@ -420,8 +420,26 @@ impl<S: LocationStore> Registrar<S> {
                 .build();
         };
         // Steps 3–4: authentication and authorization.
-        if let Some(refusal) = self.authenticate(req, &aor, flow.remote.ip(), wall)? {
-            return Ok(refusal);
+        match self.authenticate_step(req, &aor, flow.remote.ip(), wall)? {
+            AuthStep::Proceed => {}
+            AuthStep::Respond(m) => return Ok(m),
+            AuthStep::Replayed(user) => {
+                // Without a server transaction (Endpoint stateless methods) a retransmitted
+                // REGISTER reaches us again: its Call-ID and CSeq are those of the bindings it
+                // made, and it gets the same 200 again. Anything else is a replay.
+                let bindings = self.store.lookup(&aor, now).await;
+                let call_id = req.call_id().unwrap_or_default();
+                let cseq = req.cseq()?.seq;
+                if bindings
+                    .iter()
+                    .any(|b| &*b.call_id == call_id && b.cseq == cseq)
+                {
+                    tracing::debug!(%aor, "retransmitted REGISTER answered again");
+                    return self.ok_response(req, &bindings, now, wall);
+                }
+                let source = flow.remote.ip();
+                return self.auth_failure(req, source, user.as_deref(), Rejection::Replay, wall);
+            }
         }
         // Step 6: the contacts.
         let header_expires = match req.expires() {
@@ -584,8 +602,24 @@ impl<S: LocationStore> Registrar<S> {
         source: IpAddr,
         wall: SystemTime,
     ) -> sip_core::Result<Option<Message>> {
+        match self.authenticate_step(req, aor, source, wall)? {
+            AuthStep::Proceed => Ok(None),
+            AuthStep::Respond(m) => Ok(Some(m)),
+            AuthStep::Replayed(user) => self
+                .auth_failure(req, source, user.as_deref(), Rejection::Replay, wall)
+                .map(Some),
+        }
+    }
+
+    fn authenticate_step(
+        &self,
+        req: &Message,
+        aor: &str,
+        source: IpAddr,
+        wall: SystemTime,
+    ) -> sip_core::Result<AuthStep> {
         let (Some(digest), AuthMode::Digest(users)) = (&self.digest, &self.config.auth) else {
-            return Ok(None);
+            return Ok(AuthStep::Proceed);
         };
         // The credentials for our realm, if any (others are ignored, §22.4).
         let creds: Option<Credentials<'_>> = req
@@ -608,14 +642,16 @@ impl<S: LocationStore> Registrar<S> {
                     .reason("Too Many Failed Attempts")
                     .header("Retry-After", retry_after.as_secs().max(1).to_string())
                     .build()
-                    .map(Some);
+                    .map(AuthStep::Respond);
             }
         }
         let mut server = digest.lock().unwrap_or_else(|e| e.into_inner());
         let Some(creds) = creds else {
             // An unanswered first challenge is not a failure.
             inc(&self.stats.challenges);
-            return self.challenge(req, &mut server, wall, false).map(Some);
+            return self
+                .challenge(req, &mut server, wall, false)
+                .map(AuthStep::Respond);
         };
         let uri = req.uri_str().unwrap_or_default();
         let request = DigestRequest::new("REGISTER", uri, req.body());
@@ -632,37 +668,54 @@ impl<S: LocationStore> Registrar<S> {
                     .map(|(u, _)| u);
                 if self.config.same_user_only && user_of_aor != Some(who.username.as_str()) {
                     tracing::warn!(user = %who.username, %aor, "authenticated user may not register this AOR");
-                    return req.response(403).build().map(Some);
+                    return req.response(403).build().map(AuthStep::Respond);
                 }
-                Ok(None)
+                Ok(AuthStep::Proceed)
             }
             Outcome::Stale => {
                 inc(&self.stats.challenges);
-                self.challenge(req, &mut server, wall, true).map(Some)
+                self.challenge(req, &mut server, wall, true)
+                    .map(AuthStep::Respond)
             }
+            // The same request again: a retransmission when its Call-ID and CSeq are those of
+            // a binding it created (handled by the caller, which can read the store).
+            Outcome::Rejected(Rejection::Replay) => Ok(AuthStep::Replayed(username_owned)),
             Outcome::Rejected(why) => {
-                inc(&self.stats.auth_failures);
-                tracing::warn!(%source, user = username.unwrap_or("-"), reason = %why, "authentication failed");
                 drop(server);
-                if let Some(t) = &self.throttle {
-                    let _ = t.lock().unwrap_or_else(|e| e.into_inner()).record_failure(
-                        wall,
-                        Some(source),
-                        username,
-                    );
-                }
-                if why.is_malformed() {
-                    return req
-                        .response(400)
-                        .reason("Bad Authorization")
-                        .build()
-                        .map(Some);
-                }
-                let mut server = digest.lock().unwrap_or_else(|e| e.into_inner());
-                inc(&self.stats.challenges);
-                self.challenge(req, &mut server, wall, false).map(Some)
+                self.auth_failure(req, source, username, why, wall)
+                    .map(AuthStep::Respond)
             }
         }
+    }
+
+    /// A failed authentication: counted, fed to the throttle, answered 400 (malformed) or
+    /// with a fresh challenge.
+    fn auth_failure(
+        &self,
+        req: &Message,
+        source: IpAddr,
+        username: Option<&str>,
+        why: Rejection,
+        wall: SystemTime,
+    ) -> sip_core::Result<Message> {
+        inc(&self.stats.auth_failures);
+        tracing::warn!(%source, user = username.unwrap_or("-"), reason = %why, "authentication failed");
+        if let Some(t) = &self.throttle {
+            let _ = t.lock().unwrap_or_else(|e| e.into_inner()).record_failure(
+                wall,
+                Some(source),
+                username,
+            );
+        }
+        if why.is_malformed() {
+            return req.response(400).reason("Bad Authorization").build();
+        }
+        let Some(digest) = &self.digest else {
+            return req.response(403).build();
+        };
+        let mut server = digest.lock().unwrap_or_else(|e| e.into_inner());
+        inc(&self.stats.challenges);
+        self.challenge(req, &mut server, wall, false)
     }
 
     fn challenge(
@@ -712,6 +765,18 @@ impl<S: LocationStore> Registrar<S> {
         b = b.header("Date", http_date(wall));
         b.build()
     }
+}
+
+/// Where authentication leaves a request (moved once; boxing would cost an allocation).
+#[allow(clippy::large_enum_variant)]
+enum AuthStep {
+    /// Authenticated (or no authentication configured): go on.
+    Proceed,
+    /// Answer with this (challenge, refusal).
+    Respond(Message),
+    /// Authentic credentials whose nonce count was already used: a retransmission if the
+    /// request was already applied, else a replay (the username, for the failure count).
+    Replayed(Option<String>),
 }
 
 fn q_string(q: u16) -> String {

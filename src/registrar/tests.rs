@@ -406,9 +406,18 @@ async fn digest_challenge_then_accept() {
     let ok = send(&r, &authed, now, wall).await;
     assert_eq!(ok.status(), Some(200));
     assert_eq!(r.counters().auth_failures, 0);
-    // The same Authorization again is a replay: refused and counted.
-    let replay = send(&r, &authed, now, wall).await;
-    assert_eq!(replay.status(), Some(401));
+    // The identical request again (a retransmission reaching a registrar that answers REGISTER
+    // without server transactions): the same 200, nothing counted.
+    let again = send(&r, &authed, now, wall).await;
+    assert_eq!(again.status(), Some(200));
+    assert_eq!(r.counters().auth_failures, 0);
+    // The same Authorization on another request is a replay: refused and counted.
+    let mut replay = Req::new("alice").cseq(3).build();
+    let auth = authed.header(HeaderName::Authorization).unwrap().to_owned();
+    replay.append_header("Authorization", &auth).unwrap();
+    let replay = Message::parse(replay.to_bytes()).unwrap();
+    let resp = send(&r, &replay, now, wall).await;
+    assert_eq!(resp.status(), Some(401));
     assert_eq!(r.counters().auth_failures, 1);
 }
 
