@@ -208,7 +208,15 @@ pub struct Registrar<S: LocationStore = MemoryLocationStore> {
     throttle: Option<Mutex<Throttle>>,
     events: broadcast::Sender<RegistrarEvent>,
     stats: RegistrarStats,
+    /// Recent requests that removed bindings (Call-ID, CSeq, when): a retransmission of one
+    /// finds no binding to recognise it by. Bounded in count and kept 64·T1 (32 s).
+    removals: Mutex<std::collections::VecDeque<(Instant, Box<str>, u32)>>,
 }
+
+/// How long a removal is remembered for retransmissions (64·T1, as a server transaction).
+const REMOVAL_MEMORY: Duration = Duration::from_secs(32);
+/// Most removals remembered.
+const MAX_REMOVALS: usize = 16_384;
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -264,6 +272,7 @@ impl<S: LocationStore> Registrar<S> {
             throttle,
             events,
             stats: RegistrarStats::default(),
+            removals: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -433,6 +442,7 @@ impl<S: LocationStore> Registrar<S> {
                 if bindings
                     .iter()
                     .any(|b| &*b.call_id == call_id && b.cseq == cseq)
+                    || self.removed_by(call_id, cseq, now)
                 {
                     tracing::debug!(%aor, "retransmitted REGISTER answered again");
                     return self.ok_response(req, &bindings, now, wall);
@@ -518,6 +528,12 @@ impl<S: LocationStore> Registrar<S> {
                 }
             }
         };
+        if changes
+            .iter()
+            .any(|c| matches!(c, BindingChange::Removed(_)))
+        {
+            self.remember_removal(req, now);
+        }
         for ch in changes {
             let event = match ch {
                 BindingChange::Added(b) => {
@@ -592,6 +608,28 @@ impl<S: LocationStore> Registrar<S> {
         self.authenticate(req, &aor, flow.remote.ip(), wall)
             .ok()
             .flatten()
+    }
+
+    fn remember_removal(&self, req: &Message, now: Instant) {
+        let (Some(call_id), Ok(cseq)) = (req.call_id(), req.cseq()) else {
+            return;
+        };
+        let mut r = self.removals.lock().unwrap_or_else(|e| e.into_inner());
+        while r
+            .front()
+            .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > REMOVAL_MEMORY)
+            || r.len() >= MAX_REMOVALS
+        {
+            r.pop_front();
+        }
+        r.push_back((now, call_id.into(), cseq.seq));
+    }
+
+    fn removed_by(&self, call_id: &str, cseq: u32, now: Instant) -> bool {
+        let r = self.removals.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().any(|(t, c, n)| {
+            &**c == call_id && *n == cseq && now.saturating_duration_since(*t) <= REMOVAL_MEMORY
+        })
     }
 
     /// Returns `Some(response)` when the request must be refused or challenged.

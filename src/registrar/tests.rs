@@ -603,3 +603,34 @@ async fn stateless_challenge_only_for_requests_without_credentials() {
         .stateless_challenge(&Req::new("a").build(), udp, wall)
         .is_none());
 }
+
+#[tokio::test]
+async fn retransmitted_unregister_is_answered_again() {
+    let r = digest_registrar();
+    let (now, wall) = t0();
+    let mut client = DigestClient::with_random(DefaultRandom::from_seed([11; 32]));
+    client.add_account(Account::new("example.com", "alice", "secret"));
+    let ch = send(&r, &Req::new("alice").build(), now, wall).await;
+    let reg = answer(&mut client, &ch, &Req::new("alice").cseq(2));
+    assert_eq!(send(&r, &reg, now, wall).await.status(), Some(200));
+    // Unregister (digest answered with the next nc on the same nonce).
+    let request = DigestRequest::new("REGISTER", "sip:example.com", b"");
+    let auth = client
+        .authorize("example.com", &request)
+        .unwrap()
+        .to_string();
+    let mut unreg = Req::new("alice").cseq(3).header("Expires: 0").build();
+    unreg.append_header("Authorization", &auth).unwrap();
+    let unreg = Message::parse(unreg.to_bytes()).unwrap();
+    let resp = send(&r, &unreg, now, wall).await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(r.store().counts().await, (0, 0));
+    // Its 200 was lost: the identical request again gets 200, not a replay challenge.
+    let again = send(&r, &unreg, now + Duration::from_secs(1), wall).await;
+    assert_eq!(again.status(), Some(200));
+    assert_eq!(r.counters().auth_failures, 0);
+    // After 64·T1 it is forgotten: then it is a replay.
+    let late = send(&r, &unreg, now + Duration::from_secs(40), wall).await;
+    assert_eq!(late.status(), Some(401));
+    assert_eq!(r.counters().auth_failures, 1);
+}
