@@ -13,6 +13,9 @@
 //!
 //! Prints counts; exits 0 when every transaction completed, 1 otherwise.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -313,12 +316,7 @@ fn route_set(ok: &Message) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    common::init_tracing();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

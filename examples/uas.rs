@@ -16,6 +16,9 @@
 //! live transactions run `--linger-secs` more (default 16: a BYE whose 200 was lost comes
 //! again), or on Ctrl-C / SIGTERM (2 s at most), then prints a summary. Logs through `tracing` (`RUST_LOG=debug` for more).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -266,12 +269,7 @@ async fn terminated() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    common::init_tracing();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
