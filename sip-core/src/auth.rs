@@ -494,7 +494,7 @@ fn algorithm_of<'s>(a: &'s Option<Cow<'_, str>>) -> Result<Algorithm, &'s str> {
 }
 
 fn utf8<'a>(value: &'a [u8], name: &'static str) -> Result<&'a str, Error> {
-    std::str::from_utf8(value).map_err(|e| Error::InvalidHeader {
+    crate::text::to_str(value).map_err(|e| Error::InvalidHeader {
         name,
         offset: e.valid_up_to(),
         reason: "not UTF-8",

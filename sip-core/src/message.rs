@@ -129,7 +129,7 @@ pub struct HeaderField<'a> {
 impl<'a> HeaderField<'a> {
     /// The value as UTF-8 text, if it is.
     pub fn value_str(&self) -> Option<&'a str> {
-        std::str::from_utf8(self.value).ok()
+        crate::text::to_str(self.value).ok()
     }
 }
 
@@ -292,7 +292,7 @@ impl Message {
     #[inline]
     pub fn header(&self, name: HeaderName) -> Option<&str> {
         self.header_bytes(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| crate::text::to_str(v).ok())
     }
 
     /// The first line's raw value of a header.
@@ -326,7 +326,7 @@ impl Message {
     /// ```
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
         self.header_lines(name)
-            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter_map(|v| crate::text::to_str(v).ok())
             .flat_map(crate::text::split_values)
     }
 
@@ -367,7 +367,7 @@ impl Message {
 /// Spans handed to `utf8` were validated as UTF-8 (or ASCII) by the parser or the editor.
 #[inline]
 pub(crate) fn utf8(b: &[u8]) -> &str {
-    std::str::from_utf8(b).unwrap_or_default()
+    crate::text::to_str(b).unwrap_or_default()
 }
 
 impl fmt::Debug for Message {

@@ -9,8 +9,8 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::text::{
-    is_escape_at, is_lws_byte, is_paramchar_byte, scan_pvalue, scan_quoted, scan_quoted_strict,
-    scan_token, skip_lws, unquote,
+    is_escape_at, is_lws_byte, is_paramchar_byte, is_pvalue_byte, scan_pvalue, scan_quoted,
+    scan_quoted_strict, scan_token, skip_lws, unquote,
 };
 
 /// A validated list of parameters, borrowed from the text it was parsed from.
@@ -165,38 +165,53 @@ pub(crate) fn walk_header_params<'a>(
     mut f: impl FnMut(&'a str, Option<&'a str>),
 ) -> Result<()> {
     let b = s.as_bytes();
-    let mut i = skip_lws(b, 0);
+    let mut i = 0;
+    // LWS is rare here: each skip is guarded by a one-byte test so the usual `;name=value`
+    // costs the two class scans and little else.
+    let lws_at = |i: usize| b.get(i).is_some_and(|c| is_lws_byte(*c));
     while let Some(&c) = b.get(i) {
         if c != b';' {
-            return Err(syntax("parameter separator", base + i));
+            i = skip_lws(b, i);
+            match b.get(i) {
+                None => break,
+                Some(b';') => {}
+                Some(_) => return Err(syntax("parameter separator", base + i)),
+            }
         }
-        let nstart = skip_lws(b, i + 1);
+        let mut nstart = i + 1;
+        if lws_at(nstart) {
+            nstart = skip_lws(b, nstart);
+        }
         i = scan_token(b, nstart);
         let name = match s.get(nstart..i) {
             Some(n) if !n.is_empty() => n,
             _ => return Err(syntax("parameter name", base + i)),
         };
-        i = skip_lws(b, i);
-        if b.get(i) == Some(&b'=') {
-            let vstart = skip_lws(b, i + 1);
-            let value = scan_param_value(b, vstart).and_then(|e| {
-                i = e;
-                s.get(vstart..e)
-            });
-            match value {
-                Some(v) => f(name, Some(v)),
-                None => return Err(syntax("parameter value", base + vstart)),
-            }
+        if lws_at(i) {
             i = skip_lws(b, i);
-        } else {
-            f(name, None);
         }
+        if b.get(i) != Some(&b'=') {
+            f(name, None);
+            continue;
+        }
+        let mut vstart = i + 1;
+        if lws_at(vstart) {
+            vstart = skip_lws(b, vstart);
+        }
+        let vend = match b.get(vstart) {
+            Some(&c) if is_pvalue_byte(c) => scan_pvalue(b, vstart + 1),
+            _ => scan_param_value(b, vstart)
+                .ok_or_else(|| syntax("parameter value", base + vstart))?,
+        };
+        match s.get(vstart..vend) {
+            Some(v) => f(name, Some(v)),
+            None => return Err(syntax("parameter value", base + vstart)),
+        }
+        i = vend;
     }
     Ok(())
 }
 
-/// `gen-value = token / host / quoted-string`, plus bare IPv6 for RFC 5118 `received`.
-/// Returns the end index.
 #[inline]
 fn scan_param_value(b: &[u8], i: usize) -> Option<usize> {
     match b.get(i)? {

@@ -6,6 +6,30 @@
 
 use std::borrow::Cow;
 
+/// Whether every byte is ASCII. Past a few words an OR-fold (vectorised, no early exit) beats
+/// `<[u8]>::is_ascii`.
+#[inline]
+fn is_ascii(b: &[u8]) -> bool {
+    if b.len() < 32 {
+        b.is_ascii()
+    } else {
+        b.iter().fold(0u8, |acc, &c| acc | c) < 0x80
+    }
+}
+
+/// `std::str::from_utf8` with an ASCII fast path. Header values are nearly always ASCII, and on
+/// short slices the standard validator mostly works a byte at a time, while `is_ascii` tests a
+/// word at a time; non-ASCII input takes the full validation.
+#[inline]
+pub(crate) fn to_str(b: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if is_ascii(b) {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b)
+    }
+}
+
 // Character classes of RFC 3261 §25.1, one bit each in `CLASS`.
 pub(crate) const TOKEN: u16 = 1 << 0;
 pub(crate) const WORD: u16 = 1 << 1;
@@ -269,6 +293,12 @@ pub(crate) fn scan_pvalue(b: &[u8], i: usize) -> usize {
     scan_class(b, i, PVALUE)
 }
 
+/// Whether `b` may appear in an unquoted header parameter value (token characters and `:`).
+#[inline]
+pub(crate) fn is_pvalue_byte(b: u8) -> bool {
+    has(b, PVALUE)
+}
+
 /// Strips leading and trailing LWS (SP, HTAB, CR, LF).
 ///
 /// ```
@@ -359,6 +389,13 @@ impl<'a> Iterator for SplitValues<'a> {
     }
 }
 
+/// Whether `b` holds `needle`. A fold without an early exit, which the compiler turns into
+/// vector compares: header values are too short for `memchr`'s set-up to pay off.
+#[inline]
+pub(crate) fn contains_byte(b: &[u8], needle: u8) -> bool {
+    b.iter().fold(0u8, |acc, &c| acc | u8::from(c == needle)) != 0
+}
+
 /// Below this many bytes a table loop beats `memchr`'s set-up.
 const MEMCHR_MIN: usize = 32;
 
@@ -388,6 +425,10 @@ fn find_split_in(b: &[u8], i: usize) -> Option<usize> {
 /// Quoted strings are skipped whole (an unterminated one runs to the end); inside `<…>` only
 /// `>` and quotes matter.
 fn value_end(b: &[u8], mut i: usize) -> usize {
+    // Most lines hold one value: without a comma there is nothing to split.
+    if !contains_byte(b.get(i..).unwrap_or_default(), b',') {
+        return b.len();
+    }
     loop {
         let Some(k) = find_split_out(b, i) else {
             return b.len();
@@ -659,6 +700,10 @@ mod tests {
         }
 
         #[test]
+        fn contains_byte_agrees_with_contains(b in proptest::collection::vec(any::<u8>(), 0..40), n in any::<u8>()) {
+            prop_assert_eq!(contains_byte(&b, n), b.contains(&n));
+        }
+
         fn split_values_are_trimmed_and_nonempty(s in "[a-z\",<> ;\\\\]{0,40}") {
             for v in split_values(&s) {
                 prop_assert!(!v.is_empty());

@@ -15,7 +15,7 @@ fn required(m: &Message, name: HeaderName) -> Result<&str> {
     let canonical = name.canonical().unwrap_or("(other)");
     match m.header_bytes(name) {
         None => Err(Error::MissingHeader { name: canonical }),
-        Some(v) => std::str::from_utf8(v).map_err(|e| Error::InvalidHeader {
+        Some(v) => crate::text::to_str(v).map_err(|e| Error::InvalidHeader {
             name: canonical,
             offset: e.valid_up_to(),
             reason: "not UTF-8",

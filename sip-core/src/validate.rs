@@ -171,7 +171,7 @@ impl Message {
     fn header_opt(&self, name: HeaderName) -> Result<Option<&str>> {
         match self.header_bytes(name) {
             None => Ok(None),
-            Some(v) => std::str::from_utf8(v)
+            Some(v) => crate::text::to_str(v)
                 .map(Some)
                 .map_err(|e| Error::InvalidHeader {
                     name: name.canonical().unwrap_or("(other)"),

@@ -270,29 +270,36 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// 255, no leading zero), without its set-up cost.
 #[inline]
 fn parse_ipv4_strict(b: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let digit = |i: usize| b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9);
     let mut oct = [0u8; 4];
-    let mut rest = b;
+    let mut i = 0;
     for (k, o) in oct.iter_mut().enumerate() {
         if k > 0 {
-            rest = rest.strip_prefix(b".")?;
-        }
-        let n = rest
-            .iter()
-            .take(4)
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        let v = match *rest {
-            [a, ..] if n == 1 => u32::from(a - b'0'),
-            [a, b1, ..] if n == 2 && a != b'0' => u32::from(a - b'0') * 10 + u32::from(b1 - b'0'),
-            [a, b1, c, ..] if n == 3 && a != b'0' => {
-                u32::from(a - b'0') * 100 + u32::from(b1 - b'0') * 10 + u32::from(c - b'0')
+            if b.get(i) != Some(&b'.') {
+                return None;
             }
-            _ => return None,
-        };
+            i += 1;
+        }
+        let first = digit(i)?;
+        let mut v = u32::from(first);
+        i += 1;
+        if let Some(d) = digit(i) {
+            if first == 0 {
+                return None;
+            }
+            v = v * 10 + u32::from(d);
+            i += 1;
+            if let Some(d) = digit(i) {
+                v = v * 10 + u32::from(d);
+                i += 1;
+            }
+        }
         *o = u8::try_from(v).ok()?;
-        rest = rest.get(n..)?;
     }
-    rest.is_empty().then(|| Ipv4Addr::from(oct))
+    (i == b.len()).then(|| Ipv4Addr::from(oct))
 }
 
 #[cold]
