@@ -704,6 +704,12 @@ mod tests {
             prop_assert_eq!(contains_byte(&b, n), b.contains(&n));
         }
 
+        #[test]
+        fn to_str_agrees_with_from_utf8(b in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assert_eq!(to_str(&b).ok(), std::str::from_utf8(&b).ok());
+        }
+
+        #[test]
         fn split_values_are_trimmed_and_nonempty(s in "[a-z\",<> ;\\\\]{0,40}") {
             for v in split_values(&s) {
                 prop_assert!(!v.is_empty());
