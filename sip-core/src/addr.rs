@@ -246,7 +246,7 @@ impl fmt::Display for NameAddr<'_> {
 }
 
 /// The URI of a name-addr whose `<` is at `t[lt]`, and the index of its `>`.
-#[inline]
+#[inline(always)]
 fn angle_uri(t: &str, lt: usize, base: usize) -> Result<(AnyUri<'_>, usize)> {
     let inner = t.get(lt + 1..).unwrap_or("");
     // Common case: a sip/sips URI running right up to the '>' (URI bytes exclude '>', so it is
@@ -267,7 +267,7 @@ fn angle_uri(t: &str, lt: usize, base: usize) -> Result<(AnyUri<'_>, usize)> {
 }
 
 /// Validates header parameters, passing each to `on_param`; returns the first `tag` value.
-#[inline]
+#[inline(always)]
 fn header_params<'a>(
     s: &'a str,
     base: usize,

@@ -61,7 +61,7 @@ mod validate;
 pub mod via;
 pub use error::{Error, Result};
 pub use limits::Limits;
-pub use message::{HeaderField, Message, StartLine};
+pub use message::{HeaderField, Message, StartLine, Values};
 pub use method::Method;
 pub use name::HeaderName;
 pub use net::{Flow, Target, Transport};

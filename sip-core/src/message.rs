@@ -324,10 +324,13 @@ impl Message {
     /// assert_eq!(m.values(HeaderName::Via).count(), 3);
     /// # Ok::<(), sip_core::Error>(())
     /// ```
-    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
-        self.header_lines(name)
-            .filter_map(|v| crate::text::to_str(v).ok())
-            .flat_map(crate::text::split_values)
+    pub fn values(&self, name: HeaderName) -> Values<'_> {
+        Values {
+            msg: self,
+            name,
+            next_entry: 0,
+            line: crate::text::split_values(""),
+        }
     }
 
     /// The Call-ID.
@@ -361,6 +364,43 @@ impl Message {
     /// Whether the message was changed since it was parsed or built.
     pub fn is_edited(&self) -> bool {
         self.edited
+    }
+}
+
+/// The comma-separated values of one header across its lines: see [`Message::values`].
+#[derive(Debug, Clone)]
+pub struct Values<'m> {
+    msg: &'m Message,
+    name: HeaderName,
+    /// Index of the first header entry not looked at yet.
+    next_entry: usize,
+    /// What is left of the current line.
+    line: crate::text::SplitValues<'m>,
+}
+
+impl<'m> Iterator for Values<'m> {
+    type Item = &'m str;
+
+    fn next(&mut self) -> Option<&'m str> {
+        loop {
+            if let Some(v) = self.line.next() {
+                return Some(v);
+            }
+            let rest = self.msg.headers.get(self.next_entry..)?;
+            let k = rest.iter().position(|e| e.name == self.name)?;
+            self.next_entry += k + 1;
+            match crate::text::line_text(self.msg.entry_value(&rest[k])) {
+                (None, _) => {}
+                // One value (the usual case): no splitting.
+                (Some(text), false) => {
+                    let v = crate::text::trim_lws(text);
+                    if !v.is_empty() {
+                        return Some(v);
+                    }
+                }
+                (Some(text), true) => self.line = crate::text::split_values(text),
+            }
+        }
     }
 }
 

@@ -6,6 +6,22 @@
 
 use std::borrow::Cow;
 
+/// A header line as text and whether it holds a comma, from one pass over its bytes (the
+/// ASCII test and the comma test fold together into vector code).
+#[inline]
+pub(crate) fn line_text(b: &[u8]) -> (Option<&str>, bool) {
+    let (high, comma) = b
+        .iter()
+        .fold((0u8, 0u8), |(h, c), &x| (h | x, c | u8::from(x == b',')));
+    let text = if high < 0x80 {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    };
+    (text, comma != 0)
+}
+
 /// Whether every byte is ASCII. Past a few words an OR-fold (vectorised, no early exit) beats
 /// `<[u8]>::is_ascii`.
 #[inline]
@@ -705,7 +721,14 @@ mod tests {
         }
 
         #[test]
-        fn to_str_agrees_with_from_utf8(b in proptest::collection::vec(any::<u8>(), 0..80)) {
+        fn line_text_agrees_with_from_utf8(b in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let (text, comma) = line_text(&b);
+            prop_assert_eq!(text, std::str::from_utf8(&b).ok());
+            prop_assert_eq!(comma, b.contains(&b','));
+        }
+
+        #[test]
+                fn to_str_agrees_with_from_utf8(b in proptest::collection::vec(any::<u8>(), 0..80)) {
             prop_assert_eq!(to_str(&b).ok(), std::str::from_utf8(&b).ok());
         }
 

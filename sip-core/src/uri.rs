@@ -121,7 +121,7 @@ static HOST_CLASS: [u8; 256] = build_host_class();
 /// error offsets. Host names follow RFC 3261 `hostname` (labels of alphanumerics and inner
 /// hyphens, optional trailing dot) except that the top label may start with a digit, since
 /// GB28181 devices use all-digit domain IDs such as `3402000000`.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_host(s: &str, i: usize, base: usize) -> Result<(Host<'_>, usize)> {
     let b = s.as_bytes();
     let fast = match b.get(i) {
@@ -568,7 +568,7 @@ fn parse_sip_whole(s: &str) -> Option<Uri<'_>> {
 /// When it returns `Some`, `parse_sip` on `s[..end]` gives the same URI: user and password
 /// bytes exclude `@` and `%`, so the `@` found is the first one and no escape was skipped; and
 /// without userinfo the host, port and parameter bytes exclude `@`, so `s[..end]` has none.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_sip_prefix(s: &str, scheme: Scheme, start: usize) -> Option<(Uri<'_>, usize)> {
     let b = s.as_bytes();
     let u = scan_class(b, start, USER);
