@@ -183,7 +183,7 @@ pub(crate) fn walk_header_params<'a>(
             nstart = skip_lws(b, nstart);
         }
         i = scan_token(b, nstart);
-        let name = match s.get(nstart..i) {
+        let name = match crate::text::slice(s, nstart, i) {
             Some(n) if !n.is_empty() => n,
             _ => return Err(syntax("parameter name", base + i)),
         };
@@ -203,7 +203,7 @@ pub(crate) fn walk_header_params<'a>(
             _ => scan_param_value(b, vstart)
                 .ok_or_else(|| syntax("parameter value", base + vstart))?,
         };
-        match s.get(vstart..vend) {
+        match crate::text::slice(s, vstart, vend) {
             Some(v) => f(name, Some(v)),
             None => return Err(syntax("parameter value", base + vstart)),
         }

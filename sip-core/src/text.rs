@@ -6,6 +6,14 @@
 
 use std::borrow::Cow;
 
+/// `s.get(a..b)`, in a form the compiler inlines (the generic `str::get` often stays a call on
+/// these hot paths).
+#[inline(always)]
+pub(crate) fn slice(s: &str, a: usize, b: usize) -> Option<&str> {
+    let (head, _) = s.split_at_checked(b)?;
+    head.split_at_checked(a).map(|(_, tail)| tail)
+}
+
 /// A header line as text and whether it holds a comma, from one pass over its bytes (the
 /// ASCII test and the comma test fold together into vector code).
 #[inline]

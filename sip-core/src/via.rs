@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::addr::trim_with_offset;
 use crate::error::{Error, Result};
 use crate::params::{walk_header_params, Params};
-use crate::text::{name_is, parse_u32_digits, scan_token, skip_lws};
+use crate::text::{name_is, parse_u32_digits, scan_pvalue, scan_token, skip_lws, slice};
 use crate::uri::{parse_host, parse_port, Host};
 
 /// The `branch` magic cookie of RFC 3261 §8.1.1.7.
@@ -83,25 +83,20 @@ impl<'a> Via<'a> {
         }
         let params = &t[i..];
         let pbase = base + i;
-        let mut branch = None;
-        let mut received = None;
-        let mut rport_raw = None;
-        let mut maddr = None;
-        let mut ttl_raw = None;
-        walk_header_params(params, pbase, |n, v| {
-            // Dispatch on length first: most parameters are none of these.
-            let slot = match n.len() {
-                6 if name_is(n, b"branch") => &mut branch,
-                8 if name_is(n, b"received") => &mut received,
-                5 if name_is(n, b"rport") => &mut rport_raw,
-                5 if name_is(n, b"maddr") => &mut maddr,
-                3 if name_is(n, b"ttl") => &mut ttl_raw,
-                _ => return,
-            };
-            if slot.is_none() {
-                *slot = Some(v);
-            }
-        })?;
+        let mut p = KnownParams::default();
+        // The usual `;name=value` run is scanned directly; anything else (LWS, quoted values,
+        // IPv6 references, errors) goes through the general walker, which decides.
+        if !p.scan_plain(params) {
+            p = KnownParams::default();
+            walk_header_params(params, pbase, |n, v| p.set(n, v))?;
+        }
+        let KnownParams {
+            branch,
+            received,
+            rport: rport_raw,
+            maddr,
+            ttl: ttl_raw,
+        } = p;
         let bad = |reason| Error::InvalidHeader {
             name: "Via",
             offset: pbase,
@@ -236,6 +231,70 @@ impl<'a> Via<'a> {
 impl fmt::Display for Via<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.raw)
+    }
+}
+
+/// The via-params this view interprets, as written: `Some(None)` for a name without a value.
+/// The first occurrence of each wins.
+#[derive(Default)]
+struct KnownParams<'a> {
+    branch: Option<Option<&'a str>>,
+    received: Option<Option<&'a str>>,
+    rport: Option<Option<&'a str>>,
+    maddr: Option<Option<&'a str>>,
+    ttl: Option<Option<&'a str>>,
+}
+
+impl<'a> KnownParams<'a> {
+    /// Records one parameter; `n` is a non-empty token.
+    #[inline(always)]
+    fn set(&mut self, n: &'a str, v: Option<&'a str>) {
+        // Dispatch on length and first letter: most parameters are none of these.
+        let first = n.as_bytes().first().map_or(0, |c| c | 0x20);
+        let slot = match (n.len(), first) {
+            (6, b'b') if name_is(n, b"branch") => &mut self.branch,
+            (8, b'r') if name_is(n, b"received") => &mut self.received,
+            (5, b'r') if name_is(n, b"rport") => &mut self.rport,
+            (5, b'm') if name_is(n, b"maddr") => &mut self.maddr,
+            (3, b't') if name_is(n, b"ttl") => &mut self.ttl,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(v);
+        }
+    }
+
+    /// Scans `(";" token ["=" token-or-colon])*` with nothing else (no LWS, quotes or
+    /// brackets). Returns false, having recorded a prefix, when the text is anything else.
+    #[inline]
+    fn scan_plain(&mut self, s: &'a str) -> bool {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b';' {
+                return false;
+            }
+            let ns = i + 1;
+            let ne = scan_token(b, ns);
+            let Some(name) = slice(s, ns, ne).filter(|n| !n.is_empty()) else {
+                return false;
+            };
+            let value = if b.get(ne) == Some(&b'=') {
+                let ve = scan_pvalue(b, ne + 1);
+                match slice(s, ne + 1, ve).filter(|v| !v.is_empty()) {
+                    Some(v) => {
+                        i = ve;
+                        Some(v)
+                    }
+                    None => return false,
+                }
+            } else {
+                i = ne;
+                None
+            };
+            self.set(name, value);
+        }
+        true
     }
 }
 
