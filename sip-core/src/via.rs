@@ -494,6 +494,50 @@ mod tests {
             let _ = Via::parse(&s);
         }
 
+        /// The direct scan of plain parameters and the general walker agree: whatever the
+        /// spelling (case, LWS, repeats), the known parameters read back as the general
+        /// parameter list gives them (first occurrence wins).
+        #[test]
+        fn known_params_agree_with_the_general_walker(
+            params in proptest::collection::vec(
+                ("(branch|BRANCH|rport|received|maddr|ttl|x|rPort)", proptest::option::of("[0-9a-z.]{1,6}"), "[ ]{0,1}"),
+                0..5,
+            )
+        ) {
+            let mut text = String::from("SIP/2.0/UDP h");
+            for (n, v, sp) in &params {
+                text.push_str(sp);
+                text.push(';');
+                text.push_str(n);
+                if let Some(v) = v {
+                    text.push('=');
+                    text.push_str(v);
+                }
+            }
+            let general = Params::parse(&text[13..]).unwrap();
+            match Via::parse(&text) {
+                Ok(v) => {
+                    prop_assert_eq!(v.branch(), general.get("branch").flatten());
+                    prop_assert_eq!(v.received(), general.get("received").flatten());
+                    prop_assert_eq!(v.maddr(), general.get("maddr").flatten());
+                    prop_assert_eq!(v.ttl().map(u32::from), general.get("ttl").flatten().and_then(|t| t.parse().ok()));
+                    let rport = general.get("rport").map(|r| r.and_then(|p| p.parse::<u16>().ok()));
+                    prop_assert_eq!(v.rport(), rport);
+                }
+                // Refused only for a known parameter with a bad value.
+                Err(_) => {
+                    let bad_ttl = general.get("ttl").is_some_and(|t| t.and_then(|t| t.parse::<u8>().ok()).is_none());
+                    let bad_rport = general.get("rport").flatten().is_some_and(|p| p.parse::<u16>().is_err());
+                    let bad_received = general.get("received").is_some_and(|r| r.and_then(|r| r.parse::<IpAddr>().ok()).is_none());
+                    let bad_maddr = general.get("maddr").is_some_and(|m| {
+                        m.is_none_or(|m| !matches!(parse_host(m, 0, 0), Ok((_, e)) if e == m.len()))
+                    });
+                    let bad_branch = general.get("branch").is_some_and(|b| b.is_none());
+                    prop_assert!(bad_ttl || bad_rport || bad_received || bad_maddr || bad_branch, "{}", text);
+                }
+            }
+        }
+
         #[test]
         fn ipv4_matches_std(s in "[0-9.]{0,17}") {
             prop_assert_eq!(parse_ipv4_strict(s.as_bytes()), s.parse::<Ipv4Addr>().ok());
