@@ -126,10 +126,7 @@ pub(crate) fn parse_host(s: &str, i: usize, base: usize) -> Result<(Host<'_>, us
     let b = s.as_bytes();
     let fast = match b.get(i) {
         Some(b'[') => return parse_ipv6_ref(s, i, base),
-        Some(c) if c.is_ascii_digit() => match ipv4_at(b, i) {
-            Some((a, j)) => return Ok((Host::Ipv4(a), j)),
-            None => scan_numeric_host(b, i),
-        },
+        Some(c) if c.is_ascii_digit() => scan_numeric_host(b, i),
         _ => scan_domain(b, i).map(|e| (None, e)),
     };
     match fast {
@@ -167,40 +164,6 @@ fn scan_domain(b: &[u8], i: usize) -> Option<usize> {
         }
         j += 1;
     }
-}
-
-/// The common numeric host: a dotted quad (1 to 3 digits per octet, at most 255) not followed
-/// by another host-name byte. `None` for anything else, which `scan_numeric_host` then decides.
-#[inline]
-fn ipv4_at(b: &[u8], i: usize) -> Option<(Ipv4Addr, usize)> {
-    let digit = |k: usize| b.get(k).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9);
-    let mut oct = [0u8; 4];
-    let mut j = i;
-    for (k, o) in oct.iter_mut().enumerate() {
-        if k > 0 {
-            if b.get(j) != Some(&b'.') {
-                return None;
-            }
-            j += 1;
-        }
-        let mut v = u32::from(digit(j)?);
-        j += 1;
-        if let Some(d) = digit(j) {
-            v = v * 10 + u32::from(d);
-            j += 1;
-            if let Some(d) = digit(j) {
-                v = v * 10 + u32::from(d);
-                j += 1;
-            }
-        }
-        *o = u8::try_from(v).ok()?;
-    }
-    if b.get(j)
-        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.'))
-    {
-        return None;
-    }
-    Some((Ipv4Addr::from(oct), j))
 }
 
 /// A host starting with a digit: a dotted quad (as `parse_ipv4` takes it) or a host name.
@@ -1142,17 +1105,6 @@ mod tests {
     }
 
     proptest! {
-        /// The dotted-quad fast path gives what the general numeric scan gives.
-        #[test]
-        fn ipv4_fast_path_agrees(s in "[0-2]?[0-9]{1,2}(\\.[0-2]?[0-9]{1,2}){2,4}[0-9]?[a-z.;:>-]{0,2}") {
-            let b = s.as_bytes();
-            match ipv4_at(b, 0) {
-                Some((a, j)) => prop_assert_eq!(scan_numeric_host(b, 0), Some((Some(a), j))),
-                // Declined: either not an address at all, or one the general scan must judge.
-                None => prop_assert!(!matches!(scan_numeric_host(b, 0), Some((Some(_), j)) if j == b.len())),
-            }
-        }
-
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = Uri::parse(&s);
