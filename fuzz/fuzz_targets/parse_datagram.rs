@@ -10,6 +10,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = m.validate();
     let _ = m.request_uri();
     let _ = m.cseq();
+    // The first Via as `via()` reads it is the first of `vias()`.
+    assert_eq!(m.via().ok(), m.vias().next().and_then(Result::ok));
+    // `values` (one pass per line, single values not split) gives what splitting every line
+    // gives.
+    for name in [HeaderName::Via, HeaderName::Contact, HeaderName::Route, HeaderName::Allow] {
+        let reference: Vec<&str> = m
+            .header_lines(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(sip_core::text::split_values)
+            .collect();
+        assert_eq!(m.values(name).collect::<Vec<_>>(), reference);
+    }
     for v in m.vias() {
         let _ = v.map(|v| (v.branch(), v.received(), v.rport()));
     }
