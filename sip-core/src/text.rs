@@ -21,13 +21,7 @@ pub(crate) fn line_text(b: &[u8]) -> (Option<&str>, bool) {
     let (high, comma) = b
         .iter()
         .fold((0u8, 0u8), |(h, c), &x| (h | x, c | u8::from(x == b',')));
-    let text = if high < 0x80 {
-        // SAFETY: every ASCII byte sequence is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(b) })
-    } else {
-        std::str::from_utf8(b).ok()
-    };
-    (text, comma != 0)
+    (text_known_ascii(b, high < 0x80).ok(), comma != 0)
 }
 
 /// Whether every byte is ASCII. Past a few words an OR-fold (vectorised, no early exit) beats
@@ -46,8 +40,16 @@ fn is_ascii(b: &[u8]) -> bool {
 /// word at a time; non-ASCII input takes the full validation.
 #[inline]
 pub(crate) fn to_str(b: &[u8]) -> Result<&str, std::str::Utf8Error> {
-    if is_ascii(b) {
-        // SAFETY: every ASCII byte sequence is valid UTF-8.
+    text_known_ascii(b, is_ascii(b))
+}
+
+/// `b` as text, given whether it was found to be all ASCII (then nothing is re-validated).
+#[inline(always)]
+fn text_known_ascii(b: &[u8], ascii: bool) -> Result<&str, std::str::Utf8Error> {
+    if ascii {
+        debug_assert!(b.is_ascii());
+        // SAFETY: the caller tested every byte below 0x80, and ASCII is valid UTF-8. This and
+        // nothing else in the crate is `unsafe`.
         Ok(unsafe { std::str::from_utf8_unchecked(b) })
     } else {
         std::str::from_utf8(b)
