@@ -57,6 +57,7 @@ mod serialize;
 pub mod text;
 mod typed;
 pub mod uri;
+mod uri_compare;
 mod validate;
 pub mod via;
 pub use error::{Error, Result};

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sip_core::uri::Uri;
 use sip_core::Flow;
 
 /// One contact registered for an address-of-record.
@@ -179,19 +180,14 @@ fn same_binding(b: &Binding, c: &ContactUpdate) -> bool {
     }
 }
 
-/// Contact URI comparison: scheme and host case-insensitively, the rest as written (a practical
-/// subset of RFC 3261 §19.1.4 sufficient to recognise a refresh of the same contact).
+/// Contact URI comparison by the rules of RFC 3261 §19.1.4 (§10.3 step 7), so a refresh that
+/// spells the same contact differently (parameter order, case of the host or of `transport`,
+/// escapes) updates its binding instead of adding a second one. URIs that do not parse as
+/// `sip:`/`sips:`/`tel:` compare as written.
 fn uri_eq(a: &str, b: &str) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    match (a.split_once('@'), b.split_once('@')) {
-        (Some((ua, ha)), Some((ub, hb))) => {
-            let (sa, ra) = ua.split_once(':').unwrap_or(("", ua));
-            let (sb, rb) = ub.split_once(':').unwrap_or(("", ub));
-            sa.eq_ignore_ascii_case(sb) && ra == rb && ha.eq_ignore_ascii_case(hb)
-        }
-        _ => a.eq_ignore_ascii_case(b),
+    match (Uri::parse(a), Uri::parse(b)) {
+        (Ok(x), Ok(y)) => x.equivalent(&y),
+        _ => a == b,
     }
 }
 
@@ -522,6 +518,31 @@ mod tests {
         let ch = apply_register(&mut b, &change("c2", 2, &[("sip:a@h", 0)]), now, &lim, 0).unwrap();
         assert!(matches!(ch[0], BindingChange::Removed(_)));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_refresh_spelled_differently_is_the_same_binding() {
+        let now = Instant::now();
+        let lim = StoreLimits::default();
+        let mut b = Vec::new();
+        let first = "sip:alice@10.0.0.7:5060;transport=tcp;ob";
+        apply_register(&mut b, &change("c1", 1, &[(first, 60)]), now, &lim, 0).unwrap();
+        // RFC 3261 §19.1.4: parameter order, the case of `transport` and an escaped
+        // unreserved character do not make another contact.
+        let again = "sip:%61lice@10.0.0.7:5060;ob;transport=TCP";
+        let ch = apply_register(&mut b, &change("c1", 2, &[(again, 60)]), now, &lim, 0).unwrap();
+        assert!(matches!(ch[..], [BindingChange::Refreshed(_)]));
+        assert_eq!(b.len(), 1);
+        // An explicit default port does: that is a second binding.
+        let other = "sip:alice@10.0.0.7;transport=tcp;ob";
+        let ch = apply_register(&mut b, &change("c1", 3, &[(other, 60)]), now, &lim, 0).unwrap();
+        assert!(matches!(ch[..], [BindingChange::Added(_)]));
+        assert_eq!(b.len(), 2);
+        // Removing by the first spelling removes the refreshed binding (which keeps the
+        // contact as last sent).
+        let ch = apply_register(&mut b, &change("c1", 4, &[(first, 0)]), now, &lim, 0).unwrap();
+        assert!(matches!(&ch[..], [BindingChange::Removed(r)] if &*r.contact == again));
+        assert_eq!(b.len(), 1);
     }
 
     #[test]
