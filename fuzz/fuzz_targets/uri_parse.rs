@@ -14,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
         let text = u.to_string();
         let again = Uri::parse(&text).expect("a displayed URI parses");
         assert_eq!(again.to_string(), text);
+        // RFC 3261 §19.1.4 equivalence is reflexive and symmetric.
+        assert!(u.equivalent(&u));
+        assert!(again.equivalent(&u) && u.equivalent(&again));
     }
     let _ = NameAddr::parse(s).map(|a| a.params().iter().count());
 });
