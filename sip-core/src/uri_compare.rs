@@ -174,8 +174,7 @@ fn tel_eq(a: &Uri<'_>, b: &Uri<'_>) -> bool {
         _ => false,
     };
     let one_way = |x: Params<'_>, y: Params<'_>| {
-        x.iter()
-            .all(|(n, v)| find_param(y, n).is_some_and(|w| value_eq(n, v, w)))
+        distinct(x).all(|(n, v)| find_param(y, n).is_some_and(|w| value_eq(n, v, w)))
     };
     one_way(a.params(), b.params()) && one_way(b.params(), a.params())
 }
@@ -247,6 +246,14 @@ mod tests {
             n += 1;
         }
         assert!(n >= 20, "only {n} vectors");
+    }
+
+    #[test]
+    fn a_repeated_parameter_counts_once() {
+        for s in ["tel:+1234;q=a;q=b", "sip:a@b;x=1;x=2", "sip:a@b?h=1&h=2"] {
+            let u = Uri::parse(s).unwrap();
+            assert!(u.equivalent(&u), "{s}");
+        }
     }
 
     proptest! {
