@@ -33,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
     for r in m.routes() {
         let _ = r;
     }
+    let _ = m.refer_to().map(|r| r.map(|a| a.uri_str().len()));
+    let _ = m.referred_by();
+    for a in m.asserted_identities() {
+        let _ = a;
+    }
     let _ = m.max_forwards();
     let _ = m.content_type();
     let _ = m.expires();

@@ -82,6 +82,29 @@ impl Message {
         self.values(HeaderName::Path).map(NameAddr::parse)
     }
 
+    /// The Refer-To target of a REFER (RFC 3515 §2.1), if present. Its URI may carry headers
+    /// such as `Replaces` (RFC 3891), which require the angle-bracket form.
+    pub fn refer_to(&self) -> Option<Result<NameAddr<'_>>> {
+        self.header(HeaderName::ReferTo).map(NameAddr::parse)
+    }
+
+    /// The Referred-By header (RFC 3892), if present.
+    pub fn referred_by(&self) -> Option<Result<NameAddr<'_>>> {
+        self.header(HeaderName::ReferredBy).map(NameAddr::parse)
+    }
+
+    /// Every P-Asserted-Identity value (RFC 3325 §9.1: at most one `sip:`/`sips:` and one `tel:`
+    /// identity, which a trusting element checks).
+    pub fn asserted_identities(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.values(HeaderName::PAssertedIdentity)
+            .map(NameAddr::parse)
+    }
+
+    /// Every Reply-To value (RFC 3261 §20.31).
+    pub fn reply_to(&self) -> Option<Result<NameAddr<'_>>> {
+        self.header(HeaderName::ReplyTo).map(NameAddr::parse)
+    }
+
     /// Max-Forwards, if present (RFC 3261 §20.22).
     pub fn max_forwards(&self) -> Option<Result<u8>> {
         self.header(HeaderName::MaxForwards)
@@ -123,5 +146,52 @@ impl Message {
     /// The first Authorization / Proxy-Authorization credentials of `name`.
     pub fn credentials(&self, name: HeaderName) -> Option<Result<crate::auth::Credentials<'_>>> {
         self.header(name).map(crate::auth::Credentials::parse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Message;
+
+    #[test]
+    fn refer_and_asserted_identity_views() {
+        let m = Message::parse(
+            &b"REFER sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKnashds8\r\n\
+To: <sip:bob@biloxi.example.com>;tag=a6c85cf\r\nFrom: <sip:alice@atlanta.example.com>;tag=1928\r\n\
+Call-ID: a84b4c76e66710\r\nCSeq: 314160 REFER\r\nMax-Forwards: 70\r\n\
+r: <sip:carol@chicago.example.com?Replaces=12345%40192.168.118.3%3Bto-tag%3D12345%3Bfrom-tag%3D5FFE-3994>\r\n\
+b: \"Alice\" <sip:alice@atlanta.example.com>\r\n\
+P-Asserted-Identity: \"Cullen Jennings\" <sip:fluffy@cisco.example.com>, <tel:+14085264000>\r\n\
+Reply-To: Bob <sip:bob@biloxi.example.com>\r\nContent-Length: 0\r\n\r\n"[..],
+        )
+        .unwrap();
+        m.validate().unwrap();
+        let target = m.refer_to().unwrap().unwrap();
+        let uri = target.sip_uri().unwrap();
+        assert_eq!(uri.host_str(), "chicago.example.com");
+        assert_eq!(
+            uri.header_iter().collect::<Vec<_>>(),
+            [(
+                "Replaces",
+                "12345%40192.168.118.3%3Bto-tag%3D12345%3Bfrom-tag%3D5FFE-3994"
+            )]
+        );
+        assert_eq!(
+            m.referred_by().unwrap().unwrap().display_name(),
+            Some("Alice")
+        );
+        let ids: Vec<_> = m.asserted_identities().map(Result::unwrap).collect();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0].display_name(), Some("Cullen Jennings"));
+        assert_eq!(ids[0].uri_str(), "sip:fluffy@cisco.example.com");
+        assert_eq!(ids[1].uri_str(), "tel:+14085264000");
+        assert_eq!(
+            m.reply_to().unwrap().unwrap().uri_str(),
+            "sip:bob@biloxi.example.com"
+        );
+        let plain = Message::parse(&b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"[..]).unwrap();
+        assert!(plain.refer_to().is_none());
+        assert_eq!(plain.asserted_identities().count(), 0);
     }
 }
