@@ -529,7 +529,7 @@ pub fn unescape_quoted_pairs(inner: &str) -> Cow<'_, str> {
 }
 
 #[inline]
-fn hex_val(b: u8) -> Option<u8> {
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -6,6 +6,7 @@
 //! while both sides are walked.
 
 use crate::params::Params;
+use crate::text::hex_val;
 use crate::uri::{Host, Scheme, Uri};
 
 /// RFC 3261 §25.1 `reserved`: escaping one of these changes the meaning, so `%3B` and `;` differ.
@@ -28,10 +29,6 @@ impl Unit {
     }
 }
 
-fn hex(c: u8) -> Option<u8> {
-    char::from(c).to_digit(16).map(|d| d as u8)
-}
-
 /// The characters of `s` with `%XX` escapes resolved.
 fn units(s: &str) -> impl Iterator<Item = Unit> + '_ {
     let b = s.as_bytes();
@@ -39,8 +36,8 @@ fn units(s: &str) -> impl Iterator<Item = Unit> + '_ {
     std::iter::from_fn(move || {
         let c = *b.get(i)?;
         if c == b'%' {
-            let hi = b.get(i + 1).copied().and_then(hex);
-            let lo = b.get(i + 2).copied().and_then(hex);
+            let hi = b.get(i + 1).copied().and_then(hex_val);
+            let lo = b.get(i + 2).copied().and_then(hex_val);
             if let (Some(hi), Some(lo)) = (hi, lo) {
                 i += 3;
                 let v = hi << 4 | lo;
