@@ -126,7 +126,8 @@ impl Framer {
             loop {
                 match self.skip_separator() {
                     Separator::Skipped => continue,
-                    Separator::Frame(f) => return Ok(Some(f)),
+                    Separator::Ping => return Ok(Some(Frame::Ping)),
+                    Separator::Pong => return Ok(Some(Frame::Pong)),
                     Separator::NeedMore => return Ok(None),
                     Separator::None => break,
                 }
@@ -171,12 +172,12 @@ impl Framer {
     fn skip_separator(&mut self) -> Separator {
         if self.buf.starts_with(b"\r\n\r\n") {
             self.advance(4);
-            return Separator::Frame(Frame::Ping);
+            return Separator::Ping;
         }
         if self.buf.starts_with(b"\r\n") {
             if self.report_pongs && self.buf.get(2) != Some(&b'\r') {
                 self.advance(2);
-                return Separator::Frame(Frame::Pong);
+                return Separator::Pong;
             }
             return match self.buf.get(2..4) {
                 // Not a ping: CRLF before a start line is ignored (RFC 3261 §7.5).
@@ -226,8 +227,10 @@ impl Framer {
 enum Separator {
     /// Bytes were skipped; look again.
     Skipped,
-    /// A keep-alive frame.
-    Frame(Frame),
+    /// An RFC 5626 ping (`CRLFCRLF`).
+    Ping,
+    /// An RFC 5626 pong (`CRLF`, on a client flow).
+    Pong,
     /// Not enough bytes to decide.
     NeedMore,
     /// A start line begins here.
