@@ -186,6 +186,6 @@ mod tests {
             tu.deliver(ServerEvent::FlowOpened(flow())),
             Delivery::Accepted
         );
-        assert_eq!(tu.backlog(), 1);
+        assert_eq!(tu.backlog(), STRAY_CAP);
     }
 }
