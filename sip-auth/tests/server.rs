@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use sip_auth::hash::{self, DigestParams};
 use sip_auth::{
     Account, DefaultRandom, DigestClient, DigestRequest, DigestServer, HashFunction, MemoryStore,
-    Outcome, Rejection, ServerConfig, ServerKey,
+    Outcome, Rejection, ServerConfig, ServerKey, UriCheck,
 };
 use sip_core::auth::{Algorithm, AuthenticationInfo, Challenge, Credentials, Qop};
 
@@ -96,6 +96,69 @@ fn challenges_in_configured_order() {
     assert!(cs.iter().all(|c| c.nonce == cs[0].nonce && !c.stale));
     assert!(s.challenges(t(0), true).iter().all(|c| c.stale));
     assert_ne!(s.challenges(t(0), false)[0].nonce, cs[0].nonce);
+}
+
+/// The client hashes the `uri` it chose; the server checks it against the Request-URI by URI
+/// equivalence (Strict) or only reports a mismatch (Relaxed).
+#[test]
+fn digest_uri_policy_strict_and_relaxed() {
+    let users = store();
+    // What SIPp does: `REGISTER sip:example.com`, digest uri= the address it sends to.
+    let sipp = DigestRequest::new("REGISTER", "sip:127.0.0.1:5060", b"");
+    let cases: [(&str, UriCheck, Option<bool>); 6] = [
+        // (digest uri, policy, None = rejected UriMismatch / Some(mismatch reported))
+        ("sip:example.com", UriCheck::Strict, Some(false)),
+        ("sip:Example.COM", UriCheck::Strict, Some(false)),
+        ("sip:example.com;transport=udp", UriCheck::Strict, None),
+        ("sip:127.0.0.1:5060", UriCheck::Strict, None),
+        ("sip:127.0.0.1:5060", UriCheck::Relaxed, Some(true)),
+        ("sip:EXAMPLE.com", UriCheck::Relaxed, Some(false)),
+    ];
+    for (i, (digest_uri, policy, expect)) in cases.into_iter().enumerate() {
+        let mut s = server(ServerConfig::new(REALM).uri_check(policy), 1);
+        let mut c = client();
+        let as_sent = DigestRequest::new("REGISTER", digest_uri, b"");
+        let cr = reparse(
+            &c.respond(&wire(&s.challenges(t(0), false)), REALM, &as_sent)
+                .unwrap(),
+        );
+        assert_eq!(cr.uri.as_deref(), Some(digest_uri));
+        match (s.verify(t(1), &cr, &REQ, &users), expect) {
+            (Outcome::Authenticated(a), Some(mismatch)) => {
+                assert_eq!(a.uri_mismatch, mismatch, "case {i}")
+            }
+            (Outcome::Rejected(Rejection::UriMismatch), None) => {}
+            (o, e) => panic!("case {i}: {o:?}, expected {e:?}"),
+        }
+    }
+    // Relaxed still refuses a wrong password and a replay.
+    let mut s = server(ServerConfig::new(REALM).uri_check(UriCheck::Relaxed), 1);
+    let mut c = client();
+    let cr = reparse(
+        &c.respond(&wire(&s.challenges(t(0), false)), REALM, &sipp)
+            .unwrap(),
+    );
+    assert!(authenticated(&s.verify(t(1), &cr, &REQ, &users)));
+    assert!(matches!(
+        s.verify(t(2), &cr, &REQ, &users),
+        Outcome::Rejected(Rejection::Replay)
+    ));
+    let mut wrong = MemoryStore::new();
+    wrong.insert_password("alice", REALM, "guess");
+    let cr2 = reparse(&c.authorize(REALM, &sipp).unwrap());
+    assert!(matches!(
+        s.verify(t(3), &cr2, &REQ, &wrong),
+        Outcome::Rejected(Rejection::WrongResponse)
+    ));
+    assert!(sip_auth::digest_uri_matches(
+        "sip:a@B.example",
+        "sip:a@b.example"
+    ));
+    assert!(!sip_auth::digest_uri_matches(
+        "sip:a@b.example",
+        "sip:A@b.example"
+    ));
+    assert!(sip_auth::digest_uri_matches("*", "*"));
 }
 
 #[test]
@@ -334,7 +397,7 @@ fn checks_each_parameter() {
         (with(&|x| x.qop = None), R::QopNotAllowed),
         (with(&|x| x.opaque = None), R::OpaqueMismatch),
         (
-            with(&|x| x.uri = Some("sip:EXAMPLE.com".into())),
+            with(&|x| x.uri = Some("sip:example.org".into())),
             R::UriMismatch,
         ),
         (with(&|x| x.nonce = Some("00".into())), R::ForgedNonce),
