@@ -20,6 +20,10 @@
 //! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
+//! | `--uri-check relaxed\|strict` | how the digest `uri` is compared with the Request-URI (default `relaxed`: a mismatch, as SIPp's `[authentication]` and Request-URI-rewriting proxies produce, is logged at debug level and accepted; `strict` refuses what is not an equivalent URI) |
+//! | `--max-failures N` | authentication failures of one username from one source within 5 minutes that block that pair (default 10) |
+//! | `--max-failures-per-source N` | failures from one source over any usernames that block the source (default 100) |
+//! | `--response-cache N` | answers kept 64·T1 for retransmissions (default 32 768; 0: none) |
 //! | `--stateful` | answer REGISTER in server transactions (RFC 3261 §17.2) instead of statelessly (the default, as high-rate registrars do; a retransmitted REGISTER is answered again from the location store) |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
@@ -33,7 +37,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_auth::MemoryStore;
+use sip_auth::{MemoryStore, UriCheck};
 use sip_core::auth::Algorithm;
 use sip_stack::endpoint::Endpoint;
 use sip_stack::registrar::{serve, AuthMode, Registrar, RegistrarConfig, ServiceOptions};
@@ -57,12 +61,17 @@ struct Args {
     default_expires: Option<u32>,
     max_transactions: Option<usize>,
     stateful: bool,
+    uri_check: UriCheck,
+    max_failures: Option<u32>,
+    max_failures_per_source: Option<u32>,
+    response_cache: Option<usize>,
 }
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
 [--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] [--stats SECS] \
-[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful]";
+[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
+[--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -83,6 +92,10 @@ fn parse_args() -> Result<Args, String> {
         default_expires: None,
         max_transactions: None,
         stateful: false,
+        uri_check: UriCheck::Relaxed,
+        max_failures: None,
+        max_failures_per_source: None,
+        response_cache: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -124,6 +137,20 @@ fn parse_args() -> Result<Args, String> {
                 a.default_expires = Some(num(value("--default-expires")?)? as u32)
             }
             "--stateful" => a.stateful = true,
+            "--uri-check" => {
+                a.uri_check = match value("--uri-check")?.as_str() {
+                    "relaxed" => UriCheck::Relaxed,
+                    "strict" => UriCheck::Strict,
+                    other => return Err(format!("--uri-check: {other}: relaxed or strict")),
+                }
+            }
+            "--max-failures" => a.max_failures = Some(num(value("--max-failures")?)? as u32),
+            "--max-failures-per-source" => {
+                a.max_failures_per_source = Some(num(value("--max-failures-per-source")?)? as u32)
+            }
+            "--response-cache" => {
+                a.response_cache = Some(num(value("--response-cache")?)? as usize)
+            }
             "--max-transactions" => {
                 a.max_transactions = Some(num(value("--max-transactions")?)? as usize)
             }
@@ -175,6 +202,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(v) = args.default_expires {
         config.default_expires = v;
+    }
+    config.uri_check = args.uri_check;
+    if let Some(t) = config.throttle.as_mut() {
+        if let Some(v) = args.max_failures {
+            t.max_failures = v;
+        }
+        if let Some(v) = args.max_failures_per_source {
+            t.max_failures_per_source = v;
+        }
+    }
+    if let Some(v) = args.response_cache {
+        config.response_cache = v;
     }
     // Challenge with MD5 first, then SHA-256: SIPp, baresip and most cameras and phones read
     // only the first challenge and know only MD5, while clients that choose the strongest
@@ -269,6 +308,7 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
             bindings,
             auth_failures = c.auth_failures,
             throttled = c.throttled,
+            retransmissions_answered = c.retransmissions,
             keepalives = c.keepalives,
             retransmissions_absorbed = e.retransmissions_absorbed,
             live_transactions = e.live,
