@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sip_auth::{Account, DefaultRandom, DigestClient, DigestRequest, MemoryStore, UriCheck};
 use sip_core::auth::Challenge;
-use sip_core::{HeaderName, Message, Transport};
+use sip_core::{Flow, HeaderName, Message, Transport};
 
 use super::tests::{answer, digest_registrar, flow, send, t0, Req, UDP};
 use super::*;
@@ -290,4 +290,94 @@ async fn to_domain_and_third_party_registration() {
     let mut b = client("bob", "secret", 12);
     let m = answer(&mut b, &ch, &Req::new("alice").call_id("x").cseq(2));
     assert_eq!(send(&r, &m, now, wall).await.status(), Some(403));
+}
+
+fn gb_message(from_user: &str, cseq: u32, content_type: &str, body: &str) -> Message {
+    Message::parse(
+        format!(
+            "MESSAGE sip:34020000002000000001@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{UDP};branch=z9hG4bKka{from_user}{cseq}\r\n\
+             From: <sip:{from_user}@example.com>;tag=k1\r\n\
+             To: <sip:34020000002000000001@example.com>\r\nCall-ID: ka-{from_user}\r\n\
+             CSeq: {cseq} MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+    .unwrap()
+}
+
+const KEEPALIVE: &str = "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n\
+<SN>1</SN>\r\n<DeviceID>alice</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n";
+
+/// A MESSAGE the registrar does not understand gets 415 with Accept and Allow; in digest
+/// mode a keepalive from an AOR without a binding on that flow or source is challenged, and
+/// with a binding (or good credentials) it is accepted as liveness.
+#[tokio::test]
+async fn message_415_and_keepalive_challenged_without_binding() {
+    let r = digest_registrar();
+    let (now, wall) = t0();
+    let mut events = r.events();
+    let text = gb_message("alice", 1, "text/plain", "hello");
+    let resp = send(&r, &text, now, wall).await;
+    assert_eq!(resp.status(), Some(415));
+    assert_eq!(
+        resp.header(HeaderName::Accept),
+        Some("Application/MANSCDP+xml")
+    );
+    assert!(resp.header(HeaderName::Allow).unwrap().contains("MESSAGE"));
+
+    // No binding: a spoofable keepalive is challenged, no Alive event.
+    let ka = gb_message("alice", 2, "Application/MANSCDP+xml", KEEPALIVE);
+    let ch = send(&r, &ka, now, wall).await;
+    assert_eq!(ch.status(), Some(401));
+    assert!(events.try_recv().is_err());
+    // Answered with credentials (the digest covers method MESSAGE): accepted.
+    let challenges: Vec<Challenge<'_>> = ch
+        .header_lines(HeaderName::WwwAuthenticate)
+        .map(|v| Challenge::parse(std::str::from_utf8(v).unwrap()).unwrap())
+        .collect();
+    let mut c = client("alice", "secret", 20);
+    let auth = c
+        .respond(
+            &challenges,
+            "example.com",
+            &DigestRequest::new(
+                "MESSAGE",
+                "sip:34020000002000000001@example.com",
+                KEEPALIVE.as_bytes(),
+            ),
+        )
+        .unwrap()
+        .to_string();
+    let mut authed = gb_message("alice", 3, "Application/MANSCDP+xml", KEEPALIVE);
+    authed.append_header("Authorization", &auth).unwrap();
+    let authed = Message::parse(authed.to_bytes()).unwrap();
+    assert_eq!(send(&r, &authed, now, wall).await.status(), Some(200));
+    assert!(matches!(
+        events.try_recv(),
+        Ok(RegistrarEvent::Alive { .. })
+    ));
+
+    // With a binding from this source: no challenge.
+    let ch = send(&r, &Req::new("alice").call_id("reg").build(), now, wall).await;
+    let m = answer(&mut c, &ch, &Req::new("alice").call_id("reg").cseq(2));
+    assert_eq!(send(&r, &m, now, wall).await.status(), Some(200));
+    let _ = events.try_recv();
+    let ka = gb_message("alice", 4, "Application/MANSCDP+xml", KEEPALIVE);
+    assert_eq!(send(&r, &ka, now, wall).await.status(), Some(200));
+    assert!(matches!(
+        events.try_recv(),
+        Ok(RegistrarEvent::Alive { .. })
+    ));
+    // From another address it is challenged again.
+    let ka = gb_message("alice", 5, "Application/MANSCDP+xml", KEEPALIVE);
+    let elsewhere = Flow {
+        remote: "192.0.2.9:5060".parse().unwrap(),
+        ..flow(Transport::Udp, UDP)
+    };
+    let resp = r.handle(&ka, elsewhere, now, wall).await.unwrap();
+    assert_eq!(resp.status(), Some(401));
+    assert_eq!(r.counters().auth_failures, 0);
 }
