@@ -296,7 +296,7 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
         let c = registrar.counters();
         let e = endpoint.counters();
         let t = endpoint.transport().stats();
-        let (aors, bindings) = sip_stack::registrar::LocationStore::counts(registrar.store()).await;
+        let mem = registrar.memory().await;
         let now = Instant::now();
         let rate = (c.registers - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, c.registers);
@@ -304,8 +304,10 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
             register_per_s = format_args!("{rate:.1}"),
             registers = c.registers,
             accepted = c.accepted,
-            aors,
-            bindings,
+            aors = mem.aors,
+            bindings = mem.bindings,
+            store_bytes = mem.bytes.unwrap_or(0),
+            bytes_per_binding = mem.bytes_per_binding.unwrap_or(0),
             auth_failures = c.auth_failures,
             throttled = c.throttled,
             retransmissions_answered = c.retransmissions,

@@ -30,6 +30,7 @@
 //! ```
 
 mod auth;
+mod limits;
 pub mod location;
 mod retransmit;
 mod service;
@@ -50,6 +51,7 @@ use sip_core::{Flow, HeaderName, Message, Method};
 use tokio::sync::broadcast;
 
 use auth::AuthStep;
+pub use limits::{FieldLimits, FieldTooLarge};
 pub use retransmit::RETRANSMISSION_WINDOW;
 use retransmit::{CacheKey, Lookup, ResponseCache};
 
@@ -86,8 +88,11 @@ pub struct RegistrarConfig {
     /// Longer requested intervals are shortened to this (default 86 400, what GB28181
     /// cameras ask for).
     pub max_expires: u32,
-    /// Caps on bindings.
+    /// Caps on bindings: per AOR, in count and in bytes over the whole store.
     pub limits: StoreLimits,
+    /// Largest contact, Call-ID, instance and Path one REGISTER may store; beyond them the
+    /// answer is 400 (or 413 for too many contacts) with a reason naming the field.
+    pub field_limits: FieldLimits,
     /// Authentication.
     pub auth: AuthMode,
     /// Failure throttling (on by default). Only evidence of guessing counts (a wrong response,
@@ -134,6 +139,7 @@ impl RegistrarConfig {
             min_expires: 60,
             max_expires: 86_400,
             limits: StoreLimits::default(),
+            field_limits: FieldLimits::default(),
             auth: AuthMode::Open,
             throttle: Some(ThrottleConfig::default()),
             uri_check: UriCheck::Relaxed,
@@ -235,6 +241,19 @@ pub struct RegistrarCounters {
     pub retransmissions: u64,
 }
 
+/// What the location store holds ([`Registrar::memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreMemory {
+    /// AORs with bindings.
+    pub aors: usize,
+    /// Bindings.
+    pub bindings: usize,
+    /// Bytes they take ([`location::aor_footprint`] summed), when the store counts them.
+    pub bytes: Option<usize>,
+    /// `bytes / bindings`.
+    pub bytes_per_binding: Option<usize>,
+}
+
 /// The registrar: RFC 3261 §10.3 over a [`LocationStore`].
 pub struct Registrar<S: LocationStore = MemoryLocationStore> {
     config: RegistrarConfig,
@@ -333,6 +352,19 @@ impl<S: LocationStore> Registrar<S> {
             throttled: s.throttled.load(Ordering::Relaxed),
             keepalives: s.keepalives.load(Ordering::Relaxed),
             retransmissions: s.retransmissions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What the location store holds and what it costs: bindings, bytes, bytes per binding
+    /// (the byte figures when the store keeps count, as [`MemoryLocationStore`] does).
+    pub async fn memory(&self) -> StoreMemory {
+        let (aors, bindings) = self.store.counts().await;
+        let bytes = self.store.bytes().await;
+        StoreMemory {
+            aors,
+            bindings,
+            bytes,
+            bytes_per_binding: bytes.filter(|_| bindings > 0).map(|b| b / bindings),
         }
     }
 
@@ -615,6 +647,9 @@ impl<S: LocationStore> Registrar<S> {
                 instance: addr.instance().map(|i| i.into_owned()),
                 reg_id: addr.reg_id(),
             });
+        }
+        if let Err(e) = self.config.field_limits.check(&change) {
+            return req.response(e.status).reason(e.reason).build();
         }
         if change.remove_all && (!change.contacts.is_empty() || header_expires != Some(0)) {
             return req

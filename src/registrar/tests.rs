@@ -268,6 +268,7 @@ async fn q_values_order_and_caps() {
     cfg.limits = StoreLimits {
         max_bindings_per_aor: 2,
         max_bindings: 3,
+        ..StoreLimits::default()
     };
     let r = Registrar::open(cfg);
     let (now, wall) = t0();

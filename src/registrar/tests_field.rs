@@ -381,3 +381,32 @@ async fn message_415_and_keepalive_challenged_without_binding() {
     assert_eq!(resp.status(), Some(401));
     assert_eq!(r.counters().auth_failures, 0);
 }
+
+/// Per-field limits answer 400/413 with the field's name; the store's bytes are reported.
+#[tokio::test]
+async fn field_limits_and_bytes_per_binding() {
+    let r = Registrar::open(RegistrarConfig::new("example.com"));
+    let (now, wall) = t0();
+    assert_eq!(r.memory().await.bytes_per_binding, None);
+    let ok = send(&r, &Req::new("alice").build(), now, wall).await;
+    assert_eq!(ok.status(), Some(200));
+    let mem = r.memory().await;
+    assert_eq!((mem.aors, mem.bindings), (1, 1));
+    let per = mem.bytes_per_binding.unwrap();
+    assert!(per > std::mem::size_of::<Binding>() && per < 512, "{per}");
+
+    let long = leak(format!("<sip:bob@127.0.0.1;x={}>", "y".repeat(600)));
+    let resp = send(&r, &Req::new("bob").contacts(&[long]).build(), now, wall).await;
+    assert_eq!(resp.status(), Some(400));
+    assert_eq!(resp.reason(), Some("Contact Too Long"));
+    let many: Vec<&str> = (0..17)
+        .map(|i| leak(format!("<sip:carol@10.0.0.{i}>")))
+        .collect();
+    let resp = send(&r, &Req::new("carol").contacts(&many).build(), now, wall).await;
+    assert_eq!(resp.status(), Some(413));
+    let call_id = leak("c".repeat(300));
+    let resp = send(&r, &Req::new("dave").call_id(call_id).build(), now, wall).await;
+    assert_eq!(resp.status(), Some(400));
+    assert_eq!(resp.reason(), Some("Call-ID Too Long"));
+    assert_eq!(r.memory().await.bindings, 1);
+}
