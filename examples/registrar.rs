@@ -17,7 +17,9 @@
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
 //! | `--open` | no authentication (the default without `--users`; lab use only) |
 //! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `md5,sha256`: SIPp and many devices read only the first challenge, clients that pick the strongest still use SHA-256; baresip 1.0 needs `md5` alone) |
-//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
+//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds, spread over the interval with jitter |
+//! | `--probe-failures N` | consecutive probe timeouts before a binding is marked offline (default 2) |
+//! | `--probe-in-flight N` | most probes in flight at once (default 64) |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
 //! | `--uri-check relaxed\|strict` | how the digest `uri` is compared with the Request-URI (default `relaxed`: a mismatch, as SIPp's `[authentication]` and Request-URI-rewriting proxies produce, is logged at debug level and accepted; `strict` refuses what is not an equivalent URI) |
@@ -40,7 +42,9 @@ use std::time::{Duration, Instant};
 use sip_auth::{MemoryStore, UriCheck};
 use sip_core::auth::Algorithm;
 use sip_stack::endpoint::Endpoint;
-use sip_stack::registrar::{serve, AuthMode, Registrar, RegistrarConfig, ServiceOptions};
+use sip_stack::registrar::{
+    serve, AuthMode, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
+};
 use sip_transport::TlsServerConfig;
 
 struct Args {
@@ -65,11 +69,14 @@ struct Args {
     max_failures: Option<u32>,
     max_failures_per_source: Option<u32>,
     response_cache: Option<usize>,
+    probe_failures: Option<u32>,
+    probe_in_flight: Option<usize>,
 }
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
-[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] [--stats SECS] \
+[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] \
+[--probe-failures N] [--probe-in-flight N] [--stats SECS] \
 [--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
 [--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N]";
 
@@ -96,6 +103,8 @@ fn parse_args() -> Result<Args, String> {
         max_failures: None,
         max_failures_per_source: None,
         response_cache: None,
+        probe_failures: None,
+        probe_in_flight: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -130,6 +139,10 @@ fn parse_args() -> Result<Args, String> {
                 a.algorithms = Some(algs);
             }
             "--probe" => a.probe = Some(num(value("--probe")?)?),
+            "--probe-failures" => a.probe_failures = Some(num(value("--probe-failures")?)? as u32),
+            "--probe-in-flight" => {
+                a.probe_in_flight = Some(num(value("--probe-in-flight")?)? as usize)
+            }
             "--stats" => a.stats = num(value("--stats")?)?,
             "--min-expires" => a.min_expires = Some(num(value("--min-expires")?)? as u32),
             "--max-expires" => a.max_expires = Some(num(value("--max-expires")?)? as u32),
@@ -269,7 +282,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let options = ServiceOptions {
-        probe_interval: args.probe.map(Duration::from_secs),
+        probe: args.probe.map(|secs| {
+            let mut p = ProbeOptions::every(Duration::from_secs(secs));
+            if let Some(n) = args.probe_failures {
+                p.failures_before_offline = n;
+            }
+            if let Some(n) = args.probe_in_flight {
+                p.max_in_flight = n;
+            }
+            p
+        }),
         ..ServiceOptions::default()
     };
     if args.stats > 0 {

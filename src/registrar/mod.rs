@@ -32,9 +32,11 @@
 mod auth;
 mod limits;
 pub mod location;
+pub mod probe;
 mod retransmit;
 mod service;
 
+pub use probe::ProbeOptions;
 pub use service::{serve, ServiceOptions};
 
 use std::sync::atomic::{AtomicU64, Ordering};
