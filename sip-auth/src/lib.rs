@@ -19,7 +19,9 @@
 //!
 //! - **Nonces** are `issued ‖ salt ‖ key id ‖ HMAC-SHA-256(key, issued ‖ salt ‖ key id ‖ realm)`
 //!   (66 hex digits). A forged nonce, one from another key or another realm, is refused by the
-//!   MAC before any table is touched; keys rotate with the previous one still accepted.
+//!   MAC without touching any table; keys rotate with the previous one still accepted. A nonce
+//!   the MAC refuses but whose digest is right (issued before a restart with a new key, or under
+//!   a retired one) is answered `stale`: the client knows the secret, so it is not guessing.
 //! - **Replay**: the `nc` values accepted per nonce are remembered in a table ordered by issue
 //!   time and capped; expired nonces leave it first, then the oldest. The table keeps the
 //!   greatest nonce it ever dropped, and an authentic nonce at or below that mark that it no

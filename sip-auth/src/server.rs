@@ -407,9 +407,10 @@ impl<R: RandomSource> DigestServer<R> {
     ///
     /// Checks, in order: scheme and required parameters; realm; algorithm allowed; qop allowed;
     /// `uri` equivalent to the Request-URI (RFC 3261 §19.1.4; only reported, not refused,
-    /// under [`UriCheck::Relaxed`]); `opaque`; that this
-    /// server issued the nonce (HMAC; a forged nonce touches no table); the response digest,
-    /// compared in constant time; then freshness (an expired nonce with a right digest is
+    /// under [`UriCheck::Relaxed`]); `opaque`; the response digest, compared in constant time;
+    /// that this server issued the nonce (HMAC; a nonce it did not issue touches no table and
+    /// is [`Rejection::ForgedNonce`], unless the digest is right: a nonce from before a
+    /// restart or under a retired key is then [`Outcome::Stale`]); then freshness (an expired nonce with a right digest is
     /// [`Outcome::Stale`]) and the nonce count (a count seen before is
     /// [`Rejection::Replay`]). Only a request that passes every check is recorded.
     pub fn verify<S: CredentialStore + ?Sized>(
@@ -477,7 +478,7 @@ impl<R: RandomSource> DigestServer<R> {
                 return Err(R::OpaqueMismatch);
             }
         }
-        let id = self.codec.check(&c.realm, nonce).ok_or(R::ForgedNonce)?;
+        let id = self.codec.check(&c.realm, nonce);
 
         let hash = HashFunction::of(algorithm);
         let stored = store.ha1(username, realm, hash);
@@ -500,6 +501,16 @@ impl<R: RandomSource> DigestServer<R> {
         let session_ha1 = hash::session_ha1(&ha1, &params);
         let expected = hash::response_with_session_ha1(&session_ha1, &params);
         let matches: bool = expected.as_bytes().ct_eq(response.as_bytes()).into();
+        let Some(id) = id else {
+            // Not our nonce. With a right digest the client knows the secret and answered a
+            // nonce from before a restart or a retired key: stale, so it takes a new one
+            // (RFC 7616 §3.3) without being counted as guessing.
+            return if stored.is_some() && matches {
+                Ok(Outcome::Stale)
+            } else {
+                Err(R::ForgedNonce)
+            };
+        };
         if stored.is_none() {
             return Err(R::UnknownUser);
         }

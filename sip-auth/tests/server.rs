@@ -218,8 +218,16 @@ fn nonce_from_another_key_is_rejected_and_rotation_keeps_the_previous_one() {
     let from_b = c
         .respond(&wire(&b.challenges(t(0), false)), REALM, &REQ)
         .unwrap();
+    // Another key's nonce with a right digest (a restart with a new key): stale, the client
+    // takes a new nonce; with a wrong digest: forged.
     assert!(matches!(
         a.verify(t(1), &from_b, &REQ, &users),
+        Outcome::Stale
+    ));
+    let mut wrong = MemoryStore::new();
+    wrong.insert_password("alice", REALM, "guess");
+    assert!(matches!(
+        a.verify(t(1), &from_b, &REQ, &wrong),
         Outcome::Rejected(Rejection::ForgedNonce)
     ));
     let from_a = c
@@ -231,7 +239,7 @@ fn nonce_from_another_key_is_rejected_and_rotation_keeps_the_previous_one() {
     a.retire_previous_key();
     assert!(matches!(
         a.verify(t(2), &next, &REQ, &users),
-        Outcome::Rejected(Rejection::ForgedNonce)
+        Outcome::Stale
     ));
     // A server of another realm with the same key does not accept it either.
     let mut other = server(ServerConfig::new("other.com"), 3);
@@ -467,7 +475,7 @@ fn every_algorithm_verifies() {
 }
 
 #[test]
-fn million_forged_nonces_touch_no_table() {
+fn a_flood_of_forged_nonces_touches_no_table() {
     let config = ServerConfig::new(REALM).max_tracked_nonces(64);
     let (mut s, mut c, users) = (server(config, 1), client(), store());
     let genuine = c
@@ -475,7 +483,8 @@ fn million_forged_nonces_touch_no_table() {
         .unwrap();
     let mut n = genuine.nonce.as_deref().unwrap().as_bytes().to_vec();
     let now = t(1);
-    for i in 0..1_000_000u64 {
+    // Each one costs a digest now (a right digest on a foreign nonce is stale, not forged).
+    for i in 0..50_000u64 {
         // Rewrite the salt (characters 16..32) and the key id (32..34): one nonce in 256
         // carries this server's key id and costs an HMAC; the others are refused on the id.
         let hex = |x: u64| b"0123456789abcdef"[(x & 0xf) as usize];

@@ -410,3 +410,38 @@ async fn field_limits_and_bytes_per_binding() {
     assert_eq!(resp.reason(), Some("Call-ID Too Long"));
     assert_eq!(r.memory().await.bindings, 1);
 }
+
+/// After a restart (a new nonce key), devices answer with nonces the registrar no longer
+/// recognises: with the right password that is stale, not a forged nonce, and 300 devices
+/// behind one address are not blocked for it.
+#[tokio::test]
+async fn nonces_from_before_a_restart_are_stale_not_forged() {
+    let names: Vec<&'static str> = (0..150).map(|i| leak(format!("cam{i}"))).collect();
+    let open = |names: &[&str]| {
+        let mut cfg = RegistrarConfig::new("example.com");
+        cfg.auth = AuthMode::Digest(users(names));
+        Registrar::open(cfg)
+    };
+    let (before, after) = (open(&names), open(&names));
+    let (now, wall) = t0();
+    for (i, name) in names.iter().enumerate() {
+        let call_id = leak(format!("r{i}"));
+        let ch = send(&before, &Req::new(name).call_id(call_id).build(), now, wall).await;
+        let mut c = client(name, "secret", 30);
+        let m = answer(&mut c, &ch, &Req::new(name).call_id(call_id).cseq(2));
+        assert_eq!(send(&before, &m, now, wall).await.status(), Some(200));
+        // The refresh reaches the restarted registrar.
+        let refresh = authorize(&mut c, Req::new(name).call_id(call_id).cseq(3));
+        let resp = send(&after, &refresh, now, wall).await;
+        assert_eq!(resp.status(), Some(401), "{name}");
+        assert!(resp.header_lines(HeaderName::WwwAuthenticate).all(|v| {
+            Challenge::parse(std::str::from_utf8(v).unwrap())
+                .unwrap()
+                .stale
+        }));
+        let m = answer(&mut c, &resp, &Req::new(name).call_id(call_id).cseq(4));
+        assert_eq!(send(&after, &m, now, wall).await.status(), Some(200));
+    }
+    let c = after.counters();
+    assert_eq!((c.auth_failures, c.throttled, c.accepted), (0, 0, 150));
+}
