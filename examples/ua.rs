@@ -12,8 +12,9 @@
 //!   `--proxy`: every request goes there.
 //! - `--answer`: answers every call with 200 and an SDP answer, echoes RTP that arrives on the
 //!   advertised media port back to its sender, and stays up logging events until SIGINT/SIGTERM.
-//! - `--call URI`: places a call, hangs up after `--duration` seconds (default 2); exit 0 only
-//!   if it was answered and ended cleanly. With `--calls N --rate CPS`: N calls at CPS calls per
+//! - `--call URI`: places a call, hangs up after `--duration` seconds (default 2; a BYE from
+//!   the peer also ends it cleanly); exit 0 only if it was answered and ended cleanly. SIGINT or
+//!   SIGTERM cancels a ringing call (CANCEL) and hangs up an answered one. With `--calls N --rate CPS`: N calls at CPS calls per
 //!   second, then a summary (succeeded, failed, setup time p50/p99); exit 0 only if all
 //!   succeeded.
 //! - `--message URI --text TEXT`: sends a MESSAGE; exit 0 on a 2xx.
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sip_stack::core::{Target, Transport};
 use sip_stack::endpoint::Endpoint;
-use sip_stack::ua::{Call, CallEvent, UserAgent};
+use sip_stack::ua::{Call, CallEnd, CallEvent, UserAgent};
 
 const USAGE: &str = "usage: ua --bind ADDR --aor URI [--password PW] [--registrar HOST:PORT] \
 [--proxy HOST:PORT] [--transport udp|tcp] [--answer] [--call URI [--duration SECS] \
@@ -296,7 +297,9 @@ fn report(log: Log, id: u64, ev: &CallEvent) {
     }
 }
 
-/// One call: answered, held for `duration`, hung up. `Ok(setup time)` when all went well.
+/// One call: answered, held for `duration`, hung up (a BYE from the peer also ends it
+/// cleanly). A signal (`stop`) cancels it while it rings and hangs it up once answered.
+/// `Ok(setup time)` when it was answered and ended cleanly.
 async fn one_call(
     ua: UserAgent,
     log: Log,
@@ -304,20 +307,30 @@ async fn one_call(
     target: String,
     media: SocketAddr,
     duration: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let mut call: Call = ua
         .call(&target, sdp(media.ip(), media.port(), 1))
         .await
         .map_err(|e| e.to_string())?;
+    let mut cancelled = false;
     let setup = loop {
-        let ev = tokio::time::timeout(Duration::from_secs(64), call.next_event())
-            .await
-            .map_err(|_| "no answer within 64 s".to_string())?
-            .ok_or("call ended without an answer")?;
+        let ev = tokio::select! {
+            ev = tokio::time::timeout(Duration::from_secs(64), call.next_event()) => ev
+                .map_err(|_| "no answer within 64 s".to_string())?
+                .ok_or("call ended without an answer")?,
+            _ = stop.wait_for(|s| *s), if !cancelled => {
+                cancelled = true;
+                log.event(id, "cancel", serde_json::json!({}));
+                call.cancel();
+                continue;
+            }
+        };
         report(log, id, &ev);
         match ev {
-            CallEvent::Answered { .. } => break started.elapsed(),
+            CallEvent::Answered { .. } if cancelled => break None,
+            CallEvent::Answered { .. } => break Some(started.elapsed()),
             CallEvent::Failed { status } => return Err(format!("failed with {status}")),
             CallEvent::Ended { cause } => return Err(format!("ended: {cause:?}")),
             _ => {}
@@ -325,15 +338,21 @@ async fn one_call(
     };
     let hold = tokio::time::sleep(duration);
     tokio::pin!(hold);
-    loop {
+    while setup.is_some() {
         tokio::select! {
             _ = &mut hold => break,
+            _ = stop.wait_for(|s| *s) => break,
             ev = call.next_event() => match ev {
-                Some(CallEvent::Ended { cause }) => {
-                    report(log, id, &CallEvent::Ended { cause });
-                    return Err(format!("ended early: {cause:?}"));
+                Some(CallEvent::Ended { cause: CallEnd::RemoteBye }) => {
+                    report(log, id, &CallEvent::Ended { cause: CallEnd::RemoteBye });
+                    return setup.ok_or_else(|| "cancelled".to_string());
                 }
-                Some(ev) => report(log, id, &ev),
+                Some(ev) => {
+                    report(log, id, &ev);
+                    if matches!(ev, CallEvent::Ended { .. }) {
+                        return Err(format!("ended early: {ev:?}"));
+                    }
+                }
                 None => return Err("call handle closed".into()),
             },
         }
@@ -342,7 +361,7 @@ async fn one_call(
     while let Some(ev) = call.next_event().await {
         report(log, id, &ev);
     }
-    Ok(setup)
+    setup.ok_or_else(|| "cancelled".to_string())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -362,18 +381,30 @@ async fn call_mode(
 ) -> bool {
     let duration = Duration::from_secs_f64(args.duration.max(0.0));
     let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        // Keep the sender alive so that the calls keep seeing the flag.
+        std::future::pending::<()>().await;
+    });
     let mut tasks = Vec::new();
     let mut tick = tokio::time::interval(interval);
     for id in 1..=args.calls {
         tick.tick().await;
-        tasks.push(tokio::spawn(one_call(
+        if *stop.borrow() {
+            break;
+        }
+        let call = one_call(
             ua.clone(),
             log,
             id,
             target.clone(),
             media,
             duration,
-        )));
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(call));
     }
     let (mut setups, mut failed) = (Vec::new(), 0u64);
     for (i, t) in tasks.into_iter().enumerate() {
