@@ -10,6 +10,7 @@
 //! - [`transaction`] (`sip-transaction`): the RFC 3261 §17 / RFC 6026 state machines, sans-IO.
 //! - [`endpoint`]: the async driver wiring transports and transactions for a TU.
 //! - [`registrar`]: RFC 3261 §10.3 with digest, Path, outbound and the GB28181 profile.
+//! - [`proxy`]: the RFC 3261 §16 stateful proxy: a sans-IO core and its shell on the Endpoint.
 //!
 //! ```
 //! use sip_stack::core::{HeaderName, Message, Method};
@@ -41,6 +42,7 @@ pub use sip_transaction as transaction;
 pub use sip_transport as transport;
 
 pub mod endpoint;
+pub mod proxy;
 pub mod registrar;
 pub mod sipcheck;
 pub mod ua;
