@@ -183,10 +183,18 @@ impl ResponseContext {
         let Some(b) = self.branches.get_mut(branch) else {
             return out;
         };
-        // Step 3: remove our Via. A response with no Via left was for us: drop it.
+        // Step 3: remove our Via. With no Via left the response was for us (or the
+        // downstream element dropped the Vias below ours): a provisional is dropped, a final
+        // still counts, rebuilt on the request.
         resp.pop_via();
         if resp.values(HeaderName::Via).next().is_none() {
-            return out;
+            if status < 200 {
+                return out;
+            }
+            match self.request.response(status).build() {
+                Ok(r) => resp = r,
+                Err(_) => return out,
+            }
         }
         if status < 200 {
             if b.state == State::Done {

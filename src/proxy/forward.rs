@@ -196,17 +196,17 @@ fn address_of(uri: &Uri<'_>) -> NextHop {
 }
 
 /// Whether a registered target must be reached over its registration flow: outbound,
-/// connection-oriented, Path, or a contact address that is not where the REGISTER came from
-/// (NAT).
+/// connection-oriented, Path, or a contact IP address that is not the one the REGISTER came
+/// from (NAT). Only the address is compared: a contact on the source's own address but another
+/// port (a tool registering on behalf of a UA on the same host) is reached at its contact.
 pub fn use_registered_flow(target: &ProxyTarget, flow: &Flow) -> bool {
     if target.outbound || flow.transport.is_stream() || !target.path.is_empty() {
         return true;
     }
     match Uri::parse(&target.uri) {
         Ok(u) => match address_of(&u) {
-            NextHop::Address { host, port, .. } => {
+            NextHop::Address { host, .. } => {
                 host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
-                    || port != flow.remote.port()
             }
             NextHop::Flow(_) => false,
         },
@@ -344,8 +344,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.hop, NextHop::Flow(nat));
-        // Not NAT-ed: the contact itself.
-        let mut direct = ProxyTarget::uri("sip:bob@203.0.113.5:40000");
+        // Not NAT-ed (the same address, whatever the port): the contact itself.
+        let mut direct = ProxyTarget::uri("sip:bob@203.0.113.5:5062");
         direct.flow = Some(nat);
         assert!(!use_registered_flow(&direct, &nat));
         // Path becomes Route, and the flow (to the edge proxy) is used.

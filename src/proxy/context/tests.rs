@@ -232,7 +232,7 @@ fn sequential_groups_tried_in_turn() {
 }
 
 #[test]
-fn non_invite_has_no_timer_c_and_response_for_us_dropped() {
+fn non_invite_has_no_timer_c_and_final_without_vias_counts() {
     let req = Message::parse(
         &b"MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKa\r\n\
            From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n\
@@ -242,11 +242,17 @@ fn non_invite_has_no_timer_c_and_response_for_us_dropped() {
     let mut c = ResponseContext::new(req.clone(), Some(TC));
     c.add_branch(Instant::now());
     assert_eq!(c.poll_timeout(), None);
-    // A response with only our Via: not forwardable.
+    // A final with only our Via (the downstream element dropped the others): still this
+    // branch's final, rebuilt on the request.
     let mut ours = req.clone();
     ours.remove_header(HeaderName::Via);
     ours.push_via("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKsp.0")
         .unwrap();
-    let r = Message::parse(ours.response(200).build().unwrap().to_bytes()).unwrap();
-    assert!(c.on_response(0, r, Instant::now()).is_empty());
+    let r = Message::parse(ours.response(404).build().unwrap().to_bytes()).unwrap();
+    let a = c.on_response(0, r, Instant::now());
+    let [Action::Upstream(m)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(m.status(), Some(404));
+    assert_eq!(m.via().unwrap().branch(), Some("z9hG4bKa"));
 }
