@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use sip_auth::{MemoryStore, ThrottleConfig};
 use sip_core::auth::Algorithm;
 use sip_core::random::RandomSource as _;
-use sip_stack::endpoint::Endpoint;
+use sip_stack::endpoint::{CancelMode, Endpoint};
 use sip_stack::proxy::{
     ForeignPolicy, Identity, Interface, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
 };
@@ -183,7 +183,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let txn_config = sip_stack::transaction::Config::default()
         .with_max_transactions(args.max_transactions)
         .with_timer_c(None);
+    // CANCEL: the endpoint answers it 200 and leaves the INVITE to the proxy, which cancels
+    // its branches and forwards their best answer (487) itself (RFC 3261 §16.10).
     let mut builder = Endpoint::builder()
+        .cancel_mode(CancelMode::Proxy)
         .transaction_config(txn_config)
         .stateless(registrar.clone())
         .stateless_methods(&[sip_stack::core::Method::Register]);
