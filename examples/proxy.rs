@@ -36,7 +36,7 @@ use sip_stack::proxy::{
     ForeignPolicy, Identity, Interface, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
 };
 use sip_stack::registrar::{AuthMode, Registrar, RegistrarConfig};
-use sip_transport::TlsServerConfig;
+use sip_transport::{TlsServerConfig, TransportConfig};
 
 struct Args {
     udp: Vec<SocketAddr>,
@@ -185,7 +185,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_timer_c(None);
     // CANCEL: the endpoint answers it 200 and leaves the INVITE to the proxy, which cancels
     // its branches and forwards their best answer (487) itself (RFC 3261 §16.10).
+    // A large UDP receive buffer absorbs bursts (the kernel's default ~200 KB overflows at a
+    // few thousand calls/s, and every lost datagram costs a retransmission 500 ms later).
+    let transport = TransportConfig {
+        udp_recv_buffer: Some(8 << 20),
+        ..TransportConfig::default()
+    };
     let mut builder = Endpoint::builder()
+        .transport_config(transport)
         .cancel_mode(CancelMode::Proxy)
         .transaction_config(txn_config)
         .stateless(registrar.clone())
