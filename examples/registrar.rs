@@ -17,9 +17,15 @@
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
 //! | `--open` | no authentication (the default without `--users`; lab use only) |
 //! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `md5,sha256`: SIPp and many devices read only the first challenge, clients that pick the strongest still use SHA-256; baresip 1.0 needs `md5` alone) |
-//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
+//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds, spread over the interval with jitter |
+//! | `--probe-failures N` | consecutive probe timeouts before a binding is marked offline (default 2) |
+//! | `--probe-in-flight N` | most probes in flight at once (default 64) |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
+//! | `--uri-check relaxed\|strict` | how the digest `uri` is compared with the Request-URI (default `relaxed`: a mismatch, as SIPp's `[authentication]` and Request-URI-rewriting proxies produce, is logged at debug level and accepted; `strict` refuses what is not an equivalent URI) |
+//! | `--max-failures N` | authentication failures of one username from one source within 5 minutes that block that pair (default 10) |
+//! | `--max-failures-per-source N` | failures from one source over any usernames that block the source (default 100) |
+//! | `--response-cache N` | answers kept 64·T1 for retransmissions (default 32 768; 0: none) |
 //! | `--stateful` | answer REGISTER in server transactions (RFC 3261 §17.2) instead of statelessly (the default, as high-rate registrars do; a retransmitted REGISTER is answered again from the location store) |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
@@ -33,10 +39,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_auth::MemoryStore;
+use sip_auth::{MemoryStore, UriCheck};
 use sip_core::auth::Algorithm;
 use sip_stack::endpoint::Endpoint;
-use sip_stack::registrar::{serve, AuthMode, Registrar, RegistrarConfig, ServiceOptions};
+use sip_stack::registrar::{
+    serve, AuthMode, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
+};
 use sip_transport::TlsServerConfig;
 
 struct Args {
@@ -57,12 +65,20 @@ struct Args {
     default_expires: Option<u32>,
     max_transactions: Option<usize>,
     stateful: bool,
+    uri_check: UriCheck,
+    max_failures: Option<u32>,
+    max_failures_per_source: Option<u32>,
+    response_cache: Option<usize>,
+    probe_failures: Option<u32>,
+    probe_in_flight: Option<usize>,
 }
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
-[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] [--stats SECS] \
-[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful]";
+[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] \
+[--probe-failures N] [--probe-in-flight N] [--stats SECS] \
+[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
+[--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -83,6 +99,12 @@ fn parse_args() -> Result<Args, String> {
         default_expires: None,
         max_transactions: None,
         stateful: false,
+        uri_check: UriCheck::Relaxed,
+        max_failures: None,
+        max_failures_per_source: None,
+        response_cache: None,
+        probe_failures: None,
+        probe_in_flight: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +139,10 @@ fn parse_args() -> Result<Args, String> {
                 a.algorithms = Some(algs);
             }
             "--probe" => a.probe = Some(num(value("--probe")?)?),
+            "--probe-failures" => a.probe_failures = Some(num(value("--probe-failures")?)? as u32),
+            "--probe-in-flight" => {
+                a.probe_in_flight = Some(num(value("--probe-in-flight")?)? as usize)
+            }
             "--stats" => a.stats = num(value("--stats")?)?,
             "--min-expires" => a.min_expires = Some(num(value("--min-expires")?)? as u32),
             "--max-expires" => a.max_expires = Some(num(value("--max-expires")?)? as u32),
@@ -124,6 +150,20 @@ fn parse_args() -> Result<Args, String> {
                 a.default_expires = Some(num(value("--default-expires")?)? as u32)
             }
             "--stateful" => a.stateful = true,
+            "--uri-check" => {
+                a.uri_check = match value("--uri-check")?.as_str() {
+                    "relaxed" => UriCheck::Relaxed,
+                    "strict" => UriCheck::Strict,
+                    other => return Err(format!("--uri-check: {other}: relaxed or strict")),
+                }
+            }
+            "--max-failures" => a.max_failures = Some(num(value("--max-failures")?)? as u32),
+            "--max-failures-per-source" => {
+                a.max_failures_per_source = Some(num(value("--max-failures-per-source")?)? as u32)
+            }
+            "--response-cache" => {
+                a.response_cache = Some(num(value("--response-cache")?)? as usize)
+            }
             "--max-transactions" => {
                 a.max_transactions = Some(num(value("--max-transactions")?)? as usize)
             }
@@ -175,6 +215,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(v) = args.default_expires {
         config.default_expires = v;
+    }
+    config.uri_check = args.uri_check;
+    if let Some(t) = config.throttle.as_mut() {
+        if let Some(v) = args.max_failures {
+            t.max_failures = v;
+        }
+        if let Some(v) = args.max_failures_per_source {
+            t.max_failures_per_source = v;
+        }
+    }
+    if let Some(v) = args.response_cache {
+        config.response_cache = v;
     }
     // Challenge with MD5 first, then SHA-256: SIPp, baresip and most cameras and phones read
     // only the first challenge and know only MD5, while clients that choose the strongest
@@ -230,7 +282,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let options = ServiceOptions {
-        probe_interval: args.probe.map(Duration::from_secs),
+        probe: args.probe.map(|secs| {
+            let mut p = ProbeOptions::every(Duration::from_secs(secs));
+            if let Some(n) = args.probe_failures {
+                p.failures_before_offline = n;
+            }
+            if let Some(n) = args.probe_in_flight {
+                p.max_in_flight = n;
+            }
+            p
+        }),
         ..ServiceOptions::default()
     };
     if args.stats > 0 {
@@ -257,7 +318,7 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
         let c = registrar.counters();
         let e = endpoint.counters();
         let t = endpoint.transport().stats();
-        let (aors, bindings) = sip_stack::registrar::LocationStore::counts(registrar.store()).await;
+        let mem = registrar.memory().await;
         let now = Instant::now();
         let rate = (c.registers - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, c.registers);
@@ -265,10 +326,13 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
             register_per_s = format_args!("{rate:.1}"),
             registers = c.registers,
             accepted = c.accepted,
-            aors,
-            bindings,
+            aors = mem.aors,
+            bindings = mem.bindings,
+            store_bytes = mem.bytes.unwrap_or(0),
+            bytes_per_binding = mem.bytes_per_binding.unwrap_or(0),
             auth_failures = c.auth_failures,
             throttled = c.throttled,
+            retransmissions_answered = c.retransmissions,
             keepalives = c.keepalives,
             retransmissions_absorbed = e.retransmissions_absorbed,
             live_transactions = e.live,
