@@ -313,22 +313,57 @@ fn name_addr(display: Option<&str>, uri: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct ResponseBuilder {
     status: u16,
-    reason: String,
-    copied: Vec<(String, String)>,
-    to: Option<String>,
+    reason: std::borrow::Cow<'static, str>,
+    /// Header lines copied from the request: canonical name, and the value as a slice of the
+    /// request's own buffer (no copy, no allocation).
+    copied: smallvec::SmallVec<[(&'static str, Bytes); 8]>,
+    /// Where To goes among `copied` (right after From, where most stacks expect it).
+    to_at: usize,
+    to: Option<Bytes>,
     to_has_tag: bool,
     to_tag: Option<String>,
-    headers: Vec<(String, String)>,
+    /// Header lines added by the caller, already written as `Name: value\r\n`.
+    extra: Vec<u8>,
+    extra_lines: usize,
     body: Bytes,
     error: Option<Error>,
+}
+
+/// `s` as a slice of `buf` when it lies inside it (a header value of a parsed message), else a
+/// copy (an edited header's value lives elsewhere).
+fn share(buf: &Bytes, s: &[u8]) -> Bytes {
+    let start = buf.as_ptr() as usize;
+    let at = s.as_ptr() as usize;
+    if at >= start && at + s.len() <= start + buf.len() {
+        buf.slice_ref(s)
+    } else {
+        Bytes::copy_from_slice(s)
+    }
+}
+
+/// Appends the decimal digits of `n` (no allocation).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 impl Message {
     /// Starts a response to this request (see [`ResponseBuilder`]).
     pub fn response(&self, status: u16) -> ResponseBuilder {
-        let mut copied = Vec::new();
+        let mut copied = smallvec::SmallVec::new();
         let mut to = None;
+        let mut to_at = 0;
         let mut to_has_tag = false;
+        let src = self.source();
         for h in self.headers() {
             let Some(v) = h.value_str() else { continue };
             let keep = match h.name {
@@ -339,15 +374,21 @@ impl Message {
                     to_has_tag = crate::addr::NameAddr::parse(v)
                         .map(|a| a.tag().is_some())
                         .unwrap_or(false);
-                    to = Some(v.to_owned());
+                    to = Some(share(src, v.as_bytes()));
                     false
                 }
                 _ => false,
             };
             if keep {
                 let name = h.name.canonical().unwrap_or("X-Unknown");
-                copied.push((name.to_owned(), v.to_owned()));
+                copied.push((name, share(src, v.as_bytes())));
+                if h.name == HeaderName::From {
+                    to_at = copied.len();
+                }
             }
+        }
+        if to_at == 0 {
+            to_at = copied.len();
         }
         let error = if (100..=699).contains(&status) {
             None
@@ -356,12 +397,14 @@ impl Message {
         };
         ResponseBuilder {
             status,
-            reason: reason_phrase(status).to_owned(),
+            reason: std::borrow::Cow::Borrowed(reason_phrase(status)),
             copied,
+            to_at,
             to,
             to_has_tag,
             to_tag: None,
-            headers: Vec::new(),
+            extra: Vec::new(),
+            extra_lines: 0,
             body: Bytes::new(),
             error,
         }
@@ -375,7 +418,7 @@ impl ResponseBuilder {
             self.error
                 .get_or_insert(Error::InvalidStartLine { offset: 0 });
         }
-        self.reason = reason.to_owned();
+        self.reason = std::borrow::Cow::Owned(reason.to_owned());
         self
     }
 
@@ -388,7 +431,14 @@ impl ResponseBuilder {
 
     /// Adds a header line after the copied ones.
     pub fn header(mut self, name: &str, value: impl AsRef<str>) -> ResponseBuilder {
-        push_header(&mut self.headers, &mut self.error, name, value.as_ref());
+        let value = value.as_ref();
+        if let Err(e) = check_line(name, value) {
+            self.error.get_or_insert(e);
+        }
+        if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
+            push_line(&mut self.extra, name, value);
+            self.extra_lines += 1;
+        }
         self
     }
 
@@ -399,37 +449,76 @@ impl ResponseBuilder {
         self
     }
 
-    /// Writes and parses the response.
+    /// Writes and parses the response: one buffer, sized up front.
     pub fn build(self) -> Result<Message> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mut out = Vec::with_capacity(512 + self.body.len());
+        let with_tag = self.to.is_some() && !self.to_has_tag && self.status != 100;
+        let generated;
+        let tag: &str = match (&self.to_tag, with_tag) {
+            (_, false) => "",
+            (Some(t), true) => t,
+            (None, true) => {
+                generated = IdGenerator::new(OsRandom).tag();
+                &generated
+            }
+        };
+        let copied_len: usize = self.copied.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let to_len = self.to.as_ref().map_or(0, |t| t.len() + 8 + tag.len() + 5);
+        let len =
+            16 + self.reason.len() + copied_len + to_len + self.extra.len() + 24 + self.body.len();
+        let mut out = Vec::with_capacity(len);
         out.extend_from_slice(b"SIP/2.0 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        push_decimal(&mut out, usize::from(self.status));
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let mut headers = self.copied;
-        if let Some(to) = self.to {
-            let to = if self.to_has_tag || self.status == 100 {
-                to
-            } else {
-                let tag = self
-                    .to_tag
-                    .unwrap_or_else(|| IdGenerator::new(OsRandom).tag());
-                format!("{to};tag={tag}")
-            };
-            // Keep To right after From, where most stacks expect it.
-            let at = headers
-                .iter()
-                .position(|(n, _)| n == "From")
-                .map_or(headers.len(), |i| i + 1);
-            headers.insert(at, ("To".to_owned(), to));
+        let mut lines = 0;
+        for (i, (n, v)) in self.copied.iter().enumerate() {
+            if i == self.to_at {
+                lines += push_to(&mut out, self.to.as_ref(), with_tag, tag);
+            }
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+            lines += 1;
         }
-        headers.extend(self.headers);
-        finish(out, &headers, &self.body)
+        if self.to_at >= self.copied.len() {
+            lines += push_to(&mut out, self.to.as_ref(), with_tag, tag);
+        }
+        out.extend_from_slice(&self.extra);
+        lines += self.extra_lines;
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, self.body.len());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&self.body);
+        let msg = Message::parse(Bytes::from(out))?;
+        // Every name and value given must have survived as one header line each (no injection).
+        if msg.header_count() != lines + 1 {
+            return Err(Error::Syntax {
+                what: "header value (line break)",
+                offset: 0,
+            });
+        }
+        Ok(msg)
     }
+}
+
+/// Writes the To line (with `;tag=` when asked); returns the lines written (0 or 1).
+fn push_to(out: &mut Vec<u8>, to: Option<&Bytes>, with_tag: bool, tag: &str) -> usize {
+    let Some(to) = to else {
+        return 0;
+    };
+    out.extend_from_slice(b"To: ");
+    out.extend_from_slice(to);
+    if with_tag {
+        out.extend_from_slice(b";tag=");
+        out.extend_from_slice(tag.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    1
 }
 
 #[cfg(test)]
