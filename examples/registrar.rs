@@ -27,6 +27,7 @@
 //! | `--max-failures-per-source N` | failures from one source over any usernames that block the source (default 100) |
 //! | `--response-cache N` | answers kept 64·T1 for retransmissions (default 32 768; 0: none) |
 //! | `--stateful` | answer REGISTER in server transactions (RFC 3261 §17.2) instead of statelessly (the default, as high-rate registrars do; a retransmitted REGISTER is answered again from the location store) |
+//! | `--workers N` | worker threads (default: the number of cores). Each is a single-threaded run-to-completion loop with its own Endpoint on the same UDP port (`SO_REUSEPORT`: the kernel keeps a peer on one worker) and one shared location store; TCP and TLS are served by the first worker |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
 //! Logs go through `tracing` (`RUST_LOG=debug` for more).
@@ -71,6 +72,7 @@ struct Args {
     response_cache: Option<usize>,
     probe_failures: Option<u32>,
     probe_in_flight: Option<usize>,
+    workers: usize,
 }
 
 const USAGE: &str =
@@ -78,7 +80,8 @@ const USAGE: &str =
 [--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] \
 [--probe-failures N] [--probe-in-flight N] [--stats SECS] \
 [--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
-[--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N]";
+[--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N] \
+[--workers N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
         response_cache: None,
         probe_failures: None,
         probe_in_flight: None,
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -167,6 +171,7 @@ fn parse_args() -> Result<Args, String> {
             "--max-transactions" => {
                 a.max_transactions = Some(num(value("--max-transactions")?)? as usize)
             }
+            "--workers" => a.workers = (num(value("--workers")?)? as usize).max(1),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -185,8 +190,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     common::init_tracing();
     let args = match parse_args() {
         Ok(a) => a,
@@ -195,7 +199,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    // Each worker is one thread running to completion: receive, parse, register, answer and
+    // send without handing anything to another thread (issue 17: the wake-ups between threads
+    // of a multi-threaded runtime cost about a third of the CPU per REGISTER).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("registrar: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("registrar: {e}");
@@ -254,17 +271,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // must hold rate × 32 s (× 2 with digest) transactions, about 1.5 KB each.
     let max_transactions = args.max_transactions.unwrap_or(1_000_000);
     let registrar = Arc::new(Registrar::open(config));
-    // 401 challenges are answered statelessly (no transaction kept for them).
-    let mut builder = Endpoint::builder()
-        .transaction_config(
-            sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
-        )
-        .stateless(registrar.clone());
-    if !args.stateful {
-        // REGISTER without server transactions, as Kamailio's registrar answers it: no state
-        // per request (a retransmission is answered again from the location store).
-        builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
-    }
+    let workers = args.workers;
+    let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
     for a in &args.udp {
         builder = builder.udp(*a);
     }
@@ -279,6 +287,54 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = builder.build().await?;
     for (t, a) in endpoint.transport().local_addrs() {
         tracing::info!(transport = %t, addr = %a, "listening");
+    }
+    // The other workers: UDP only, on the ports the first one bound.
+    let udp: Vec<SocketAddr> = endpoint
+        .transport()
+        .local_addrs()
+        .into_iter()
+        .filter(|(t, _)| *t == sip_stack::core::Transport::Udp)
+        .map(|(_, a)| a)
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for n in 1..workers {
+        let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
+        for a in &udp {
+            builder = builder.udp(*a);
+        }
+        let registrar = registrar.clone();
+        let mut stop = stop_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let endpoint = match builder.build().await {
+                            Ok(e) => e,
+                            Err(e) => {
+                                tracing::error!(worker = n, error = %e, "worker not started");
+                                return Err(std::io::Error::other(e.to_string()));
+                            }
+                        };
+                        // Sweeping is shared; probing is the first worker's.
+                        let options = ServiceOptions::default();
+                        tokio::select! {
+                            _ = serve(endpoint.clone(), registrar, options) => {}
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                        endpoint.shutdown(Duration::from_secs(2)).await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                })?,
+        );
+    }
+    if workers > 1 {
+        tracing::info!(workers, "worker threads share the UDP port (SO_REUSEPORT)");
     }
 
     let options = ServiceOptions {
@@ -304,9 +360,40 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let service = tokio::spawn(serve(endpoint.clone(), registrar, options));
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
+    let _ = stop_tx.send(true);
     endpoint.shutdown(Duration::from_secs(2)).await;
     service.abort();
+    for t in threads {
+        let _ = t.join();
+    }
     Ok(())
+}
+
+/// The Endpoint of one worker: 401 challenges answered statelessly (no transaction kept for
+/// them) and, unless `--stateful`, REGISTER without server transactions, as Kamailio's
+/// registrar answers it (a retransmission is answered again from the location store). With
+/// several workers their UDP sockets share the port.
+fn worker_endpoint(
+    registrar: &Arc<Registrar>,
+    args: &Args,
+    max_transactions: usize,
+    workers: usize,
+) -> sip_stack::endpoint::EndpointBuilder {
+    let mut builder = Endpoint::builder()
+        .transaction_config(
+            sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
+        )
+        .stateless(registrar.clone());
+    if workers > 1 {
+        builder = builder.transport_config(sip_transport::TransportConfig {
+            udp_reuse_port: true,
+            ..sip_transport::TransportConfig::default()
+        });
+    }
+    if !args.stateful {
+        builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
+    }
+    builder
 }
 
 async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Duration) {

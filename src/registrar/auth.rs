@@ -14,7 +14,8 @@ use super::{canonical_aor, inc, to_host, AuthMode, LocationStore, Registrar, SUP
 
 impl<S: LocationStore> Registrar<S> {
     /// The stateless first step of digest authentication (what an
-    /// [`Endpoint`](crate::endpoint::Endpoint) calls through [`StatelessResponder`](crate::endpoint::StatelessResponder) before any
+    /// [`Endpoint`](crate::endpoint::Endpoint) calls through
+    /// [`StatelessResponder`](crate::endpoint::StatelessResponder) before any
     /// transaction exists): a REGISTER for a served domain without credentials for our realm
     /// gets its 401 challenge (or 403 when its source is throttled) with no state kept, as
     /// high-rate registrars do; everything else returns `None` and takes the full path.
