@@ -55,7 +55,7 @@ use tokio::sync::broadcast;
 use auth::AuthStep;
 pub use limits::{FieldLimits, FieldTooLarge};
 pub use retransmit::RETRANSMISSION_WINDOW;
-use retransmit::{CacheKey, Lookup, ResponseCache};
+use retransmit::{Lookup, ResponseCache};
 
 pub use location::{
     apply_register, Binding, BindingChange, BindingExtra, ContactUpdate, LocationStore, Lost,
@@ -401,11 +401,14 @@ impl<S: LocationStore> Registrar<S> {
         now: Instant,
         wall: SystemTime,
     ) -> Option<Message> {
-        let (Some(cache), Some(mut key)) = (&self.cache, CacheKey::of(req)) else {
+        let Some(cache) = &self.cache else {
+            return self.answer(req, flow, now, wall).await;
+        };
+        let Some(mut key) = cache.key(req) else {
             return self.answer(req, flow, now, wall).await;
         };
         loop {
-            match cache.begin(key, now) {
+            match cache.begin(key, req, now) {
                 Lookup::New(ticket) => {
                     let response = self.answer(req, flow, now, wall).await;
                     ticket.finish(response.as_ref(), now);
@@ -416,7 +419,7 @@ impl<S: LocationStore> Registrar<S> {
                     return Some(response);
                 }
                 Lookup::InFlight(k) => {
-                    if let Some(response) = cache.wait(&k).await {
+                    if let Some(response) = cache.wait(&k, req).await {
                         self.retransmission_answered(req, flow);
                         return Some(response);
                     }

@@ -19,56 +19,92 @@
 //! while the cache can no longer tell a retransmission from a replay;
 //! [`ResponseCache::vouches_new`] says when it can.
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use sip_core::Message;
+use sip_core::{HeaderName, Message};
 use tokio::sync::Notify;
 
 /// How long an answer is kept: 64·T1 with T1 = 500 ms (RFC 3261 §17.1.2.2, Timer F).
 pub const RETRANSMISSION_WINDOW: Duration = Duration::from_secs(32);
 
-/// What identifies a request and its retransmissions: Call-ID, CSeq number and method, top Via
-/// branch (RFC 3261 §17.2.3).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct CacheKey {
-    call_id: Box<str>,
-    cseq: u32,
-    method: Box<str>,
-    branch: Box<str>,
+/// What identifies a request and its retransmissions (RFC 3261 §17.2.3): a keyed fingerprint
+/// of its Call-ID, CSeq (number and method, as written) and top Via branch.
+///
+/// A fingerprint rather than the strings: the cache then allocates nothing per request and
+/// hashes each request once (SipHash under a random key drawn when the cache is made, so
+/// nobody can craft requests that share one). Two requests sharing one by chance is rare, and
+/// harmless: an answer is given again only when its own Call-ID, CSeq and top Via branch,
+/// which every response copies from its request, are the request's ([`same_request`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey(u64);
+
+/// The parts of a request (or of the response that copied them) that a key covers.
+fn parts(m: &Message) -> Option<[&[u8]; 3]> {
+    Some([
+        m.header_bytes(HeaderName::CallId)?,
+        m.header_bytes(HeaderName::CSeq)?,
+        branch(m.header_bytes(HeaderName::Via)?),
+    ])
 }
 
-impl CacheKey {
-    /// The key of a request; `None` when it lacks a Call-ID, CSeq or Via (it is then answered
-    /// 400 without being cached).
-    pub fn of(req: &Message) -> Option<CacheKey> {
-        let call_id = req.call_id()?;
-        let cseq = req.cseq().ok()?;
-        let via = req.via().ok()?;
-        Some(CacheKey {
-            call_id: call_id.into(),
-            cseq: cseq.seq,
-            method: cseq.method.as_str().into(),
-            // RFC 2543 clients send no branch: Call-ID and CSeq still tell their requests apart.
-            branch: via.branch().unwrap_or_default().into(),
-        })
+/// Whether `response` answers `request`: same Call-ID, CSeq and top Via branch.
+fn same_request(request: &Message, response: &Message) -> bool {
+    matches!((parts(request), parts(response)), (Some(a), Some(b)) if a == b)
+}
+
+/// The request's top Via branch as written (empty for an RFC 2543 client that sends none:
+/// Call-ID and CSeq still tell its requests apart).
+fn branch(top_via: &[u8]) -> &[u8] {
+    // Scans for '=' and looks back: cheaper than building a substring searcher per request.
+    let Some(at) = memchr::memchr_iter(b'=', top_via)
+        .find(|&i| i >= 6 && top_via.get(i - 6..i) == Some(b"branch".as_slice()))
+    else {
+        return b"";
+    };
+    let rest = top_via.get(at + 1..).unwrap_or_default();
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b';' | b',' | b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    rest.get(..end).unwrap_or_default()
+}
+
+/// A hasher for keys that are already uniformly random fingerprints.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 }
+
+type FingerprintMap<V> = HashMap<CacheKey, V, BuildHasherDefault<FingerprintHasher>>;
 
 enum Slot {
     /// A worker is answering it.
     InFlight,
     /// Answered with this wire form (when: in `Inner::order`). Kept serialized: a parsed
-    /// [`Message`] is several times larger than its bytes.
-    Done(Bytes),
+    /// [`Message`] is several times larger than its bytes. The buffer of an answer that
+    /// leaves the cache takes the next one, so a full cache allocates nothing.
+    Done(Vec<u8>),
 }
 
 struct Inner {
-    map: HashMap<CacheKey, Slot>,
+    map: FingerprintMap<Slot>,
     /// Answered keys, oldest first.
     order: VecDeque<(Instant, CacheKey)>,
     /// Until then the cache may have forgotten a request that can still be retransmitted.
@@ -115,6 +151,7 @@ impl Drop for Ticket<'_> {
 
 /// The registrar's bounded response cache (see the module documentation).
 pub(crate) struct ResponseCache {
+    keys: RandomState,
     inner: Mutex<Inner>,
     cap: usize,
     ttl: Duration,
@@ -126,8 +163,9 @@ impl ResponseCache {
     /// A cache holding at most `cap` answers (at least 1) for `ttl` each.
     pub fn new(cap: usize, ttl: Duration) -> ResponseCache {
         ResponseCache {
+            keys: RandomState::new(),
             inner: Mutex::new(Inner {
-                map: HashMap::new(),
+                map: FingerprintMap::default(),
                 order: VecDeque::new(),
                 blind_until: None,
             }),
@@ -138,35 +176,43 @@ impl ResponseCache {
         }
     }
 
+    /// The key of a request; `None` when it lacks a Call-ID, CSeq or Via (it is then answered
+    /// without being cached).
+    pub fn key(&self, req: &Message) -> Option<CacheKey> {
+        let mut h = self.keys.build_hasher();
+        for part in parts(req)? {
+            h.write(part);
+            h.write_u8(0xff);
+        }
+        Some(CacheKey(h.finish()))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Every update leaves the map consistent; a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Looks `key` up, marking it in flight when it is new.
-    pub fn begin(&self, key: CacheKey, now: Instant) -> Lookup<'_> {
+    /// Looks `key` (of `req`) up, marking it in flight when it is new.
+    pub fn begin(&self, key: CacheKey, req: &Message, now: Instant) -> Lookup<'_> {
         let mut inner = self.lock();
-        self.expire(&mut inner, now);
+        let _ = self.expire(&mut inner, now);
         match inner.map.entry(key) {
-            Entry::Occupied(mut e) => {
+            Entry::Occupied(e) => {
                 let parsed = match e.get() {
-                    Slot::InFlight => return Lookup::InFlight(e.key().clone()),
+                    Slot::InFlight => return Lookup::InFlight(*e.key()),
                     Slot::Done(bytes) => Message::parse(bytes.clone()),
                 };
                 match parsed {
-                    Ok(m) => Lookup::Answered(m),
-                    // Never happens to what this process serialized: answer it afresh.
-                    Err(_) => {
-                        *e.get_mut() = Slot::InFlight;
-                        Lookup::New(Ticket {
-                            cache: self,
-                            key: Some(e.key().clone()),
-                        })
-                    }
+                    Ok(m) if same_request(req, &m) => Lookup::Answered(m),
+                    // Another request with the same fingerprint: answer it, uncached.
+                    _ => Lookup::New(Ticket {
+                        cache: self,
+                        key: None,
+                    }),
                 }
             }
             Entry::Vacant(v) => {
-                let key = v.key().clone();
+                let key = *v.key();
                 v.insert(Slot::InFlight);
                 Lookup::New(Ticket {
                     cache: self,
@@ -176,8 +222,8 @@ impl ResponseCache {
         }
     }
 
-    /// Waits until the in-flight `key` is answered or released; returns its answer.
-    pub async fn wait(&self, key: &CacheKey) -> Option<Message> {
+    /// Waits until the in-flight `key` (of `req`) is answered or released; returns its answer.
+    pub async fn wait(&self, key: &CacheKey, req: &Message) -> Option<Message> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let answer = loop {
             let notified = self.notify.notified();
@@ -186,7 +232,11 @@ impl ResponseCache {
             notified.as_mut().enable();
             match self.lock().map.get(key) {
                 Some(Slot::InFlight) => {}
-                Some(Slot::Done(bytes)) => break Message::parse(bytes.clone()).ok(),
+                Some(Slot::Done(bytes)) => {
+                    break Message::parse(bytes.clone())
+                        .ok()
+                        .filter(|m| same_request(req, m))
+                }
                 None => break None,
             }
             notified.await;
@@ -198,12 +248,15 @@ impl ResponseCache {
     fn store(&self, key: CacheKey, response: &Message, now: Instant) {
         {
             let mut inner = self.lock();
-            self.expire(&mut inner, now);
+            let mut spare = self.expire(&mut inner, now);
             while inner.order.len() >= self.cap {
-                self.evict_oldest(&mut inner);
+                spare = self.evict_oldest(&mut inner).or(spare);
             }
-            inner.order.push_back((now, key.clone()));
-            inner.map.insert(key, Slot::Done(response.to_bytes()));
+            let mut wire = spare.unwrap_or_default();
+            wire.clear();
+            response.write_to(&mut wire);
+            inner.order.push_back((now, key));
+            inner.map.insert(key, Slot::Done(wire));
         }
         self.wake();
     }
@@ -224,24 +277,27 @@ impl ResponseCache {
         }
     }
 
-    fn expire(&self, inner: &mut Inner, now: Instant) {
+    /// Drops the answers older than 64·T1; returns the buffer of one of them for reuse.
+    fn expire(&self, inner: &mut Inner, now: Instant) -> Option<Vec<u8>> {
+        let mut spare = None;
         while let Some((at, _)) = inner.order.front() {
             if now.saturating_duration_since(*at) < self.ttl {
                 break;
             }
             if let Some((_, key)) = inner.order.pop_front() {
-                remove_done(&mut inner.map, &key);
+                spare = remove_done(&mut inner.map, &key).or(spare);
             }
         }
+        spare
     }
 
-    fn evict_oldest(&self, inner: &mut Inner) {
-        if let Some((at, key)) = inner.order.pop_front() {
-            remove_done(&mut inner.map, &key);
-            // It could still be retransmitted until at + ttl.
-            let until = at + self.ttl;
-            inner.blind_until = Some(inner.blind_until.map_or(until, |b| b.max(until)));
-        }
+    /// Drops the oldest answer for room; returns its buffer for reuse.
+    fn evict_oldest(&self, inner: &mut Inner) -> Option<Vec<u8>> {
+        let (at, key) = inner.order.pop_front()?;
+        // It could still be retransmitted until at + ttl.
+        let until = at + self.ttl;
+        inner.blind_until = Some(inner.blind_until.map_or(until, |b| b.max(until)));
+        remove_done(&mut inner.map, &key)
     }
 
     /// Whether a request missing from the cache is certainly not a retransmission of one
@@ -256,10 +312,15 @@ impl ResponseCache {
     }
 }
 
-/// Removes `key` if it holds an answer (an in-flight marker of a newer request is kept).
-fn remove_done(map: &mut HashMap<CacheKey, Slot>, key: &CacheKey) {
-    if matches!(map.get(key), Some(Slot::Done(_))) {
-        map.remove(key);
+/// Removes `key` if it holds an answer (an in-flight marker of a newer request is kept);
+/// returns the answer's buffer.
+fn remove_done(map: &mut FingerprintMap<Slot>, key: &CacheKey) -> Option<Vec<u8>> {
+    match map.remove(key)? {
+        Slot::Done(wire) => Some(wire),
+        Slot::InFlight => {
+            map.insert(*key, Slot::InFlight);
+            None
+        }
     }
 }
 
@@ -280,8 +341,47 @@ mod tests {
         .unwrap()
     }
 
-    fn key(call_id: &str, cseq: u32, branch: &str) -> CacheKey {
-        CacheKey::of(&req(call_id, cseq, branch)).unwrap()
+    fn begin<'a>(
+        cache: &'a ResponseCache,
+        (call_id, cseq, branch): (&str, u32, &str),
+        now: Instant,
+    ) -> Lookup<'a> {
+        let r = req(call_id, cseq, branch);
+        cache.begin(cache.key(&r).unwrap(), &r, now)
+    }
+
+    /// One cache's keys (the fingerprints are keyed per cache).
+    fn keys(cache: &ResponseCache) -> impl Fn(&str, u32, &str) -> CacheKey + '_ {
+        move |call_id, cseq, branch| cache.key(&req(call_id, cseq, branch)).unwrap()
+    }
+
+    #[test]
+    fn keys_tell_requests_apart_and_find_the_branch() {
+        let cache = ResponseCache::new(8, RETRANSMISSION_WINDOW);
+        let key = keys(&cache);
+        assert_eq!(key("a", 1, "z9hG4bK1"), key("a", 1, "z9hG4bK1"));
+        assert_ne!(key("a", 1, "z9hG4bK1"), key("a", 2, "z9hG4bK1"));
+        assert_ne!(key("a", 1, "z9hG4bK1"), key("b", 1, "z9hG4bK1"));
+        assert_ne!(key("a", 1, "z9hG4bK1"), key("a", 1, "z9hG4bK2"));
+        // The parts are delimited: moving bytes between them makes another key.
+        assert_ne!(key("a1", 1, "x"), key("a", 11, "x"));
+        assert_eq!(
+            branch(b"SIP/2.0/UDP h:5060;branch=z9hG4bKx;rport"),
+            b"z9hG4bKx"
+        );
+        assert_eq!(
+            branch(b"SIP/2.0/UDP h;branch=z9hG4bKy, SIP/2.0/UDP g"),
+            b"z9hG4bKy"
+        );
+        assert_eq!(branch(b"SIP/2.0/UDP h"), b"");
+        // An answer is only ever given to the request it copied its identity from.
+        let a = req("a", 1, "z9hG4bK1");
+        let b = req("a", 1, "z9hG4bK2");
+        let answer = a.response(200).build().unwrap();
+        assert!(same_request(&a, &answer));
+        assert!(!same_request(&b, &answer));
+        let other = ResponseCache::new(8, RETRANSMISSION_WINDOW);
+        assert_ne!(keys(&other)("a", 1, "z9hG4bK1"), key("a", 1, "z9hG4bK1"));
     }
 
     #[test]
@@ -290,26 +390,26 @@ mod tests {
         let t0 = Instant::now();
         let r = req("a", 1, "z9hG4bK1");
         let resp = r.response(200).build().unwrap();
-        let Lookup::New(ticket) = cache.begin(key("a", 1, "z9hG4bK1"), t0) else {
+        let Lookup::New(ticket) = begin(&cache, ("a", 1, "z9hG4bK1"), t0) else {
             panic!("new")
         };
         ticket.finish(Some(&resp), t0);
         let at = t0 + Duration::from_secs(31);
-        match cache.begin(key("a", 1, "z9hG4bK1"), at) {
+        match begin(&cache, ("a", 1, "z9hG4bK1"), at) {
             Lookup::Answered(m) => assert_eq!(m.to_bytes(), resp.to_bytes()),
             _ => panic!("answered"),
         }
         // Another CSeq or branch is another request.
         assert!(matches!(
-            cache.begin(key("a", 2, "z9hG4bK1"), at),
+            begin(&cache, ("a", 2, "z9hG4bK1"), at),
             Lookup::New(_)
         ));
         assert!(matches!(
-            cache.begin(key("a", 1, "z9hG4bK2"), at),
+            begin(&cache, ("a", 1, "z9hG4bK2"), at),
             Lookup::New(_)
         ));
         assert!(matches!(
-            cache.begin(key("a", 1, "z9hG4bK1"), t0 + RETRANSMISSION_WINDOW),
+            begin(&cache, ("a", 1, "z9hG4bK1"), t0 + RETRANSMISSION_WINDOW),
             Lookup::New(_)
         ));
         assert!(cache.vouches_new(at));
@@ -319,9 +419,10 @@ mod tests {
     fn cap_holds_and_eviction_of_young_answers_is_admitted() {
         let cache = ResponseCache::new(4, RETRANSMISSION_WINDOW);
         let t0 = Instant::now();
-        let resp = req("x", 1, "b").response(200).build().unwrap();
         for i in 0..10 {
-            let Lookup::New(t) = cache.begin(key(&format!("c{i}"), 1, "b"), t0) else {
+            let call_id = format!("c{i}");
+            let resp = req(&call_id, 1, "b").response(200).build().unwrap();
+            let Lookup::New(t) = begin(&cache, (&call_id, 1, "b"), t0) else {
                 panic!()
             };
             t.finish(Some(&resp), t0);
@@ -330,7 +431,7 @@ mod tests {
         assert!(!cache.vouches_new(t0 + Duration::from_secs(1)));
         assert!(cache.vouches_new(t0 + RETRANSMISSION_WINDOW));
         assert!(matches!(
-            cache.begin(key("c9", 1, "b"), t0),
+            begin(&cache, ("c9", 1, "b"), t0),
             Lookup::Answered(_)
         ));
     }
@@ -339,41 +440,43 @@ mod tests {
     fn dropped_ticket_releases_the_key() {
         let cache = ResponseCache::new(4, RETRANSMISSION_WINDOW);
         let t0 = Instant::now();
-        let Lookup::New(t) = cache.begin(key("a", 1, "b"), t0) else {
+        let Lookup::New(t) = begin(&cache, ("a", 1, "b"), t0) else {
             panic!()
         };
         assert!(matches!(
-            cache.begin(key("a", 1, "b"), t0),
+            begin(&cache, ("a", 1, "b"), t0),
             Lookup::InFlight(_)
         ));
         drop(t);
-        assert!(matches!(cache.begin(key("a", 1, "b"), t0), Lookup::New(_)));
+        assert!(matches!(begin(&cache, ("a", 1, "b"), t0), Lookup::New(_)));
     }
 
     #[tokio::test]
     async fn a_racing_worker_waits_for_the_first_answer() {
         let cache = std::sync::Arc::new(ResponseCache::new(4, RETRANSMISSION_WINDOW));
+        let key = keys(&cache);
+        let (ka, kb) = (key("a", 1, "b"), key("b", 1, "b"));
         let t0 = Instant::now();
         let r = req("a", 1, "b");
         let resp = r.response(401).build().unwrap();
-        let Lookup::New(ticket) = cache.begin(key("a", 1, "b"), t0) else {
+        let Lookup::New(ticket) = begin(&cache, ("a", 1, "b"), t0) else {
             panic!()
         };
         let waiter = {
             let cache = cache.clone();
-            tokio::spawn(async move { cache.wait(&key("a", 1, "b")).await })
+            tokio::spawn(async move { cache.wait(&ka, &req("a", 1, "b")).await })
         };
         tokio::task::yield_now().await;
         ticket.finish(Some(&resp), t0);
         let got = waiter.await.unwrap().unwrap();
         assert_eq!(got.status(), Some(401));
         // A released key wakes its waiters with nothing.
-        let Lookup::New(ticket) = cache.begin(key("b", 1, "b"), t0) else {
+        let Lookup::New(ticket) = begin(&cache, ("b", 1, "b"), t0) else {
             panic!()
         };
         let waiter = {
             let cache = cache.clone();
-            tokio::spawn(async move { cache.wait(&key("b", 1, "b")).await })
+            tokio::spawn(async move { cache.wait(&kb, &req("b", 1, "b")).await })
         };
         tokio::task::yield_now().await;
         drop(ticket);
