@@ -221,6 +221,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let identity = Identity::new(interfaces, vec![args.realm.clone()]);
     let mut proxy_config = ProxyConfig::new(identity.clone());
     proxy_config.forward.record_route = args.record_route;
+    // The transport validated every message already (TransportConfig::validate).
+    proxy_config.validation.check_syntax = false;
     let foreign = if args.refuse_foreign {
         ForeignPolicy::Refuse
     } else {

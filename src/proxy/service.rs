@@ -188,7 +188,121 @@ impl<R: Router> Proxy<R> {
                 }
             }
         };
+        // One target (in-dialog requests, single-contact users): no pump task.
+        if groups.len() == 1 && groups.first().is_some_and(|g| g.len() == 1) {
+            if let Some(target) = groups.into_iter().flatten().next() {
+                self.run_single(txn, req, target).await;
+            }
+            return;
+        }
         self.run_context(txn, req, groups).await;
+    }
+
+    /// The response context of a request with one target, driven in this task: the branch's
+    /// responses are read here, then (an INVITE's client transaction lives on for 2xx
+    /// retransmissions) forwarded statelessly until it ends.
+    async fn run_single(
+        self: &Arc<Self>,
+        txn: ServerTransaction,
+        req: Message,
+        target: ProxyTarget,
+    ) {
+        let flow = txn.flow();
+        let is_invite = req.method() == Some(Method::Invite);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let key = txn.key().filter(|_| is_invite);
+        if let Some(k) = key {
+            lock(&self.pending).insert(k, tx);
+        }
+        self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
+        let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
+        let mut ct: Option<ClientTransaction> = None;
+        let mut actions = Vec::new();
+        if let Some(id) = ctx.add_branch(now()) {
+            ct = match self.core.forward(&req, Some(&flow), &target, id) {
+                Ok(f) => self.send_branch(f).await,
+                Err(e) => {
+                    debug!(error = %e, target = %target.uri, "cannot forward");
+                    None
+                }
+            };
+            if ct.is_none() {
+                actions = ctx.on_branch_ended(id, BranchEnd::TransportError);
+            } else {
+                self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let had_branch = ct.is_some();
+        loop {
+            for a in std::mem::take(&mut actions) {
+                match a {
+                    Action::Upstream(m) => self.upstream(&txn, m, is_invite).await,
+                    Action::Cancel(_) => {
+                        if let Some(c) = &ct {
+                            inc(&self.stats.cancels_sent);
+                            if let Err(e) = c.cancel().await {
+                                debug!(error = %e, "CANCEL not sent");
+                            }
+                        }
+                    }
+                    Action::Abandon(_) => ct = None,
+                    Action::Fork(_) => {}
+                }
+            }
+            if ctx.is_done() {
+                break;
+            }
+            let deadline = ctx.poll_timeout();
+            tokio::select! {
+                r = next_response(&mut ct) => {
+                    actions = match r {
+                        Some(m) => ctx.on_response(0, m, now()),
+                        None => {
+                            let why = end_reason(ct.take()).await;
+                            ctx.on_branch_ended(0, why)
+                        }
+                    };
+                }
+                i = rx.recv() => match i {
+                    Some(Input::Cancel) => actions = ctx.on_cancel(),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = sleep_until(deadline) => {
+                    let (a, fired) = ctx.handle_timeout(now());
+                    self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
+                    actions = a;
+                }
+            }
+        }
+        if let Some(k) = key {
+            lock(&self.pending).remove(&k);
+        }
+        self.stats.contexts_live.fetch_sub(1, Ordering::Relaxed);
+        drop(txn);
+        if let Some(mut c) = ct {
+            while let Some(m) = c.next_response().await {
+                self.forward_late(m).await;
+            }
+        }
+        if had_branch {
+            self.stats.branches_live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a branch's request in a client transaction.
+    async fn send_branch(&self, f: Forwarded) -> Option<ClientTransaction> {
+        let target = hop_target(&f.hop).await?;
+        match self.endpoint.request(f.request, target).await {
+            Ok(ct) => {
+                inc(&self.stats.forwarded);
+                Some(ct)
+            }
+            Err(e) => {
+                debug!(error = %e, "branch not started");
+                None
+            }
+        }
     }
 
     /// The response context of one request, until its final went upstream and every branch
@@ -304,15 +418,7 @@ impl<R: Router> Proxy<R> {
         f: Forwarded,
         tx: mpsc::UnboundedSender<Input>,
     ) -> Option<mpsc::UnboundedSender<()>> {
-        let target = hop_target(&f.hop).await?;
-        let ct = match self.endpoint.request(f.request, target).await {
-            Ok(ct) => ct,
-            Err(e) => {
-                debug!(error = %e, "branch not started");
-                return None;
-            }
-        };
-        inc(&self.stats.forwarded);
+        let ct = self.send_branch(f).await?;
         let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
         let me = self.clone();
         tokio::spawn(async move { me.pump(id, ct, tx, cancel_rx).await });
@@ -339,11 +445,7 @@ impl<R: Router> Proxy<R> {
                         }
                     }
                     None => {
-                        let why = match ct.final_response().await {
-                            Err(EndpointError::NoFinalResponse(TerminationReason::TransportError)) => BranchEnd::TransportError,
-                            _ => BranchEnd::Timeout,
-                        };
-                        let _ = tx.send(Input::Ended(id, why));
+                        let _ = tx.send(Input::Ended(id, end_reason(Some(ct)).await));
                         break;
                     }
                 },
@@ -425,6 +527,28 @@ impl<R: Router> Proxy<R> {
     /// ours (§16.11), dropped otherwise.
     pub async fn handle_stray(&self, resp: Message, _flow: Flow) {
         self.forward_late(resp).await;
+    }
+}
+
+/// The next response of a branch, or never when there is none.
+async fn next_response(ct: &mut Option<ClientTransaction>) -> Option<Message> {
+    match ct {
+        Some(c) => c.next_response().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Why a branch's transaction ended without (more) responses: a transport error counts as
+/// 503, anything else as 408 (§16.7 step 2).
+async fn end_reason(ct: Option<ClientTransaction>) -> BranchEnd {
+    let Some(mut ct) = ct else {
+        return BranchEnd::Timeout;
+    };
+    match ct.final_response().await {
+        Err(EndpointError::NoFinalResponse(TerminationReason::TransportError)) => {
+            BranchEnd::TransportError
+        }
+        _ => BranchEnd::Timeout,
     }
 }
 
