@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 use sip_auth::MemoryStore;
 use sip_core::{Flow, Message, Method, Target, Transport};
 use sip_transaction::{Destination, TerminationReason, TransactionKey};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use super::context::{Action, BranchEnd, BranchId, ResponseContext};
@@ -23,12 +23,11 @@ use super::{AuthCheck, ProxyAuth, ProxyConfig, ProxyCore, Routed, Step};
 use crate::endpoint::{ClientTransaction, Endpoint, EndpointError, ServerEvent, ServerTransaction};
 use crate::registrar::{LocationStore, Registrar};
 
-/// What reaches a request's task (mostly responses: not boxed).
-#[allow(clippy::large_enum_variant)]
+/// What a branch's pump tells its request's task. The message is boxed: tokio's unbounded
+/// channel allocates its first block of 32 slots at once, and 32 unboxed messages are 20 KB.
 enum Input {
-    Response(BranchId, Message),
+    Response(BranchId, Box<Message>),
     Ended(BranchId, BranchEnd),
-    Cancel,
 }
 
 /// A stateful proxy running on an endpoint.
@@ -38,8 +37,8 @@ pub struct Proxy<R: Router> {
     router: R,
     auth: Option<ProxyAuth<MemoryStore>>,
     stats: ProxyStats,
-    /// INVITE server transactions with a live context, for CANCEL.
-    pending: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Input>>>,
+    /// INVITE server transactions with a live context, for CANCEL (§16.10).
+    pending: Mutex<HashMap<TransactionKey, oneshot::Sender<()>>>,
 }
 
 /// Configuration of a [`Proxy`].
@@ -209,11 +208,7 @@ impl<R: Router> Proxy<R> {
     ) {
         let flow = txn.flow();
         let is_invite = req.method() == Some(Method::Invite);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let key = txn.key().filter(|_| is_invite);
-        if let Some(k) = key {
-            lock(&self.pending).insert(k, tx);
-        }
+        let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
         self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
         let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
         let mut ct: Option<ClientTransaction> = None;
@@ -263,11 +258,10 @@ impl<R: Router> Proxy<R> {
                         }
                     };
                 }
-                i = rx.recv() => match i {
-                    Some(Input::Cancel) => actions = ctx.on_cancel(),
-                    Some(_) => {}
-                    None => break,
-                },
+                _ = wait_cancel(&mut cancelled) => {
+                    cancelled = None;
+                    actions = ctx.on_cancel();
+                }
                 _ = sleep_until(deadline) => {
                     let (a, fired) = ctx.handle_timeout(now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
@@ -287,6 +281,23 @@ impl<R: Router> Proxy<R> {
         }
         if had_branch {
             self.stats.branches_live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// For an INVITE, registers the server transaction for CANCEL; returns its key and the
+    /// receiver that fires when a CANCEL matches it.
+    fn watch_cancel(
+        &self,
+        txn: &ServerTransaction,
+        is_invite: bool,
+    ) -> (Option<TransactionKey>, Option<oneshot::Receiver<()>>) {
+        match txn.key().filter(|_| is_invite) {
+            Some(k) => {
+                let (tx, rx) = oneshot::channel();
+                lock(&self.pending).insert(k, tx);
+                (Some(k), Some(rx))
+            }
+            None => (None, None),
         }
     }
 
@@ -315,11 +326,8 @@ impl<R: Router> Proxy<R> {
     ) {
         let flow = txn.flow();
         let is_invite = req.method() == Some(Method::Invite);
+        let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let key = txn.key().filter(|_| is_invite);
-        if let Some(k) = key {
-            lock(&self.pending).insert(k, tx.clone());
-        }
         self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
         let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
         let mut groups = groups.into_iter();
@@ -361,6 +369,11 @@ impl<R: Router> Proxy<R> {
             let deadline = ctx.poll_timeout();
             let input = tokio::select! {
                 i = rx.recv() => i,
+                _ = wait_cancel(&mut cancelled) => {
+                    cancelled = None;
+                    actions = ctx.on_cancel();
+                    continue;
+                }
                 _ = sleep_until(deadline) => {
                     let (a, fired) = ctx.handle_timeout(now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
@@ -369,9 +382,8 @@ impl<R: Router> Proxy<R> {
                 }
             };
             actions = match input {
-                Some(Input::Response(b, m)) => ctx.on_response(b, m, now()),
+                Some(Input::Response(b, m)) => ctx.on_response(b, *m, now()),
                 Some(Input::Ended(b, why)) => ctx.on_branch_ended(b, why),
-                Some(Input::Cancel) => ctx.on_cancel(),
                 None => break,
             };
         }
@@ -440,8 +452,10 @@ impl<R: Router> Proxy<R> {
             tokio::select! {
                 r = ct.next_response() => match r {
                     Some(m) => {
-                        if let Err(mpsc::error::SendError(Input::Response(_, m))) = tx.send(Input::Response(id, m)) {
-                            self.forward_late(m).await;
+                        if let Err(mpsc::error::SendError(Input::Response(_, m))) =
+                            tx.send(Input::Response(id, Box::new(m)))
+                        {
+                            self.forward_late(*m).await;
                         }
                     }
                     None => {
@@ -503,8 +517,8 @@ impl<R: Router> Proxy<R> {
     /// A CANCEL matched a pending INVITE (§16.10): its context cancels the branches.
     pub fn handle_cancel(&self, invite: TransactionKey) {
         inc(&self.stats.cancels);
-        if let Some(tx) = lock(&self.pending).get(&invite) {
-            let _ = tx.send(Input::Cancel);
+        if let Some(tx) = lock(&self.pending).remove(&invite) {
+            let _ = tx.send(());
         }
     }
 
@@ -527,6 +541,18 @@ impl<R: Router> Proxy<R> {
     /// ours (§16.11), dropped otherwise.
     pub async fn handle_stray(&self, resp: Message, _flow: Flow) {
         self.forward_late(resp).await;
+    }
+}
+
+/// Fires once when the CANCEL receiver does; never when there is none (or it was dropped).
+async fn wait_cancel(rx: &mut Option<oneshot::Receiver<()>>) {
+    match rx {
+        Some(r) => {
+            if r.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
