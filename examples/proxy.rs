@@ -33,7 +33,7 @@ use sip_core::auth::Algorithm;
 use sip_core::random::RandomSource as _;
 use sip_stack::endpoint::{CancelMode, Endpoint};
 use sip_stack::proxy::{
-    ForeignPolicy, Identity, Interface, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
+    identity_of, ForeignPolicy, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
 };
 use sip_stack::registrar::{AuthMode, Registrar, RegistrarConfig};
 use sip_transport::{TlsServerConfig, TransportConfig};
@@ -209,16 +209,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
     }
     let endpoint = builder.build().await?;
-    let interfaces: Vec<Interface> = endpoint
-        .transport()
-        .local_addrs()
-        .into_iter()
-        .map(|(t, a)| {
-            tracing::info!(transport = %t, addr = %a, "listening");
-            Interface::new(t, a)
-        })
-        .collect();
-    let identity = Identity::new(interfaces, vec![args.realm.clone()]);
+    for (t, a) in endpoint.transport().local_addrs() {
+        tracing::info!(transport = %t, addr = %a, "listening");
+    }
+    let identity = identity_of(&endpoint, vec![args.realm.clone()]);
     let mut proxy_config = ProxyConfig::new(identity.clone());
     proxy_config.forward.record_route = args.record_route;
     // The transport validated every message already (TransportConfig::validate).

@@ -56,7 +56,7 @@ pub use auth::{AuthCheck, ProxyAuth};
 pub use context::{Action, BranchEnd, BranchId, ResponseContext};
 pub use forward::{ForwardError, ForwardOptions, Forwarded, NextHop};
 pub use identity::{Identity, Interface};
-pub use service::{serve, Proxy, ProxyBuilder};
+pub use service::{identity_of, serve, Proxy, ProxyBuilder};
 pub use stats::{ProxyCounters, ProxyStats};
 pub use target::{Decision, ForeignPolicy, ForkMode, LocationRouter, ProxyTarget, Router};
 pub use validate::{Refusal, Valid, ValidationConfig};

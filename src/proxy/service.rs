@@ -19,7 +19,7 @@ use super::forward::{Forwarded, NextHop};
 use super::stateless::{self, ResponseHop};
 use super::stats::{inc, ProxyCounters, ProxyStats};
 use super::target::{ProxyTarget, Router};
-use super::{AuthCheck, ProxyAuth, ProxyConfig, ProxyCore, Routed, Step};
+use super::{AuthCheck, Identity, Interface, ProxyAuth, ProxyConfig, ProxyCore, Routed, Step};
 use crate::endpoint::{ClientTransaction, Endpoint, EndpointError, ServerEvent, ServerTransaction};
 use crate::registrar::{LocationStore, Registrar};
 
@@ -75,6 +75,23 @@ impl<R: Router> ProxyBuilder<R> {
             pending: Mutex::new(HashMap::new()),
         })
     }
+}
+
+/// Our identity on an endpoint (RFC 3261 §16.4): every listener, advertised as the endpoint
+/// advertises its transport ([`EndpointBuilder::advertise`](crate::endpoint::EndpointBuilder::advertise),
+/// else the bound address), and `domains`.
+pub fn identity_of(endpoint: &Endpoint, domains: Vec<String>) -> Identity {
+    let interfaces = endpoint
+        .transport()
+        .local_addrs()
+        .into_iter()
+        .map(|(t, local)| Interface {
+            transport: t,
+            local,
+            advertised: endpoint.advertised(t).unwrap_or_else(|| local.to_string()),
+        })
+        .collect();
+    Identity::new(interfaces, domains)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
