@@ -269,6 +269,7 @@ async fn print_stats<R: sip_stack::proxy::Router>(
         let calls = (p.invites_completed - last.1) as f64 / secs;
         last = (now, p.invites_completed);
         let b = p.best_by_class;
+        let a = proxy.auth().map(|a| a.counters()).unwrap_or_default();
         tracing::info!(
             calls_per_s = format_args!("{calls:.1}"),
             live_transactions = e.live,
@@ -286,6 +287,9 @@ async fn print_stats<R: sip_stack::proxy::Router>(
             cancels = p.cancels,
             loops = p.loops,
             timer_c = p.timer_c,
+            auth_challenges = a.challenges,
+            authenticated = a.authenticated,
+            auth_failures = a.failures,
             registers = r.registers,
             aors,
             bindings,
