@@ -168,8 +168,9 @@ impl<R: Router> Proxy<R> {
         }
     }
 
-    async fn answer(&self, txn: &ServerTransaction, resp: Message) {
+    async fn answer(&self, txn: &ServerTransaction, resp: Message, started: Instant) {
         inc(&self.stats.answered_locally);
+        record_latency(txn.request(), now().saturating_duration_since(started));
         if resp.status() == Some(482) {
             inc(&self.stats.loops);
         }
@@ -181,9 +182,10 @@ impl<R: Router> Proxy<R> {
     /// A request in its server transaction: §16.3–16.5, then the branches.
     pub async fn handle_request(self: Arc<Self>, txn: ServerTransaction) {
         inc(&self.stats.requests);
+        let started = now();
         let flow = txn.flow();
         let (req, groups) = match self.core.receive(txn.request().clone(), &flow) {
-            Step::Respond(r) => return self.answer(&txn, r).await,
+            Step::Respond(r) => return self.answer(&txn, r, started).await,
             Step::Drop => return,
             Step::Forward(req, target) => (req, vec![vec![target]]),
             Step::Route(req) => {
@@ -192,7 +194,7 @@ impl<R: Router> Proxy<R> {
                         auth.check(&req, flow.remote.ip(), SystemTime::now())
                     {
                         if let Some(resp) = r.response(&req) {
-                            self.answer(&txn, resp).await;
+                            self.answer(&txn, resp, started).await;
                         }
                         return;
                     }
@@ -200,18 +202,18 @@ impl<R: Router> Proxy<R> {
                 let decision = self.router.route(&req, Instant::now()).await;
                 match self.core.decide(&req, decision) {
                     Routed::Fork(groups) => (req, groups),
-                    Routed::Respond(resp) => return self.answer(&txn, resp).await,
+                    Routed::Respond(resp) => return self.answer(&txn, resp, started).await,
                 }
             }
         };
         // One target (in-dialog requests, single-contact users): no pump task.
         if groups.len() == 1 && groups.first().is_some_and(|g| g.len() == 1) {
             if let Some(target) = groups.into_iter().flatten().next() {
-                self.run_single(txn, req, target).await;
+                self.run_single(txn, req, target, started).await;
             }
             return;
         }
-        self.run_context(txn, req, groups).await;
+        self.run_context(txn, req, groups, started).await;
     }
 
     /// The response context of a request with one target, driven in this task: the branch's
@@ -222,7 +224,9 @@ impl<R: Router> Proxy<R> {
         txn: ServerTransaction,
         req: Message,
         target: ProxyTarget,
+        started: Instant,
     ) {
+        let mut unanswered = Some(started);
         let flow = txn.flow();
         let is_invite = req.method() == Some(Method::Invite);
         let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
@@ -248,7 +252,7 @@ impl<R: Router> Proxy<R> {
         loop {
             for a in std::mem::take(&mut actions) {
                 match a {
-                    Action::Upstream(m) => self.upstream(&txn, m, is_invite).await,
+                    Action::Upstream(m) => self.upstream(&txn, m, is_invite, &mut unanswered).await,
                     Action::Cancel(_) => {
                         if let Some(c) = &ct {
                             inc(&self.stats.cancels_sent);
@@ -340,7 +344,9 @@ impl<R: Router> Proxy<R> {
         txn: ServerTransaction,
         req: Message,
         groups: Vec<Vec<ProxyTarget>>,
+        started: Instant,
     ) {
+        let mut unanswered = Some(started);
         let flow = txn.flow();
         let is_invite = req.method() == Some(Method::Invite);
         let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
@@ -357,7 +363,7 @@ impl<R: Router> Proxy<R> {
         loop {
             for a in std::mem::take(&mut actions) {
                 match a {
-                    Action::Upstream(m) => self.upstream(&txn, m, is_invite).await,
+                    Action::Upstream(m) => self.upstream(&txn, m, is_invite, &mut unanswered).await,
                     Action::Cancel(b) => {
                         if let Some(Some(c)) = cancels.get(b) {
                             inc(&self.stats.cancels_sent);
@@ -505,8 +511,19 @@ impl<R: Router> Proxy<R> {
 
     /// Sends a response upstream on the server transaction; a 2xx the transaction no longer
     /// takes goes statelessly to the upstream Via.
-    async fn upstream(&self, txn: &ServerTransaction, m: Message, is_invite: bool) {
+    async fn upstream(
+        &self,
+        txn: &ServerTransaction,
+        m: Message,
+        is_invite: bool,
+        unanswered: &mut Option<Instant>,
+    ) {
         let status = m.status().unwrap_or(0);
+        if status >= 200 {
+            if let Some(t0) = unanswered.take() {
+                record_latency(txn.request(), now().saturating_duration_since(t0));
+            }
+        }
         let is_2xx = (200..300).contains(&status);
         let retry = if is_2xx { Some(m.clone()) } else { None };
         match txn.respond(m).await {
@@ -558,6 +575,35 @@ impl<R: Router> Proxy<R> {
     /// ours (§16.11), dropped otherwise.
     pub async fn handle_stray(&self, resp: Message, _flow: Flow) {
         self.forward_late(resp).await;
+    }
+}
+
+/// The metric name of a method (a label must not grow without bound: others are "other").
+fn method_label(m: Option<Method<'_>>) -> &'static str {
+    match m {
+        Some(Method::Invite) => "INVITE",
+        Some(Method::Bye) => "BYE",
+        Some(Method::Options) => "OPTIONS",
+        Some(Method::Message) => "MESSAGE",
+        Some(Method::Subscribe) => "SUBSCRIBE",
+        Some(Method::Notify) => "NOTIFY",
+        Some(Method::Info) => "INFO",
+        Some(Method::Update) => "UPDATE",
+        Some(Method::Prack) => "PRACK",
+        Some(Method::Refer) => "REFER",
+        _ => "other",
+    }
+}
+
+/// Latency from a request's arrival to its first final response upstream, through the
+/// `metrics` facade (a no-op unless the application installs a recorder):
+/// `sip_proxy_request_seconds{method}`, and `sip_proxy_call_setup_seconds` for INVITE.
+fn record_latency(req: &Message, d: std::time::Duration) {
+    let method = req.method();
+    let secs = d.as_secs_f64();
+    metrics::histogram!("sip_proxy_request_seconds", "method" => method_label(method)).record(secs);
+    if method == Some(Method::Invite) {
+        metrics::histogram!("sip_proxy_call_setup_seconds").record(secs);
     }
 }
 
