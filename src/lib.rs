@@ -8,6 +8,8 @@
 //! - [`auth`] (`sip-auth`): digest authentication, server and client side, sans-IO.
 //! - [`transport`] (`sip-transport`): UDP, TCP and TLS on tokio.
 //! - [`transaction`] (`sip-transaction`): the RFC 3261 §17 / RFC 6026 state machines, sans-IO.
+//! - [`dialog`] (`sip-dialog`): the RFC 3261 §12-§15 dialog layer, sans-IO.
+//! - [`ua`]: the UserAgent: calls, registrations and MESSAGE on the endpoint.
 //! - [`endpoint`]: the async driver wiring transports and transactions for a TU.
 //! - [`registrar`]: RFC 3261 §10.3 with digest, Path, outbound and the GB28181 profile.
 //! - [`proxy`]: the RFC 3261 §16 stateful proxy: a sans-IO core and its shell on the Endpoint.
@@ -46,6 +48,8 @@ pub mod proxy;
 pub mod registrar;
 pub mod sipcheck;
 pub mod ua;
+
+pub use sip_dialog as dialog;
 
 /// The README's examples, compiled and run as doc-tests so that they stay true.
 #[doc = include_str!("../README.md")]

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::method::Method;
 use crate::name::HeaderName;
+use crate::net::Transport;
 use crate::random::{IdGenerator, OsRandom};
 
 /// The default reason phrase of a status code (RFC 3261 §21 and companions).
@@ -188,6 +189,70 @@ impl RequestBuilder {
         self
     }
 
+    /// Sets the top Via (RFC 3261 §8.1.1.7): `SIP/2.0/{transport} {sent_by};branch={branch}`,
+    /// with `rport` (RFC 3581) when asked.
+    pub fn via(
+        self,
+        transport: Transport,
+        sent_by: &str,
+        branch: &str,
+        rport: bool,
+    ) -> RequestBuilder {
+        let rport = if rport { ";rport" } else { "" };
+        self.header(
+            "Via",
+            format!("SIP/2.0/{transport} {sent_by}{rport};branch={branch}"),
+        )
+    }
+
+    /// Sets From (RFC 3261 §8.1.1.3): an optional display name, the URI and the tag.
+    pub fn from_addr(self, display: Option<&str>, uri: &str, tag: &str) -> RequestBuilder {
+        let value = format!("{};tag={tag}", name_addr(display, uri));
+        self.header("From", value)
+    }
+
+    /// Sets To (RFC 3261 §8.1.1.2): an optional display name, the URI and, inside a dialog,
+    /// the remote tag.
+    pub fn to_addr(self, display: Option<&str>, uri: &str, tag: Option<&str>) -> RequestBuilder {
+        let mut value = name_addr(display, uri);
+        if let Some(tag) = tag {
+            value.push_str(";tag=");
+            value.push_str(tag);
+        }
+        self.header("To", value)
+    }
+
+    /// Sets Call-ID (RFC 3261 §8.1.1.4).
+    pub fn call_id(self, call_id: &str) -> RequestBuilder {
+        self.header("Call-ID", call_id)
+    }
+
+    /// Sets CSeq (RFC 3261 §8.1.1.5) from its number and the request's method.
+    pub fn cseq(self, seq: u32) -> RequestBuilder {
+        let method = self.method.clone();
+        self.header("CSeq", format!("{seq} {method}"))
+    }
+
+    /// Sets Max-Forwards (RFC 3261 §8.1.1.6; 70 when not set).
+    pub fn max_forwards(self, hops: u8) -> RequestBuilder {
+        self.header("Max-Forwards", hops.to_string())
+    }
+
+    /// Adds a Contact with this URI (RFC 3261 §8.1.1.8), in angle brackets.
+    pub fn contact(self, uri: &str) -> RequestBuilder {
+        self.header("Contact", format!("<{uri}>"))
+    }
+
+    /// Adds a Route (RFC 3261 §8.1.1.1, §12.2.1.1), in angle brackets unless `route` already
+    /// is a name-addr.
+    pub fn route(self, route: &str) -> RequestBuilder {
+        if route.trim_start().starts_with('<') || route.contains('<') {
+            self.header("Route", route)
+        } else {
+            self.header("Route", format!("<{route}>"))
+        }
+    }
+
     /// Sets the body with its Content-Type.
     pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> RequestBuilder {
         self = self.header("Content-Type", content_type);
@@ -217,6 +282,17 @@ impl RequestBuilder {
             return Err(Error::InvalidStartLine { offset: 0 });
         }
         Ok(msg)
+    }
+}
+
+/// `"display" <uri>` or `<uri>`.
+fn name_addr(display: Option<&str>, uri: &str) -> String {
+    match display {
+        Some(d) => format!(
+            "\"{}\" <{uri}>",
+            d.replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+        None => format!("<{uri}>"),
     }
 }
 
@@ -359,6 +435,39 @@ impl ResponseBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_setters_build_a_request() {
+        let req = RequestBuilder::new(Method::Invite, "sip:bob@example.com")
+            .via(Transport::Tcp, "192.0.2.1:5060", "z9hG4bKtyped", true)
+            .from_addr(Some("Alice \"A\""), "sip:alice@example.com", "t1")
+            .to_addr(None, "sip:bob@example.com", None)
+            .call_id("c1@x")
+            .cseq(7)
+            .max_forwards(10)
+            .contact("sip:alice@192.0.2.1:5060;transport=tcp")
+            .route("sip:p1.example.com;lr")
+            .route("<sip:p2.example.com;lr>")
+            .build()
+            .unwrap();
+        assert_eq!(req.via().unwrap().branch(), Some("z9hG4bKtyped"));
+        assert_eq!(req.via().unwrap().transport(), "TCP");
+        assert_eq!(req.from().unwrap().tag(), Some("t1"));
+        assert_eq!(
+            req.from().unwrap().display_name_decoded().unwrap(),
+            "Alice \"A\""
+        );
+        assert_eq!(req.to().unwrap().tag(), None);
+        assert_eq!(req.cseq().unwrap().seq, 7);
+        assert_eq!(req.cseq().unwrap().method, Method::Invite);
+        assert_eq!(req.header(HeaderName::MaxForwards), Some("10"));
+        assert_eq!(req.call_id(), Some("c1@x"));
+        let routes: Vec<String> = req
+            .routes()
+            .map(|r| r.unwrap().uri_str().to_owned())
+            .collect();
+        assert_eq!(routes, ["sip:p1.example.com;lr", "sip:p2.example.com;lr"]);
+    }
 
     fn invite() -> Message {
         Message::parse(

@@ -143,6 +143,17 @@ impl Message {
         self.header(name).map(crate::auth::Challenge::parse)
     }
 
+    /// Every WWW-Authenticate / Proxy-Authenticate challenge of `name`, one per header line, in
+    /// order (RFC 3261 §22.3: a proxy that forks may return several, one per realm; RFC 7616 §3.7:
+    /// one per algorithm). A client picks among them (sip-auth's `DigestClient::respond`).
+    pub fn challenges(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<crate::auth::Challenge<'_>>> + '_ {
+        self.header_lines(name)
+            .map(crate::auth::Challenge::parse_bytes)
+    }
+
     /// The first Authorization / Proxy-Authorization credentials of `name`.
     pub fn credentials(&self, name: HeaderName) -> Option<Result<crate::auth::Credentials<'_>>> {
         self.header(name).map(crate::auth::Credentials::parse)
@@ -152,6 +163,25 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use crate::Message;
+
+    #[test]
+    fn challenges_reads_every_line() {
+        let m = Message::parse(
+            &b"SIP/2.0 407 Proxy Authentication Required\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@a>;tag=1\r\nTo: <sip:b@b>;tag=2\r\n\
+Call-ID: c\r\nCSeq: 1 INVITE\r\n\
+Proxy-Authenticate: Digest realm=\"one\", nonce=\"n1\"\r\n\
+Proxy-Authenticate: Digest realm=\"two\", nonce=\"n2\", algorithm=SHA-256\r\n\
+Content-Length: 0\r\n\r\n"[..],
+        )
+        .unwrap();
+        let realms: Vec<String> = m
+            .challenges(crate::HeaderName::ProxyAuthenticate)
+            .map(|c| c.unwrap().realm.unwrap().into_owned())
+            .collect();
+        assert_eq!(realms, ["one", "two"]);
+        assert_eq!(m.challenges(crate::HeaderName::WwwAuthenticate).count(), 0);
+    }
 
     #[test]
     fn refer_and_asserted_identity_views() {

@@ -126,9 +126,10 @@ impl<S: CredentialStore + Send + Sync + 'static> ProxyAuth<S> {
         let username = creds
             .as_ref()
             .and_then(|c| c.username.as_deref().map(str::to_owned));
-        if let ThrottleDecision::Blocked { retry_after } =
-            lock(&self.throttle).check(now, Some(source), username.as_deref())
+        if let ThrottleDecision::Blocked { retry_after, scope } =
+            lock(&self.throttle).check(now, source, username.as_deref())
         {
+            tracing::debug!(%source, user = username.as_deref().unwrap_or("-"), ?scope, "proxy authentication throttled");
             lock(&self.counters).throttled += 1;
             return AuthCheck::Refuse(Refusal {
                 reason: Some("Too Many Failed Attempts"),
@@ -145,7 +146,7 @@ impl<S: CredentialStore + Send + Sync + 'static> ProxyAuth<S> {
         let outcome = lock(&self.digest).verify(now, &creds, &request, &*self.users);
         match outcome {
             Outcome::Authenticated(who) => {
-                lock(&self.throttle).record_success(&who.username);
+                lock(&self.throttle).record_success(source, &who.username);
                 lock(&self.counters).authenticated += 1;
                 // The From user must be the authenticated one.
                 let from_user = req
@@ -174,7 +175,11 @@ impl<S: CredentialStore + Send + Sync + 'static> ProxyAuth<S> {
     ) -> AuthCheck {
         tracing::warn!(%source, user = username.unwrap_or("-"), reason = %why, "proxy authentication failed");
         lock(&self.counters).failures += 1;
-        let _ = lock(&self.throttle).record_failure(now, Some(source), username);
+        // Only evidence of guessing counts against the source (a stale nonce, a missing
+        // header or a retransmission never does).
+        if why.is_evidence() {
+            let _ = lock(&self.throttle).record_failure(now, source, username);
+        }
         if why.is_malformed() {
             return AuthCheck::Refuse(Refusal {
                 reason: Some("Bad Proxy-Authorization"),

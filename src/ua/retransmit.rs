@@ -1,6 +1,5 @@
-//! User-agent core helpers the transaction layer leaves to the TU.
-//!
-//! [`TwoXxRetransmitter`]: RFC 3261 §13.3.1.4 (with RFC 6026). The INVITE server transaction
+//! [`TwoXxRetransmitter`], for a UAS core written on the Endpoint without the
+//! [`UserAgent`](super::UserAgent): RFC 3261 §13.3.1.4 (with RFC 6026). The INVITE server transaction
 //! sends a 2xx once and then, in its Accepted state, only passes on what the TU sends; the UAS
 //! core itself must retransmit the 2xx (T1, 2·T1, … capped at T2) until the ACK arrives, and give
 //! up after 64·T1. The ACK of a 2xx reaches the TU as [`ServerEvent::Ack`]; hand it to
@@ -37,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sip_core::{Message, Method};
+use sip_dialog::invite::{TwoXxAction, TwoXxRetransmit};
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -171,30 +171,32 @@ impl TwoXxRetransmitter {
         let this = self.clone();
         let (t1, t2) = (self.inner.t1, self.inner.t2);
         tokio::spawn(async move {
-            let give_up = tokio::time::Instant::now() + t1.saturating_mul(64);
-            let mut interval = t1;
-            let mut next = tokio::time::Instant::now() + interval;
-            let mut retransmissions = 0u32;
+            // The schedule is sip-dialog's (sans-IO); this task only sleeps and sends.
+            let mut schedule = TwoXxRetransmit::new(
+                tokio::time::Instant::now().into_std(),
+                response,
+                key.1,
+                t1,
+                t2,
+            );
             let outcome = loop {
-                if next >= give_up {
-                    tokio::select! {
-                        r = &mut stopped => break r.unwrap_or(AckOutcome::Stopped),
-                        _ = tokio::time::sleep_until(give_up) => break AckOutcome::TimedOut,
-                    }
-                }
+                let due = tokio::time::Instant::from_std(schedule.poll_timeout());
                 tokio::select! {
                     r = &mut stopped => break r.unwrap_or(AckOutcome::Stopped),
-                    _ = tokio::time::sleep_until(next) => {
-                        if let Err(e) = txn.respond(response.clone()).await {
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+                match schedule.handle_timeout(tokio::time::Instant::now().into_std()) {
+                    Some(TwoXxAction::Retransmit(m)) => {
+                        if let Err(e) = txn.respond(*m).await {
                             debug!(call_id = %key.0, error = %e, "2xx retransmission failed");
                             break AckOutcome::TimedOut;
                         }
-                        retransmissions += 1;
-                        interval = interval.saturating_mul(2).min(t2);
-                        next += interval;
                     }
+                    Some(TwoXxAction::GiveUp) => break AckOutcome::TimedOut,
+                    None => {}
                 }
             };
+            let retransmissions = schedule.retransmissions();
             {
                 let mut w = this.waiting();
                 if w.get(&key).is_some_and(|w| w.id == id) {

@@ -1,0 +1,731 @@
+//! Calls: the [`Call`] handle and its [`CallEvent`]s, the UAC side of the initial INVITE
+//! (forks, ACKs, CANCEL, digest retry) and the requests sent in an established dialog (BYE,
+//! re-INVITE with glare retry, UPDATE, INFO, REFER).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sip_core::random::RandomSource;
+use sip_core::{HeaderName, Message, Method, Target};
+use sip_dialog::invite::{glare_delay, ClientEvent, InviteClient, InviteUsage, Timers};
+use sip_dialog::{Dialog, DialogId, EndCause};
+use tokio::sync::{mpsc, Notify};
+use tracing::Instrument;
+
+use super::shared::{out_of_dialog, CallSlot, Shared, Usage};
+use super::{UaError, ALLOW};
+use crate::endpoint::ClientTransaction;
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallEnd {
+    /// We hung up (BYE sent).
+    LocalBye,
+    /// The peer hung up (BYE received).
+    RemoteBye,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// Our 2xx was never ACKed (RFC 3261 §13.3.1.4): ended with BYE.
+    AckTimeout,
+    /// A request in the dialog got 481 or 408: the dialog is gone (§12.2.1.2).
+    Gone,
+}
+
+/// What happens on a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// A provisional without a dialog (100 Trying).
+    Trying,
+    /// Ringing (180) or session progress (183); `early_media` holds the SDP if it carried one.
+    Ringing {
+        /// The status.
+        status: u16,
+        /// The early-media SDP.
+        early_media: Option<Bytes>,
+    },
+    /// Answered (2xx); `sdp` is the remote session description.
+    Answered {
+        /// The remote SDP.
+        sdp: Bytes,
+    },
+    /// The call attempt failed with this final status (408 for no answer at all).
+    Failed {
+        /// The status.
+        status: u16,
+    },
+    /// The established call ended.
+    Ended {
+        /// Why.
+        cause: CallEnd,
+    },
+    /// The peer sent a new offer (re-INVITE or UPDATE), answered with our current SDP.
+    Offer {
+        /// The method that carried it.
+        method: String,
+        /// The remote SDP.
+        sdp: Bytes,
+    },
+    /// An INFO arrived (answered 200).
+    Info {
+        /// Its Content-Type.
+        content_type: String,
+        /// Its body.
+        body: Bytes,
+    },
+}
+
+/// A call, outgoing or accepted. Dropping it leaves the call up; end it with [`Call::bye`].
+#[derive(Debug)]
+pub struct Call {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) key: u64,
+    pub(crate) events: mpsc::UnboundedReceiver<CallEvent>,
+    pub(crate) cancel: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAgent")
+            .field("aor", &self.config.aor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Places a call: registers its slot and starts the INVITE task.
+pub(crate) async fn place(
+    shared: Arc<Shared>,
+    target: &str,
+    offer: Bytes,
+) -> Result<Call, UaError> {
+    let dest = shared.destination(target).await?;
+    let call_id = shared.endpoint.new_call_id();
+    let tag = shared.endpoint.new_tag();
+    let span = tracing::info_span!("call", dir = "out", %call_id, local_tag = %tag, remote_tag = tracing::field::Empty);
+    let (tx, events) = mpsc::unbounded_channel();
+    let cancel = Arc::new(Notify::new());
+    let key = insert_slot(&shared, tx, span.clone(), offer.clone(), None);
+    let uac = Uac {
+        shared: shared.clone(),
+        key,
+        dest,
+        target: target.to_owned(),
+        call_id,
+        tag,
+        offer,
+        cancel: cancel.clone(),
+    };
+    tokio::spawn(uac.run().instrument(span));
+    Ok(Call {
+        shared,
+        key,
+        events,
+        cancel,
+    })
+}
+
+pub(crate) fn insert_slot(
+    shared: &Shared,
+    events: mpsc::UnboundedSender<CallEvent>,
+    span: tracing::Span,
+    local_sdp: Bytes,
+    invite_txn: Option<Arc<crate::endpoint::ServerTransaction>>,
+) -> u64 {
+    let mut st = shared.state();
+    let key = st.next_call;
+    st.next_call += 1;
+    let unanswered = invite_txn.is_some();
+    st.calls.insert(
+        key,
+        CallSlot {
+            events,
+            dialog: None,
+            span,
+            local_sdp,
+            invite_txn,
+            wake: Arc::new(Notify::new()),
+            unanswered,
+        },
+    );
+    key
+}
+
+/// Emits an event on a call (ignored once the handle is gone).
+pub(crate) fn emit(shared: &Shared, key: u64, event: CallEvent) {
+    if let Some(slot) = shared.state().calls.get(&key) {
+        let _ = slot.events.send(event);
+    }
+}
+
+pub(crate) fn random() -> u64 {
+    sip_core::random::OsRandom.next_u64()
+}
+
+pub(crate) fn timers(shared: &Shared) -> Timers {
+    Timers {
+        t1: shared.config.t1,
+        t2: shared.config.t2,
+    }
+}
+
+/// The UAC side of one outgoing INVITE.
+struct Uac {
+    shared: Arc<Shared>,
+    key: u64,
+    dest: Target,
+    target: String,
+    call_id: String,
+    tag: String,
+    offer: Bytes,
+    cancel: Arc<Notify>,
+}
+
+enum Outcome {
+    Answered,
+    Retry((HeaderName, String)),
+    Failed(u16),
+}
+
+impl Uac {
+    async fn run(self) {
+        let mut cseq = 1;
+        let mut auth = None;
+        for _ in 0..3 {
+            let outcome = match self.attempt(cseq, auth.take()).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "INVITE not sent");
+                    Outcome::Failed(503)
+                }
+            };
+            match outcome {
+                Outcome::Answered => return,
+                Outcome::Retry(a) => {
+                    auth = Some(a);
+                    cseq += 1;
+                }
+                Outcome::Failed(status) => return self.fail(status),
+            }
+        }
+        self.fail(401)
+    }
+
+    fn fail(&self, status: u16) {
+        tracing::info!(status, "call failed");
+        let slot = self.shared.state().calls.remove(&self.key);
+        if let Some(slot) = slot {
+            let _ = slot.events.send(CallEvent::Failed { status });
+        }
+    }
+
+    fn invite(&self, cseq: u32, auth: Option<(HeaderName, String)>) -> Result<Message, UaError> {
+        let mut b = out_of_dialog(
+            &self.shared,
+            Method::Invite,
+            &self.target,
+            &self.target,
+            &self.call_id,
+            &self.tag,
+            cseq,
+        )
+        .header("Allow", ALLOW);
+        if let Some((name, value)) = auth {
+            b = b.header(name.canonical().unwrap_or("Authorization"), value);
+        }
+        Ok(b.body("application/sdp", self.offer.clone()).build()?)
+    }
+
+    async fn attempt(
+        &self,
+        cseq: u32,
+        auth: Option<(HeaderName, String)>,
+    ) -> Result<Outcome, UaError> {
+        let invite = self.invite(cseq, auth)?;
+        let mut txn = self
+            .shared
+            .endpoint
+            .request(invite.clone(), self.dest.clone())
+            .await?;
+        let mut client = InviteClient::new(
+            invite.clone(),
+            &self.shared.config.contact,
+            self.shared.config.t1,
+        )?;
+        let mut cancelling = false;
+        loop {
+            let response = tokio::select! {
+                r = txn.next_response() => r,
+                _ = self.cancel.notified(), if !cancelling && !client.answered() => {
+                    cancelling = true;
+                    client.cancel();
+                    tracing::info!("cancelling");
+                    if let Err(e) = txn.cancel().await {
+                        tracing::debug!(error = %e, "CANCEL not sent");
+                    }
+                    continue;
+                }
+            };
+            let Some(response) = response else { break };
+            let now = Shared::now();
+            match client.on_response(now, &response, &self.shared.via()) {
+                ClientEvent::Trying { .. } => emit(&self.shared, self.key, CallEvent::Trying),
+                ClientEvent::Early { status, .. } => {
+                    let body = response.body_bytes();
+                    let early_media = (!body.is_empty()).then_some(body);
+                    emit(
+                        &self.shared,
+                        self.key,
+                        CallEvent::Ringing {
+                            status,
+                            early_media,
+                        },
+                    );
+                }
+                ClientEvent::Answered {
+                    dialog,
+                    ack,
+                    cancelled,
+                } => {
+                    self.answered(*dialog, ack, &response).await;
+                    if cancelled {
+                        // RFC 5407 §3.1.2 style: the 2xx crossed our CANCEL; end it.
+                        let call = Call::handle(self.shared.clone(), self.key);
+                        if let Err(e) = call.bye().await {
+                            tracing::debug!(error = %e, "BYE after a crossed CANCEL failed");
+                        }
+                    }
+                }
+                ClientEvent::Reack(ack) => self.send_ack(ack).await,
+                ClientEvent::ExtraFork { dialog, ack } => {
+                    self.send_ack(ack).await;
+                    tokio::spawn(bye_fork(self.shared.clone(), *dialog));
+                }
+                ClientEvent::Failed { status, .. } => {
+                    if matches!(status, 401 | 407) && !cancelling {
+                        if let Some(a) =
+                            self.shared.answer_challenge(&invite, &response, &self.dest)
+                        {
+                            return Ok(Outcome::Retry(a));
+                        }
+                    }
+                    let status = if cancelling && status == 487 {
+                        487
+                    } else {
+                        status
+                    };
+                    return Ok(Outcome::Failed(status));
+                }
+                ClientEvent::Ignored => {}
+            }
+        }
+        if client.answered() {
+            return Ok(Outcome::Answered);
+        }
+        Ok(Outcome::Failed(match txn.final_response().await {
+            Ok(r) => r.status().unwrap_or(408),
+            Err(_) => 408,
+        }))
+    }
+
+    /// The first 2xx: the dialog goes into the table, the ACK out, the event to the app.
+    async fn answered(&self, dialog: Dialog, ack: Message, response: &Message) {
+        let id = dialog.id().clone();
+        tracing::Span::current().record("remote_tag", id.remote_tag.as_str());
+        tracing::info!(remote_target = dialog.remote_target(), "answered");
+        let mut usage = InviteUsage::new(timers(&self.shared));
+        let seq = ack.cseq().map(|c| c.seq).unwrap_or(0);
+        usage.set_ack(seq, ack.clone());
+        let inserted = {
+            let mut st = self.shared.state();
+            let ok = st
+                .dialogs
+                .insert(
+                    dialog,
+                    Usage {
+                        invite: usage,
+                        call: self.key,
+                        flow: None,
+                    },
+                )
+                .is_ok();
+            if let Some(slot) = st.calls.get_mut(&self.key) {
+                slot.dialog = Some(id.clone());
+            }
+            ok
+        };
+        self.send_ack(ack).await;
+        if !inserted {
+            tracing::warn!("dialog table full: the call is ended");
+        }
+        emit(
+            &self.shared,
+            self.key,
+            CallEvent::Answered {
+                sdp: response.body_bytes(),
+            },
+        );
+    }
+
+    async fn send_ack(&self, ack: Message) {
+        send_ack(&self.shared, ack, None).await;
+    }
+}
+
+/// Sends an ACK of a 2xx to the dialog's next hop (its Request-URI or first Route).
+pub(crate) async fn send_ack(shared: &Shared, ack: Message, flow: Option<sip_core::Flow>) {
+    let next_hop = ack
+        .routes()
+        .next()
+        .and_then(|r| r.ok().map(|a| a.uri_str().to_owned()))
+        .or_else(|| ack.uri_str().map(str::to_owned))
+        .unwrap_or_default();
+    match shared.dialog_destination(&next_hop, flow).await {
+        Ok(dest) => {
+            if let Err(e) = shared
+                .endpoint
+                .send_stateless(ack, crate::endpoint::Destination::Target(dest))
+                .await
+            {
+                tracing::debug!(error = %e, "ACK not sent");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "ACK destination"),
+    }
+}
+
+/// An extra fork's 2xx (RFC 3261 §13.2.2.4): ACKed already; end it with BYE.
+async fn bye_fork(shared: Arc<Shared>, mut dialog: Dialog) {
+    let Ok(dest) = shared.dialog_destination(&dialog.next_hop(), None).await else {
+        return;
+    };
+    let Ok(bye) = dialog
+        .request(Method::Bye, &shared.via())
+        .and_then(|b| Ok(b.build()?))
+    else {
+        return;
+    };
+    tracing::info!(remote_tag = %dialog.id().remote_tag, "extra fork answered: BYE");
+    if let Ok(mut txn) = shared.endpoint.request(bye, dest).await {
+        let _ = txn.final_response().await;
+    }
+}
+
+impl Call {
+    pub(crate) fn handle(shared: Arc<Shared>, key: u64) -> Call {
+        let (_, events) = mpsc::unbounded_channel();
+        Call {
+            shared,
+            key,
+            events,
+            cancel: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The next event; `None` once the call has ended (or failed) and its events are read.
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        self.events.recv().await
+    }
+
+    /// The dialog's ID once established.
+    pub fn dialog_id(&self) -> Option<DialogId> {
+        self.shared.state().calls.get(&self.key)?.dialog.clone()
+    }
+
+    /// Cancels the call while it rings (RFC 3261 §9.1). The CANCEL goes once a provisional
+    /// has arrived; the call then fails with 487 (or, when the answer crossed the CANCEL, is
+    /// ACKed and ended with BYE).
+    pub fn cancel(&self) {
+        self.cancel.notify_one();
+    }
+
+    /// Hangs up (RFC 3261 §15.1.1). As the callee, waits for the ACK of our 2xx first (at most
+    /// 64·T1).
+    pub async fn bye(&self) -> Result<(), UaError> {
+        self.wait_for_ack().await;
+        let result = self.request(Method::Bye, None, &[]).await;
+        let slot = {
+            let mut st = self.shared.state();
+            if let Some(id) = st.calls.get(&self.key).and_then(|s| s.dialog.clone()) {
+                if let Some(e) = st.dialogs.get_by_id_mut(&id) {
+                    e.usage.invite.stop();
+                    e.dialog.terminate(EndCause::LocalBye);
+                }
+                st.dialogs.update(&id);
+            }
+            st.calls.remove(&self.key)
+        };
+        if let Some(slot) = slot {
+            slot.wake.notify_one();
+            let _ = slot.events.send(CallEvent::Ended {
+                cause: CallEnd::LocalBye,
+            });
+        }
+        let response = result?;
+        match response.status() {
+            Some(s) if (200..300).contains(&s) || s == 481 => Ok(()),
+            Some(s) => Err(UaError::Rejected(s)),
+            None => Err(UaError::NoResponse("BYE".into())),
+        }
+    }
+
+    async fn wait_for_ack(&self) {
+        let deadline = tokio::time::Instant::now() + self.shared.config.t1 * 64;
+        loop {
+            let wake = {
+                let st = self.shared.state();
+                let Some(slot) = st.calls.get(&self.key) else {
+                    return;
+                };
+                let waiting = slot
+                    .dialog
+                    .as_ref()
+                    .and_then(|id| st.dialogs.get_by_id(id))
+                    .is_some_and(|e| e.usage.invite.awaiting_ack());
+                if !waiting {
+                    return;
+                }
+                slot.wake.clone()
+            };
+            if tokio::time::timeout_at(deadline, wake.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Sends a re-INVITE with `sdp` (RFC 3261 §14.1) and returns the peer's answer. While an
+    /// INVITE of the peer's is still pending (our 2xx not yet ACKed) it waits for the ACK
+    /// first; on 491 (glare) it waits the §14.1 time and tries again, up to three times.
+    pub async fn reinvite(&self, sdp: Bytes) -> Result<Bytes, UaError> {
+        let mut last = UaError::Pending;
+        for _ in 0..4 {
+            match self.try_reinvite(&sdp).await {
+                Err(UaError::Pending) => {
+                    self.wait_for_ack().await;
+                    last = UaError::Pending;
+                }
+                Err(UaError::Rejected(491)) => {
+                    let role = self.role().unwrap_or(sip_dialog::Role::Uas);
+                    let delay = glare_delay(role, random());
+                    tracing::info!(?delay, "re-INVITE glare: retrying");
+                    tokio::time::sleep(delay).await;
+                    last = UaError::Rejected(491);
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    fn role(&self) -> Option<sip_dialog::Role> {
+        let st = self.shared.state();
+        let id = st.calls.get(&self.key)?.dialog.clone()?;
+        Some(st.dialogs.get_by_id(&id)?.dialog.role())
+    }
+
+    async fn try_reinvite(&self, sdp: &Bytes) -> Result<Bytes, UaError> {
+        let (dest, id) = self.destination()?;
+        let dest = dest.await?;
+        let mut auth: Option<(HeaderName, String)> = None;
+        for _ in 0..3 {
+            let invite = {
+                let mut st = self.shared.state();
+                let e = st.dialogs.get_by_id_mut(&id).ok_or(UaError::NoDialog)?;
+                let seq = e.dialog.local_seq().unwrap_or(0).saturating_add(1);
+                e.usage
+                    .invite
+                    .start_local_invite(seq)
+                    .map_err(|_| UaError::Pending)?;
+                let mut b = e
+                    .dialog
+                    .request(Method::Invite, &self.shared.via())?
+                    .header("Allow", ALLOW);
+                if let Some((name, value)) = auth.take() {
+                    b = b.header(name.canonical().unwrap_or("Authorization"), value);
+                }
+                b.body("application/sdp", sdp.clone()).build()?
+            };
+            let seq = invite.cseq().map(|c| c.seq).unwrap_or(0);
+            let mut txn = self
+                .shared
+                .endpoint
+                .request(invite.clone(), dest.clone())
+                .await?;
+            let response = txn.final_response().await;
+            let status = response.as_ref().map_or(408, |r| r.status().unwrap_or(408));
+            let role = {
+                let mut st = self.shared.state();
+                let e = st.dialogs.get_by_id_mut(&id).ok_or(UaError::NoDialog)?;
+                e.usage.invite.local_invite_final(
+                    Shared::now(),
+                    seq,
+                    status,
+                    e.dialog.role(),
+                    random(),
+                );
+                e.dialog.role()
+            };
+            let _ = role;
+            let response = match response {
+                Ok(r) => r,
+                Err(_) => return Err(self.gone(408)),
+            };
+            if matches!(status, 401 | 407) {
+                auth = self.shared.answer_challenge(&invite, &response, &dest);
+                if auth.is_some() {
+                    continue;
+                }
+            }
+            if (200..300).contains(&status) {
+                let ack = {
+                    let mut st = self.shared.state();
+                    let e = st.dialogs.get_by_id_mut(&id).ok_or(UaError::NoDialog)?;
+                    e.dialog.refresh_target(&response);
+                    let ack = e.dialog.ack(seq, &self.shared.via()).build()?;
+                    e.usage.invite.set_ack(seq, ack.clone());
+                    if let Some(slot) = st.calls.get_mut(&self.key) {
+                        slot.local_sdp = sdp.clone();
+                    }
+                    ack
+                };
+                send_ack(&self.shared, ack.clone(), None).await;
+                tokio::spawn(reack(self.shared.clone(), txn, ack));
+                return Ok(response.body_bytes());
+            }
+            if matches!(status, 481 | 408) {
+                return Err(self.gone(status));
+            }
+            return Err(UaError::Rejected(status));
+        }
+        Err(UaError::AuthFailed)
+    }
+
+    /// Sends an UPDATE with `sdp` (RFC 3311) and returns the answer's body.
+    pub async fn update(&self, sdp: Bytes) -> Result<Bytes, UaError> {
+        let r = self
+            .request(Method::Update, Some(("application/sdp", sdp.clone())), &[])
+            .await?;
+        self.final_ok(&r)?;
+        if let Some(slot) = self.shared.state().calls.get_mut(&self.key) {
+            slot.local_sdp = sdp;
+        }
+        Ok(r.body_bytes())
+    }
+
+    /// Sends an INFO with this body (RFC 6086) and returns the final status.
+    pub async fn info(&self, content_type: &str, body: Bytes) -> Result<u16, UaError> {
+        let r = self
+            .request(Method::Info, Some((content_type, body)), &[])
+            .await?;
+        self.final_ok(&r)
+    }
+
+    /// Sends a REFER to `target` (RFC 3515; the sending side only) and returns the final
+    /// status (202 when accepted). The NOTIFYs that follow are answered 200.
+    pub async fn refer(&self, target: &str) -> Result<u16, UaError> {
+        let refer_to = format!("<{target}>");
+        let r = self
+            .request(Method::Refer, None, &[("Refer-To", &refer_to)])
+            .await?;
+        self.final_ok(&r)
+    }
+
+    fn final_ok(&self, r: &Message) -> Result<u16, UaError> {
+        match r.status() {
+            Some(s) if (200..300).contains(&s) => Ok(s),
+            Some(s) if matches!(s, 481 | 408) => Err(self.gone(s)),
+            Some(s) => Err(UaError::Rejected(s)),
+            None => Err(UaError::NoResponse("no status".into())),
+        }
+    }
+
+    /// §12.2.1.2: a 481 or 408 to a request in the dialog ends it.
+    fn gone(&self, status: u16) -> UaError {
+        let slot = {
+            let mut st = self.shared.state();
+            if let Some(id) = st.calls.get(&self.key).and_then(|s| s.dialog.clone()) {
+                if let Some(e) = st.dialogs.get_by_id_mut(&id) {
+                    e.usage.invite.stop();
+                    e.dialog.terminate(EndCause::Gone);
+                }
+                st.dialogs.update(&id);
+            }
+            st.calls.remove(&self.key)
+        };
+        if let Some(slot) = slot {
+            let _ = slot.events.send(CallEvent::Ended {
+                cause: CallEnd::Gone,
+            });
+        }
+        UaError::Rejected(status)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn destination(
+        &self,
+    ) -> Result<
+        (
+            impl std::future::Future<Output = Result<Target, UaError>> + '_,
+            DialogId,
+        ),
+        UaError,
+    > {
+        let st = self.shared.state();
+        let id = st
+            .calls
+            .get(&self.key)
+            .and_then(|s| s.dialog.clone())
+            .ok_or(UaError::NoDialog)?;
+        let e = st.dialogs.get_by_id(&id).ok_or(UaError::NoDialog)?;
+        let (hop, flow) = (e.dialog.next_hop(), e.usage.flow);
+        drop(st);
+        Ok((
+            async move { self.shared.dialog_destination(&hop, flow).await },
+            id,
+        ))
+    }
+
+    /// A non-INVITE request in the dialog (§12.2.1.1), digest-retried with CSeq + 1.
+    async fn request(
+        &self,
+        method: Method<'static>,
+        body: Option<(&str, Bytes)>,
+        headers: &[(&str, &str)],
+    ) -> Result<Message, UaError> {
+        let (dest, id) = self.destination()?;
+        let dest = dest.await?;
+        self.shared
+            .send_with_auth(&dest, |auth| {
+                let built = (|| {
+                    let mut st = self.shared.state();
+                    let e = st.dialogs.get_by_id_mut(&id).ok_or(UaError::NoDialog)?;
+                    let mut b = e.dialog.request(method, &self.shared.via())?;
+                    for (n, v) in headers {
+                        b = b.header(n, v);
+                    }
+                    if let Some((name, value)) = auth {
+                        b = b.header(name.canonical().unwrap_or("Authorization"), value);
+                    }
+                    if let Some((ct, body)) = &body {
+                        b = b.body(ct, body.clone());
+                    }
+                    Ok(b.build()?)
+                })();
+                std::future::ready(built)
+            })
+            .await
+    }
+}
+
+/// Sends the ACK again for every retransmission of the 2xx still arriving on the INVITE
+/// client transaction (§13.2.2.4).
+async fn reack(shared: Arc<Shared>, mut txn: ClientTransaction, ack: Message) {
+    while let Some(r) = txn.next_response().await {
+        if r.status().is_some_and(|s| (200..300).contains(&s)) {
+            send_ack(&shared, ack.clone(), None).await;
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The UserAgent: calls, registrations and instant messages on an [`Endpoint`], with the
+//! dialog layer ([`sip_dialog`]) keeping every dialog's state.
+//!
+//! - [`UserAgent::builder`]: the endpoint, an identity (AOR and display name), credentials per
+//!   realm, an optional outbound proxy and the Contact to advertise.
+//! - [`UserAgent::call`] places a call ([`Call`], with [`CallEvent`]s: trying, ringing with or
+//!   without early media, answered with the remote SDP, failed, ended);
+//!   [`UserAgent::incoming`] yields [`IncomingCall`]s to ring, accept or reject. On a call:
+//!   [`Call::bye`], [`Call::reinvite`], [`Call::update`], [`Call::info`], [`Call::refer`] and
+//!   [`Call::cancel`] while it rings. SDP is opaque bytes here.
+//! - [`UserAgent::register`] keeps a [`Registration`] fresh (RFC 3261 §10.2) until closed.
+//! - [`UserAgent::message`] sends an RFC 3428 MESSAGE; [`UserAgent::messages`] yields the
+//!   ones that arrive.
+//!
+//! Every request is retried once per digest challenge (401/407, CSeq + 1) with the realm's
+//! credentials. The 2xx of an INVITE we answer is retransmitted until its ACK (T1, T2 from the
+//! builder) and the call ended with BYE if none comes; the ACK of a 2xx we receive is built by
+//! the dialog layer and sent again for every retransmission; extra 2xx from forks are ACKed and
+//! ended with BYE. One tracing span per call carries its Call-ID and tags.
+//!
+//! The UserAgent takes over the endpoint's events ([`Endpoint::next_event`]): give it an
+//! endpoint of its own.
+//!
+//! ```no_run
+//! use sip_stack::endpoint::Endpoint;
+//! use sip_stack::ua::{CallEvent, UserAgent};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint = Endpoint::builder().udp("127.0.0.1:5070".parse()?).build().await?;
+//! let ua = UserAgent::builder(endpoint)
+//!     .aor("sip:alice@example.com")
+//!     .display_name("Alice")
+//!     .credentials("example.com", "alice", "secret")
+//!     .build()?;
+//! let mut call = ua.call("sip:bob@127.0.0.1:5080", "v=0\r\n".into()).await?;
+//! while let Some(event) = call.next_event().await {
+//!     if let CallEvent::Answered { .. } = event {
+//!         call.bye().await?;
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod call;
+mod incoming;
+mod registration;
+mod retransmit;
+mod shared;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_auth::{Account, DigestClient};
+use sip_core::builder::RequestBuilder;
+use sip_core::{Method, Target, Transport};
+use sip_dialog::{DialogTable, Limits};
+use tokio::sync::mpsc;
+
+use crate::endpoint::Endpoint;
+use shared::{Config, Shared, State};
+
+pub use call::{Call, CallEnd, CallEvent};
+pub use incoming::{IncomingCall, IncomingCalls, IncomingMessage, IncomingMessages};
+pub use registration::{Registration, RegistrationState};
+pub use retransmit::{AckOutcome, AckReport, Pending2xx, TwoXxRetransmitter};
+
+/// Methods the UserAgent handles (the Allow header it sends).
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY";
+
+/// What went wrong in a UserAgent operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UaError {
+    /// A URI could not be parsed or its host resolved.
+    #[error("bad or unresolvable URI: {0}")]
+    BadUri(String),
+    /// The builder lacks something or holds something invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The endpoint refused or is gone.
+    #[error("endpoint: {0}")]
+    Endpoint(String),
+    /// No final response came (timeout or transport error).
+    #[error("no final response: {0}")]
+    NoResponse(String),
+    /// Digest authentication failed (the challenge could not be answered, or again).
+    #[error("authentication failed")]
+    AuthFailed,
+    /// The request was answered with this final status.
+    #[error("rejected with {0}")]
+    Rejected(u16),
+    /// The call has no confirmed dialog (not answered yet, or ended).
+    #[error("no dialog: the call is not established")]
+    NoDialog,
+    /// An INVITE is already pending in the dialog.
+    #[error("an INVITE is pending in the dialog")]
+    Pending,
+    /// The incoming call was cancelled by the caller.
+    #[error("cancelled by the caller")]
+    Cancelled,
+    /// The dialog layer refused (table full, dialog terminated, malformed message).
+    #[error("dialog: {0}")]
+    Dialog(String),
+}
+
+impl From<sip_dialog::Error> for UaError {
+    fn from(e: sip_dialog::Error) -> Self {
+        UaError::Dialog(e.to_string())
+    }
+}
+
+impl From<sip_core::Error> for UaError {
+    fn from(e: sip_core::Error) -> Self {
+        UaError::Dialog(e.to_string())
+    }
+}
+
+/// Configuration of a [`UserAgent`].
+pub struct UserAgentBuilder {
+    endpoint: Endpoint,
+    aor: Option<String>,
+    display_name: Option<String>,
+    accounts: Vec<Account>,
+    proxy: Option<Target>,
+    contact: Option<String>,
+    transport: Transport,
+    t1: Duration,
+    t2: Duration,
+    limits: Limits,
+}
+
+impl UserAgentBuilder {
+    /// Our address of record (From of what we send), e.g. `sip:alice@example.com`.
+    pub fn aor(mut self, aor: impl Into<String>) -> Self {
+        self.aor = Some(aor.into());
+        self
+    }
+
+    /// The display name in From.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = Some(name.into());
+        self
+    }
+
+    /// Credentials for `realm` (sip-auth answers only challenges for configured realms).
+    pub fn credentials(
+        mut self,
+        realm: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.accounts.push(Account::new(realm, username, password));
+        self
+    }
+
+    /// Sends every request to this outbound proxy (with a loose Route to it on requests
+    /// outside dialogs).
+    pub fn outbound_proxy(mut self, proxy: Target) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The Contact URI to advertise (default: `sip:USER@LOCAL-ADDRESS`, with the transport).
+    pub fn contact(mut self, contact: impl Into<String>) -> Self {
+        self.contact = Some(contact.into());
+        self
+    }
+
+    /// The transport for requests whose URI names none (default UDP).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// T1 and T2 for the 2xx retransmissions (default 500 ms, 4 s: use the endpoint's).
+    pub fn timers(mut self, t1: Duration, t2: Duration) -> Self {
+        self.t1 = t1;
+        self.t2 = t2;
+        self
+    }
+
+    /// Caps of the dialog table.
+    pub fn dialog_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Starts the UserAgent: it takes over the endpoint's events. Needs a tokio runtime.
+    pub fn build(self) -> Result<UserAgent, UaError> {
+        let aor = self
+            .aor
+            .ok_or_else(|| UaError::Config("an AOR is required".into()))?;
+        let parsed = sip_core::uri::Uri::parse(&aor).map_err(|_| UaError::BadUri(aor.clone()))?;
+        let user = parsed.user().unwrap_or("ua").to_owned();
+        let contact = match self.contact {
+            Some(c) => c,
+            None => {
+                let addr = self
+                    .endpoint
+                    .local_addr(self.transport)
+                    .or_else(|| self.endpoint.local_addr(Transport::Udp))
+                    .ok_or_else(|| UaError::Config("the endpoint has no listener".into()))?;
+                match self.transport {
+                    Transport::Udp => format!("sip:{user}@{addr}"),
+                    t => format!("sip:{user}@{addr};transport={}", t.as_str().to_lowercase()),
+                }
+            }
+        };
+        let mut digest = DigestClient::new().map_err(|e| UaError::Config(e.to_string()))?;
+        for a in self.accounts {
+            digest.add_account(a);
+        }
+        let (flow_closed, _) = tokio::sync::broadcast::channel(64);
+        let shared = Arc::new(Shared {
+            endpoint: self.endpoint,
+            config: Config {
+                aor,
+                display_name: self.display_name,
+                contact,
+                transport: self.transport,
+                proxy: self.proxy,
+                t1: self.t1,
+                t2: self.t2,
+            },
+            state: Mutex::new(State {
+                dialogs: DialogTable::new(self.limits),
+                calls: HashMap::new(),
+                next_call: 0,
+                incoming: None,
+                messages: None,
+            }),
+            digest: Mutex::new(digest),
+            flow_closed,
+        });
+        let pump = tokio::spawn(incoming::pump(shared.clone()));
+        Ok(UserAgent {
+            shared,
+            pump: Arc::new(pump),
+        })
+    }
+}
+
+/// A SIP user agent on an [`Endpoint`]. Cheap to clone.
+#[derive(Clone)]
+pub struct UserAgent {
+    shared: Arc<Shared>,
+    pump: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for UserAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAgent")
+            .field("aor", &self.shared.config.aor)
+            .field("contact", &self.shared.config.contact)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserAgent {
+    /// Starts configuring a UserAgent on `endpoint`.
+    pub fn builder(endpoint: Endpoint) -> UserAgentBuilder {
+        UserAgentBuilder {
+            endpoint,
+            aor: None,
+            display_name: None,
+            accounts: Vec::new(),
+            proxy: None,
+            contact: None,
+            transport: Transport::Udp,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    /// The Contact URI advertised.
+    pub fn contact(&self) -> &str {
+        &self.shared.config.contact
+    }
+
+    /// Places a call to `target` with the SDP `offer` (RFC 3261 §13.2). The returned
+    /// [`Call`] yields its events.
+    pub async fn call(&self, target: &str, offer: Bytes) -> Result<Call, UaError> {
+        call::place(self.shared.clone(), target, offer).await
+    }
+
+    /// The stream of incoming calls. Until it is first asked for, INVITEs are answered 480;
+    /// asking again replaces the previous stream.
+    pub fn incoming(&self) -> IncomingCalls {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.state().incoming = Some(tx);
+        IncomingCalls { rx }
+    }
+
+    /// The stream of MESSAGE requests received (answered 200). Until asked for, MESSAGEs are
+    /// answered 480.
+    pub fn messages(&self) -> IncomingMessages {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.state().messages = Some(tx);
+        IncomingMessages { rx }
+    }
+
+    /// Sends a MESSAGE (RFC 3428) and returns the final status (digest retried).
+    pub async fn message(
+        &self,
+        target: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<u16, UaError> {
+        let shared = &self.shared;
+        let dest = shared.destination(target).await?;
+        let call_id = shared.endpoint.new_call_id();
+        let tag = shared.endpoint.new_tag();
+        let mut cseq = 0u32;
+        let response = shared
+            .send_with_auth(&dest, |auth| {
+                cseq += 1;
+                let mut b = self
+                    .out_of_dialog(Method::Message, target, &call_id, &tag, cseq)
+                    .body(content_type, body.clone());
+                if let Some((name, value)) = auth {
+                    b = b.header(name.canonical().unwrap_or("Authorization"), value);
+                }
+                std::future::ready(b.build().map_err(UaError::from))
+            })
+            .await?;
+        Ok(response.status().unwrap_or(0))
+    }
+
+    /// Registers our Contact with `registrar` (a SIP URI, e.g. `sip:example.com` or
+    /// `sip:127.0.0.1:5060`) for `expires` seconds and keeps it fresh (RFC 3261 §10.2) until
+    /// [`Registration::close`].
+    pub async fn register(&self, registrar: &str, expires: u32) -> Result<Registration, UaError> {
+        registration::start(self.shared.clone(), registrar, expires).await
+    }
+
+    /// Counters of the dialog table.
+    pub fn dialog_stats(&self) -> sip_dialog::Stats {
+        self.shared.state().dialogs.stats()
+    }
+
+    /// Stops handling the endpoint's events.
+    pub fn close(&self) {
+        self.pump.abort();
+    }
+
+    /// A request outside any dialog: From our AOR with `tag`, To `target`, Call-ID, CSeq,
+    /// Contact, a Route to the outbound proxy when there is one.
+    fn out_of_dialog(
+        &self,
+        method: Method<'_>,
+        target: &str,
+        call_id: &str,
+        tag: &str,
+        cseq: u32,
+    ) -> RequestBuilder {
+        shared::out_of_dialog(&self.shared, method, target, target, call_id, tag, cseq)
+    }
+}
