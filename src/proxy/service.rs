@@ -3,25 +3,27 @@
 //! Every protocol decision is the core's; this file moves messages and sleeps until Timer C.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use sip_auth::MemoryStore;
-use sip_core::{Flow, Message, Method, Target, Transport};
-use sip_transaction::{Destination, TerminationReason, TransactionKey};
+use sip_core::{Flow, Message, Method};
+use sip_transaction::{Destination, TransactionKey};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info};
+use tracing::debug;
 
 use super::context::{Action, BranchEnd, BranchId, ResponseContext};
 use super::forward::{Forwarded, NextHop};
-use super::stateless::{self, ResponseHop};
+use super::shell::{
+    end_reason, hop_target, next_response, now, record_latency, response_destination, sleep_until,
+    wait_cancel,
+};
+use super::stateless;
 use super::stats::{inc, ProxyCounters, ProxyStats};
 use super::target::{ProxyTarget, Router};
-use super::{AuthCheck, Identity, Interface, ProxyAuth, ProxyConfig, ProxyCore, Routed, Step};
-use crate::endpoint::{ClientTransaction, Endpoint, EndpointError, ServerEvent, ServerTransaction};
-use crate::registrar::{LocationStore, Registrar};
+use super::{AuthCheck, ProxyAuth, ProxyConfig, ProxyCore, Routed, Step};
+use crate::endpoint::{ClientTransaction, Endpoint, ServerEvent, ServerTransaction};
 
 /// What a branch's pump tells its request's task. The message is boxed: tokio's unbounded
 /// channel allocates its first block of 32 slots at once, and 32 unboxed messages are 20 KB.
@@ -77,53 +79,8 @@ impl<R: Router> ProxyBuilder<R> {
     }
 }
 
-/// Our identity on an endpoint (RFC 3261 §16.4): every listener, advertised as the endpoint
-/// advertises its transport ([`EndpointBuilder::advertise`](crate::endpoint::EndpointBuilder::advertise),
-/// else the bound address), and `domains`.
-pub fn identity_of(endpoint: &Endpoint, domains: Vec<String>) -> Identity {
-    let interfaces = endpoint
-        .transport()
-        .local_addrs()
-        .into_iter()
-        .map(|(t, local)| Interface {
-            transport: t,
-            local,
-            advertised: endpoint.advertised(t).unwrap_or_else(|| local.to_string()),
-        })
-        .collect();
-    Identity::new(interfaces, domains)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn resolve(transport: Transport, host: &str, port: u16) -> Option<Target> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Some(Target::new(transport, SocketAddr::new(ip, port)));
-    }
-    let addr = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
-    let mut t = Target::new(transport, addr);
-    t.server_name = Some(host.to_owned());
-    Some(t)
-}
-
-async fn hop_target(hop: &NextHop) -> Option<Target> {
-    match hop {
-        NextHop::Flow(f) => Some(Target::new(f.transport, f.remote)),
-        NextHop::Address {
-            transport,
-            host,
-            port,
-        } => resolve(*transport, host, *port).await,
-    }
-}
-
-async fn response_destination(hop: ResponseHop) -> Option<Destination> {
-    match hop {
-        ResponseHop::Address(t, a) => Some(Destination::Target(Target::new(t, a))),
-        ResponseHop::Name(t, h, p) => resolve(t, &h, p).await.map(Destination::Target),
-    }
 }
 
 impl<R: Router> Proxy<R> {
@@ -575,148 +532,5 @@ impl<R: Router> Proxy<R> {
     /// ours (§16.11), dropped otherwise.
     pub async fn handle_stray(&self, resp: Message, _flow: Flow) {
         self.forward_late(resp).await;
-    }
-}
-
-/// The metric name of a method (a label must not grow without bound: others are "other").
-fn method_label(m: Option<Method<'_>>) -> &'static str {
-    match m {
-        Some(Method::Invite) => "INVITE",
-        Some(Method::Bye) => "BYE",
-        Some(Method::Options) => "OPTIONS",
-        Some(Method::Message) => "MESSAGE",
-        Some(Method::Subscribe) => "SUBSCRIBE",
-        Some(Method::Notify) => "NOTIFY",
-        Some(Method::Info) => "INFO",
-        Some(Method::Update) => "UPDATE",
-        Some(Method::Prack) => "PRACK",
-        Some(Method::Refer) => "REFER",
-        _ => "other",
-    }
-}
-
-/// Latency from a request's arrival to its first final response upstream, through the
-/// `metrics` facade (a no-op unless the application installs a recorder):
-/// `sip_proxy_request_seconds{method}`, and `sip_proxy_call_setup_seconds` for INVITE.
-fn record_latency(req: &Message, d: std::time::Duration) {
-    let method = req.method();
-    let secs = d.as_secs_f64();
-    metrics::histogram!("sip_proxy_request_seconds", "method" => method_label(method)).record(secs);
-    if method == Some(Method::Invite) {
-        metrics::histogram!("sip_proxy_call_setup_seconds").record(secs);
-    }
-}
-
-/// Fires once when the CANCEL receiver does; never when there is none (or it was dropped).
-async fn wait_cancel(rx: &mut Option<oneshot::Receiver<()>>) {
-    match rx {
-        Some(r) => {
-            if r.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// The next response of a branch, or never when there is none.
-async fn next_response(ct: &mut Option<ClientTransaction>) -> Option<Message> {
-    match ct {
-        Some(c) => c.next_response().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Why a branch's transaction ended without (more) responses: a transport error counts as
-/// 503, anything else as 408 (§16.7 step 2).
-async fn end_reason(ct: Option<ClientTransaction>) -> BranchEnd {
-    let Some(mut ct) = ct else {
-        return BranchEnd::Timeout;
-    };
-    match ct.final_response().await {
-        Err(EndpointError::NoFinalResponse(TerminationReason::TransportError)) => {
-            BranchEnd::TransportError
-        }
-        _ => BranchEnd::Timeout,
-    }
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Serves `proxy` on its endpoint until the endpoint shuts down: REGISTER goes to the
-/// registrar (when given), flows that close drop their bindings, everything else to the
-/// proxy. `workers` tasks take events.
-pub async fn serve<R: Router, S: LocationStore>(
-    proxy: Arc<Proxy<R>>,
-    registrar: Option<Arc<Registrar<S>>>,
-    workers: usize,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(reg) = registrar.clone() {
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                reg.sweep(Instant::now()).await;
-            }
-        });
-    }
-    for _ in 0..workers.max(1) {
-        let proxy = proxy.clone();
-        let registrar = registrar.clone();
-        tasks.spawn(async move {
-            let endpoint = proxy.endpoint().clone();
-            while let Some(ev) = endpoint.next_event().await {
-                match (ev, &registrar) {
-                    (ServerEvent::Request(txn), Some(reg))
-                        if txn.request().method() == Some(Method::Register) =>
-                    {
-                        register(&endpoint, reg, txn).await
-                    }
-                    (ServerEvent::FlowClosed { flow, reason }, Some(reg)) => {
-                        let n = reg.flow_closed(flow).await;
-                        if n > 0 {
-                            info!(%flow, %reason, bindings = n, "flow closed");
-                        }
-                    }
-                    (ev, _) => proxy.handle_event(ev).await,
-                }
-            }
-        });
-    }
-    // The workers end when the endpoint does; then the sweeper is stopped too.
-    while let Some(r) = tasks.join_next().await {
-        if r.is_ok() {
-            tasks.abort_all();
-        }
-    }
-}
-
-async fn register<S: LocationStore>(
-    endpoint: &Endpoint,
-    registrar: &Registrar<S>,
-    txn: ServerTransaction,
-) {
-    let response = registrar
-        .handle(txn.request(), txn.flow(), Instant::now(), SystemTime::now())
-        .await;
-    if let Some(mut r) = response {
-        if let Some(ua) = endpoint.user_agent() {
-            let at = r.header_count().saturating_sub(1);
-            let _ = r.insert_header(at, "Server", ua);
-        }
-        if let Err(e) = txn.respond(r).await {
-            debug!(error = %e, "response not sent");
-        }
     }
 }
