@@ -18,7 +18,10 @@
 //! --cert PEM --key PEM`, `--realm REALM` (default `localhost`), `--users FILE` (lines
 //! `user:realm:password`) or `--open`, `--algorithms md5|sha256,...` (default `md5,sha256`),
 //! `--no-record-route`, `--refuse-foreign`, `--stats SECS` (default 10; 0: never),
-//! `--max-transactions N` (default 1 000 000).
+//! `--max-transactions N` (default 1 000 000), `--metrics ADDR` (Prometheus text format over
+//! HTTP at `http://ADDR/metrics`: every counter of the Endpoint, the registrar and the proxy,
+//! and the latency histograms `sip_proxy_request_seconds{method}` and
+//! `sip_proxy_call_setup_seconds` as p50/p95/p99 summaries).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -33,7 +36,7 @@ use sip_core::auth::Algorithm;
 use sip_core::random::RandomSource as _;
 use sip_stack::endpoint::{CancelMode, Endpoint};
 use sip_stack::proxy::{
-    ForeignPolicy, Identity, Interface, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
+    identity_of, ForeignPolicy, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
 };
 use sip_stack::registrar::{AuthMode, Registrar, RegistrarConfig};
 use sip_transport::{TlsServerConfig, TransportConfig};
@@ -52,12 +55,13 @@ struct Args {
     refuse_foreign: bool,
     stats: u64,
     max_transactions: usize,
+    metrics: Option<SocketAddr>,
 }
 
 const USAGE: &str =
     "usage: proxy [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
 [--realm REALM] (--open | --users FILE) [--algorithms LIST] [--no-record-route] [--refuse-foreign] \
-[--stats SECS] [--max-transactions N]";
+[--stats SECS] [--max-transactions N] [--metrics ADDR]";
 
 fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
     let mut algs = Vec::new();
@@ -90,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
         refuse_foreign: false,
         stats: 10,
         max_transactions: 1_000_000,
+        metrics: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,6 +117,7 @@ fn parse_args() -> Result<Args, String> {
             "--max-transactions" => {
                 a.max_transactions = num(value("--max-transactions")?)? as usize
             }
+            "--metrics" => a.metrics = Some(addr(value("--metrics")?)?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -209,18 +215,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
     }
     let endpoint = builder.build().await?;
-    let interfaces: Vec<Interface> = endpoint
-        .transport()
-        .local_addrs()
-        .into_iter()
-        .map(|(t, a)| {
-            tracing::info!(transport = %t, addr = %a, "listening");
-            Interface::new(t, a)
-        })
-        .collect();
-    let identity = Identity::new(interfaces, vec![args.realm.clone()]);
+    for (t, a) in endpoint.transport().local_addrs() {
+        tracing::info!(transport = %t, addr = %a, "listening");
+    }
+    let identity = identity_of(&endpoint, vec![args.realm.clone()]);
     let mut proxy_config = ProxyConfig::new(identity.clone());
     proxy_config.forward.record_route = args.record_route;
+    // The transport validated every message already (TransportConfig::validate).
+    proxy_config.validation.check_syntax = false;
     let foreign = if args.refuse_foreign {
         ForeignPolicy::Refuse
     } else {
@@ -239,6 +241,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let proxy = proxy.build(endpoint.clone());
 
+    if let Some(addr) = args.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_quantiles(&[0.5, 0.95, 0.99])?
+            .install()?;
+        tracing::info!(%addr, "Prometheus metrics at /metrics");
+        tokio::spawn(export_counters(proxy.clone(), registrar.clone()));
+    }
     if args.stats > 0 {
         tokio::spawn(print_stats(
             proxy.clone(),
@@ -273,6 +283,7 @@ async fn print_stats<R: sip_stack::proxy::Router>(
         let calls = (p.invites_completed - last.1) as f64 / secs;
         last = (now, p.invites_completed);
         let b = p.best_by_class;
+        let a = proxy.auth().map(|a| a.counters()).unwrap_or_default();
         tracing::info!(
             calls_per_s = format_args!("{calls:.1}"),
             live_transactions = e.live,
@@ -290,10 +301,91 @@ async fn print_stats<R: sip_stack::proxy::Router>(
             cancels = p.cancels,
             loops = p.loops,
             timer_c = p.timer_c,
+            auth_challenges = a.challenges,
+            authenticated = a.authenticated,
+            auth_failures = a.failures,
             registers = r.registers,
             aors,
             bindings,
             "stats"
         );
+    }
+}
+
+/// Copies every counter of the Endpoint, the transport, the registrar and the proxy into the
+/// `metrics` recorder once a second (the exporter renders them).
+async fn export_counters<R: sip_stack::proxy::Router>(
+    proxy: Arc<Proxy<R>>,
+    registrar: Arc<Registrar>,
+) {
+    use metrics::{counter, gauge};
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let e = proxy.endpoint().counters();
+        gauge!("sip_transactions_live").set(e.live as f64);
+        for (i, kind) in [
+            "invite_client",
+            "non_invite_client",
+            "invite_server",
+            "non_invite_server",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            gauge!("sip_transactions_live_by_kind", "kind" => kind)
+                .set(e.live_by_kind.get(i).copied().unwrap_or(0) as f64);
+            counter!("sip_transactions_created_total", "kind" => kind)
+                .absolute(e.created.get(i).copied().unwrap_or(0));
+        }
+        counter!("sip_retransmissions_sent_total").absolute(e.retransmissions_sent);
+        counter!("sip_retransmissions_absorbed_total").absolute(e.retransmissions_absorbed);
+        counter!("sip_transaction_timeouts_total").absolute(e.timeouts);
+        counter!("sip_transport_errors_total").absolute(e.transport_errors);
+        counter!("sip_overload_503_total").absolute(e.overload_503);
+        counter!("sip_messages_in_total").absolute(e.messages_in);
+        counter!("sip_messages_out_total").absolute(e.messages_out);
+        counter!("sip_stateless_responses_total").absolute(e.stateless_responses);
+        let t = proxy.endpoint().transport().stats();
+        counter!("sip_transport_messages_in_total", "transport" => "udp")
+            .absolute(t.udp.messages_in);
+        counter!("sip_transport_messages_in_total", "transport" => "tcp")
+            .absolute(t.tcp.messages_in);
+
+        let r = registrar.counters();
+        counter!("sip_registrar_registers_total").absolute(r.registers);
+        counter!("sip_registrar_accepted_total").absolute(r.accepted);
+        counter!("sip_registrar_challenges_total").absolute(r.challenges);
+        counter!("sip_registrar_auth_failures_total").absolute(r.auth_failures);
+        counter!("sip_registrar_throttled_total").absolute(r.throttled);
+        let (aors, bindings) = sip_stack::registrar::LocationStore::counts(registrar.store()).await;
+        gauge!("sip_registrar_aors").set(aors as f64);
+        gauge!("sip_registrar_bindings").set(bindings as f64);
+
+        let p = proxy.counters();
+        counter!("sip_proxy_requests_total").absolute(p.requests);
+        counter!("sip_proxy_forwarded_total").absolute(p.forwarded);
+        counter!("sip_proxy_forwarded_stateless_total").absolute(p.forwarded_stateless);
+        counter!("sip_proxy_responses_stateless_total").absolute(p.responses_stateless);
+        for class in 1..=6usize {
+            let label = ["", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"][class];
+            counter!("sip_proxy_best_responses_total", "class" => label)
+                .absolute(p.best_by_class[class]);
+        }
+        counter!("sip_proxy_answered_locally_total").absolute(p.answered_locally);
+        counter!("sip_proxy_cancels_total").absolute(p.cancels);
+        counter!("sip_proxy_cancels_sent_total").absolute(p.cancels_sent);
+        counter!("sip_proxy_loops_total").absolute(p.loops);
+        counter!("sip_proxy_timer_c_total").absolute(p.timer_c);
+        counter!("sip_proxy_calls_completed_total").absolute(p.invites_completed);
+        gauge!("sip_proxy_contexts_live").set(p.contexts_live as f64);
+        gauge!("sip_proxy_branches_live").set(p.branches_live as f64);
+        if let Some(a) = proxy.auth() {
+            let a = a.counters();
+            counter!("sip_proxy_auth_challenges_total").absolute(a.challenges);
+            counter!("sip_proxy_auth_authenticated_total").absolute(a.authenticated);
+            counter!("sip_proxy_auth_failures_total").absolute(a.failures);
+            counter!("sip_proxy_auth_throttled_total").absolute(a.throttled);
+        }
     }
 }

@@ -3,32 +3,33 @@
 //! Every protocol decision is the core's; this file moves messages and sleeps until Timer C.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use sip_auth::MemoryStore;
-use sip_core::{Flow, Message, Method, Target, Transport};
-use sip_transaction::{Destination, TerminationReason, TransactionKey};
-use tokio::sync::mpsc;
-use tracing::{debug, info};
+use sip_core::{Flow, Message, Method};
+use sip_transaction::{Destination, TransactionKey};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
 
 use super::context::{Action, BranchEnd, BranchId, ResponseContext};
 use super::forward::{Forwarded, NextHop};
-use super::stateless::{self, ResponseHop};
+use super::shell::{
+    end_reason, hop_target, next_response, now, record_latency, response_destination, sleep_until,
+    wait_cancel,
+};
+use super::stateless;
 use super::stats::{inc, ProxyCounters, ProxyStats};
 use super::target::{ProxyTarget, Router};
 use super::{AuthCheck, ProxyAuth, ProxyConfig, ProxyCore, Routed, Step};
-use crate::endpoint::{ClientTransaction, Endpoint, EndpointError, ServerEvent, ServerTransaction};
-use crate::registrar::{LocationStore, Registrar};
+use crate::endpoint::{ClientTransaction, Endpoint, ServerEvent, ServerTransaction};
 
-/// What reaches a request's task (mostly responses: not boxed).
-#[allow(clippy::large_enum_variant)]
+/// What a branch's pump tells its request's task. The message is boxed: tokio's unbounded
+/// channel allocates its first block of 32 slots at once, and 32 unboxed messages are 20 KB.
 enum Input {
-    Response(BranchId, Message),
+    Response(BranchId, Box<Message>),
     Ended(BranchId, BranchEnd),
-    Cancel,
 }
 
 /// A stateful proxy running on an endpoint.
@@ -38,8 +39,8 @@ pub struct Proxy<R: Router> {
     router: R,
     auth: Option<ProxyAuth<MemoryStore>>,
     stats: ProxyStats,
-    /// INVITE server transactions with a live context, for CANCEL.
-    pending: Mutex<HashMap<TransactionKey, mpsc::UnboundedSender<Input>>>,
+    /// INVITE server transactions with a live context, for CANCEL (§16.10).
+    pending: Mutex<HashMap<TransactionKey, oneshot::Sender<()>>>,
 }
 
 /// Configuration of a [`Proxy`].
@@ -80,34 +81,6 @@ impl<R: Router> ProxyBuilder<R> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn resolve(transport: Transport, host: &str, port: u16) -> Option<Target> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Some(Target::new(transport, SocketAddr::new(ip, port)));
-    }
-    let addr = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
-    let mut t = Target::new(transport, addr);
-    t.server_name = Some(host.to_owned());
-    Some(t)
-}
-
-async fn hop_target(hop: &NextHop) -> Option<Target> {
-    match hop {
-        NextHop::Flow(f) => Some(Target::new(f.transport, f.remote)),
-        NextHop::Address {
-            transport,
-            host,
-            port,
-        } => resolve(*transport, host, *port).await,
-    }
-}
-
-async fn response_destination(hop: ResponseHop) -> Option<Destination> {
-    match hop {
-        ResponseHop::Address(t, a) => Some(Destination::Target(Target::new(t, a))),
-        ResponseHop::Name(t, h, p) => resolve(t, &h, p).await.map(Destination::Target),
-    }
 }
 
 impl<R: Router> Proxy<R> {
@@ -152,8 +125,9 @@ impl<R: Router> Proxy<R> {
         }
     }
 
-    async fn answer(&self, txn: &ServerTransaction, resp: Message) {
+    async fn answer(&self, txn: &ServerTransaction, resp: Message, started: Instant) {
         inc(&self.stats.answered_locally);
+        record_latency(txn.request(), now().saturating_duration_since(started));
         if resp.status() == Some(482) {
             inc(&self.stats.loops);
         }
@@ -165,9 +139,10 @@ impl<R: Router> Proxy<R> {
     /// A request in its server transaction: §16.3–16.5, then the branches.
     pub async fn handle_request(self: Arc<Self>, txn: ServerTransaction) {
         inc(&self.stats.requests);
+        let started = now();
         let flow = txn.flow();
         let (req, groups) = match self.core.receive(txn.request().clone(), &flow) {
-            Step::Respond(r) => return self.answer(&txn, r).await,
+            Step::Respond(r) => return self.answer(&txn, r, started).await,
             Step::Drop => return,
             Step::Forward(req, target) => (req, vec![vec![target]]),
             Step::Route(req) => {
@@ -176,7 +151,7 @@ impl<R: Router> Proxy<R> {
                         auth.check(&req, flow.remote.ip(), SystemTime::now())
                     {
                         if let Some(resp) = r.response(&req) {
-                            self.answer(&txn, resp).await;
+                            self.answer(&txn, resp, started).await;
                         }
                         return;
                     }
@@ -184,11 +159,139 @@ impl<R: Router> Proxy<R> {
                 let decision = self.router.route(&req, Instant::now()).await;
                 match self.core.decide(&req, decision) {
                     Routed::Fork(groups) => (req, groups),
-                    Routed::Respond(resp) => return self.answer(&txn, resp).await,
+                    Routed::Respond(resp) => return self.answer(&txn, resp, started).await,
                 }
             }
         };
-        self.run_context(txn, req, groups).await;
+        // One target (in-dialog requests, single-contact users): no pump task.
+        if groups.len() == 1 && groups.first().is_some_and(|g| g.len() == 1) {
+            if let Some(target) = groups.into_iter().flatten().next() {
+                self.run_single(txn, req, target, started).await;
+            }
+            return;
+        }
+        self.run_context(txn, req, groups, started).await;
+    }
+
+    /// The response context of a request with one target, driven in this task: the branch's
+    /// responses are read here, then (an INVITE's client transaction lives on for 2xx
+    /// retransmissions) forwarded statelessly until it ends.
+    async fn run_single(
+        self: &Arc<Self>,
+        txn: ServerTransaction,
+        req: Message,
+        target: ProxyTarget,
+        started: Instant,
+    ) {
+        let mut unanswered = Some(started);
+        let flow = txn.flow();
+        let is_invite = req.method() == Some(Method::Invite);
+        let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
+        self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
+        let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
+        let mut ct: Option<ClientTransaction> = None;
+        let mut actions = Vec::new();
+        if let Some(id) = ctx.add_branch(now()) {
+            ct = match self.core.forward(&req, Some(&flow), &target, id) {
+                Ok(f) => self.send_branch(f).await,
+                Err(e) => {
+                    debug!(error = %e, target = %target.uri, "cannot forward");
+                    None
+                }
+            };
+            if ct.is_none() {
+                actions = ctx.on_branch_ended(id, BranchEnd::TransportError);
+            } else {
+                self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let had_branch = ct.is_some();
+        loop {
+            for a in std::mem::take(&mut actions) {
+                match a {
+                    Action::Upstream(m) => self.upstream(&txn, m, is_invite, &mut unanswered).await,
+                    Action::Cancel(_) => {
+                        if let Some(c) = &ct {
+                            inc(&self.stats.cancels_sent);
+                            if let Err(e) = c.cancel().await {
+                                debug!(error = %e, "CANCEL not sent");
+                            }
+                        }
+                    }
+                    Action::Abandon(_) => ct = None,
+                    Action::Fork(_) => {}
+                }
+            }
+            if ctx.is_done() {
+                break;
+            }
+            let deadline = ctx.poll_timeout();
+            tokio::select! {
+                r = next_response(&mut ct) => {
+                    actions = match r {
+                        Some(m) => ctx.on_response(0, m, now()),
+                        None => {
+                            let why = end_reason(ct.take()).await;
+                            ctx.on_branch_ended(0, why)
+                        }
+                    };
+                }
+                _ = wait_cancel(&mut cancelled) => {
+                    cancelled = None;
+                    actions = ctx.on_cancel();
+                }
+                _ = sleep_until(deadline) => {
+                    let (a, fired) = ctx.handle_timeout(now());
+                    self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
+                    actions = a;
+                }
+            }
+        }
+        if let Some(k) = key {
+            lock(&self.pending).remove(&k);
+        }
+        self.stats.contexts_live.fetch_sub(1, Ordering::Relaxed);
+        drop(txn);
+        if let Some(mut c) = ct {
+            while let Some(m) = c.next_response().await {
+                self.forward_late(m).await;
+            }
+        }
+        if had_branch {
+            self.stats.branches_live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// For an INVITE, registers the server transaction for CANCEL; returns its key and the
+    /// receiver that fires when a CANCEL matches it.
+    fn watch_cancel(
+        &self,
+        txn: &ServerTransaction,
+        is_invite: bool,
+    ) -> (Option<TransactionKey>, Option<oneshot::Receiver<()>>) {
+        match txn.key().filter(|_| is_invite) {
+            Some(k) => {
+                let (tx, rx) = oneshot::channel();
+                lock(&self.pending).insert(k, tx);
+                (Some(k), Some(rx))
+            }
+            None => (None, None),
+        }
+    }
+
+    /// Sends a branch's request in a client transaction.
+    async fn send_branch(&self, f: Forwarded) -> Option<ClientTransaction> {
+        let target = hop_target(&f.hop).await?;
+        match self.endpoint.request(f.request, target).await {
+            Ok(ct) => {
+                inc(&self.stats.forwarded);
+                Some(ct)
+            }
+            Err(e) => {
+                debug!(error = %e, "branch not started");
+                None
+            }
+        }
     }
 
     /// The response context of one request, until its final went upstream and every branch
@@ -198,14 +301,13 @@ impl<R: Router> Proxy<R> {
         txn: ServerTransaction,
         req: Message,
         groups: Vec<Vec<ProxyTarget>>,
+        started: Instant,
     ) {
+        let mut unanswered = Some(started);
         let flow = txn.flow();
         let is_invite = req.method() == Some(Method::Invite);
+        let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let key = txn.key().filter(|_| is_invite);
-        if let Some(k) = key {
-            lock(&self.pending).insert(k, tx.clone());
-        }
         self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
         let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
         let mut groups = groups.into_iter();
@@ -218,7 +320,7 @@ impl<R: Router> Proxy<R> {
         loop {
             for a in std::mem::take(&mut actions) {
                 match a {
-                    Action::Upstream(m) => self.upstream(&txn, m, is_invite).await,
+                    Action::Upstream(m) => self.upstream(&txn, m, is_invite, &mut unanswered).await,
                     Action::Cancel(b) => {
                         if let Some(Some(c)) = cancels.get(b) {
                             inc(&self.stats.cancels_sent);
@@ -247,6 +349,11 @@ impl<R: Router> Proxy<R> {
             let deadline = ctx.poll_timeout();
             let input = tokio::select! {
                 i = rx.recv() => i,
+                _ = wait_cancel(&mut cancelled) => {
+                    cancelled = None;
+                    actions = ctx.on_cancel();
+                    continue;
+                }
                 _ = sleep_until(deadline) => {
                     let (a, fired) = ctx.handle_timeout(now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
@@ -255,9 +362,8 @@ impl<R: Router> Proxy<R> {
                 }
             };
             actions = match input {
-                Some(Input::Response(b, m)) => ctx.on_response(b, m, now()),
+                Some(Input::Response(b, m)) => ctx.on_response(b, *m, now()),
                 Some(Input::Ended(b, why)) => ctx.on_branch_ended(b, why),
-                Some(Input::Cancel) => ctx.on_cancel(),
                 None => break,
             };
         }
@@ -304,15 +410,7 @@ impl<R: Router> Proxy<R> {
         f: Forwarded,
         tx: mpsc::UnboundedSender<Input>,
     ) -> Option<mpsc::UnboundedSender<()>> {
-        let target = hop_target(&f.hop).await?;
-        let ct = match self.endpoint.request(f.request, target).await {
-            Ok(ct) => ct,
-            Err(e) => {
-                debug!(error = %e, "branch not started");
-                return None;
-            }
-        };
-        inc(&self.stats.forwarded);
+        let ct = self.send_branch(f).await?;
         let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
         let me = self.clone();
         tokio::spawn(async move { me.pump(id, ct, tx, cancel_rx).await });
@@ -334,16 +432,14 @@ impl<R: Router> Proxy<R> {
             tokio::select! {
                 r = ct.next_response() => match r {
                     Some(m) => {
-                        if let Err(mpsc::error::SendError(Input::Response(_, m))) = tx.send(Input::Response(id, m)) {
-                            self.forward_late(m).await;
+                        if let Err(mpsc::error::SendError(Input::Response(_, m))) =
+                            tx.send(Input::Response(id, Box::new(m)))
+                        {
+                            self.forward_late(*m).await;
                         }
                     }
                     None => {
-                        let why = match ct.final_response().await {
-                            Err(EndpointError::NoFinalResponse(TerminationReason::TransportError)) => BranchEnd::TransportError,
-                            _ => BranchEnd::Timeout,
-                        };
-                        let _ = tx.send(Input::Ended(id, why));
+                        let _ = tx.send(Input::Ended(id, end_reason(Some(ct)).await));
                         break;
                     }
                 },
@@ -372,8 +468,19 @@ impl<R: Router> Proxy<R> {
 
     /// Sends a response upstream on the server transaction; a 2xx the transaction no longer
     /// takes goes statelessly to the upstream Via.
-    async fn upstream(&self, txn: &ServerTransaction, m: Message, is_invite: bool) {
+    async fn upstream(
+        &self,
+        txn: &ServerTransaction,
+        m: Message,
+        is_invite: bool,
+        unanswered: &mut Option<Instant>,
+    ) {
         let status = m.status().unwrap_or(0);
+        if status >= 200 {
+            if let Some(t0) = unanswered.take() {
+                record_latency(txn.request(), now().saturating_duration_since(t0));
+            }
+        }
         let is_2xx = (200..300).contains(&status);
         let retry = if is_2xx { Some(m.clone()) } else { None };
         match txn.respond(m).await {
@@ -401,8 +508,8 @@ impl<R: Router> Proxy<R> {
     /// A CANCEL matched a pending INVITE (§16.10): its context cancels the branches.
     pub fn handle_cancel(&self, invite: TransactionKey) {
         inc(&self.stats.cancels);
-        if let Some(tx) = lock(&self.pending).get(&invite) {
-            let _ = tx.send(Input::Cancel);
+        if let Some(tx) = lock(&self.pending).remove(&invite) {
+            let _ = tx.send(());
         }
     }
 
@@ -425,85 +532,5 @@ impl<R: Router> Proxy<R> {
     /// ours (§16.11), dropped otherwise.
     pub async fn handle_stray(&self, resp: Message, _flow: Flow) {
         self.forward_late(resp).await;
-    }
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Serves `proxy` on its endpoint until the endpoint shuts down: REGISTER goes to the
-/// registrar (when given), flows that close drop their bindings, everything else to the
-/// proxy. `workers` tasks take events.
-pub async fn serve<R: Router, S: LocationStore>(
-    proxy: Arc<Proxy<R>>,
-    registrar: Option<Arc<Registrar<S>>>,
-    workers: usize,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(reg) = registrar.clone() {
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                reg.sweep(Instant::now()).await;
-            }
-        });
-    }
-    for _ in 0..workers.max(1) {
-        let proxy = proxy.clone();
-        let registrar = registrar.clone();
-        tasks.spawn(async move {
-            let endpoint = proxy.endpoint().clone();
-            while let Some(ev) = endpoint.next_event().await {
-                match (ev, &registrar) {
-                    (ServerEvent::Request(txn), Some(reg))
-                        if txn.request().method() == Some(Method::Register) =>
-                    {
-                        register(&endpoint, reg, txn).await
-                    }
-                    (ServerEvent::FlowClosed { flow, reason }, Some(reg)) => {
-                        let n = reg.flow_closed(flow).await;
-                        if n > 0 {
-                            info!(%flow, %reason, bindings = n, "flow closed");
-                        }
-                    }
-                    (ev, _) => proxy.handle_event(ev).await,
-                }
-            }
-        });
-    }
-    // The workers end when the endpoint does; then the sweeper is stopped too.
-    while let Some(r) = tasks.join_next().await {
-        if r.is_ok() {
-            tasks.abort_all();
-        }
-    }
-}
-
-async fn register<S: LocationStore>(
-    endpoint: &Endpoint,
-    registrar: &Registrar<S>,
-    txn: ServerTransaction,
-) {
-    let response = registrar
-        .handle(txn.request(), txn.flow(), Instant::now(), SystemTime::now())
-        .await;
-    if let Some(mut r) = response {
-        if let Some(ua) = endpoint.user_agent() {
-            let at = r.header_count().saturating_sub(1);
-            let _ = r.insert_header(at, "Server", ua);
-        }
-        if let Err(e) = txn.respond(r).await {
-            debug!(error = %e, "response not sent");
-        }
     }
 }

@@ -54,6 +54,11 @@ pub struct ValidationConfig {
     pub supported: Vec<String>,
     /// Whether to detect loops (§16.3 step 4; default true).
     pub detect_loops: bool,
+    /// Whether to run the full syntax check ([`Message::validate`]) in step 1 (default true).
+    /// A driver whose transport already validated every message (the Endpoint's default,
+    /// `TransportConfig::validate`) turns it off; the Via, CSeq, From, To and Call-ID checks
+    /// the proxy relies on run anyway.
+    pub check_syntax: bool,
 }
 
 impl Default for ValidationConfig {
@@ -63,6 +68,7 @@ impl Default for ValidationConfig {
             max_vias: 32,
             supported: Vec::new(),
             detect_loops: true,
+            check_syntax: true,
         }
     }
 }
@@ -100,15 +106,19 @@ fn step1_syntax_and_size(req: &Message, cfg: &ValidationConfig) -> Result<(), Re
     if req.source().len() > cfg.max_message_size {
         return Err(Refusal::status(513));
     }
-    if req.validate().is_err() || req.via().is_err() || req.cseq().is_err() {
+    let syntax_ok = !cfg.check_syntax || req.validate().is_ok();
+    let needed = req.via().is_ok()
+        && req.cseq().is_ok()
+        && req.from().is_ok()
+        && req.to().is_ok()
+        && req.call_id().is_some();
+    if !syntax_ok || !needed {
         return Err(Refusal {
             reason: Some("Bad Request"),
             ..Refusal::status(400)
         });
     }
-    if req.count(HeaderName::Via) > cfg.max_vias
-        || req.values(HeaderName::Via).nth(cfg.max_vias).is_some()
-    {
+    if req.values(HeaderName::Via).nth(cfg.max_vias).is_some() {
         return Err(Refusal {
             reason: Some("Too Many Hops"),
             ..Refusal::status(483)
