@@ -41,7 +41,7 @@ enum CancelState {
 }
 
 struct Client {
-    responses: Option<mpsc::Sender<Message>>,
+    responses: Option<mpsc::Sender<Box<Message>>>,
     ended: Option<oneshot::Sender<TerminationReason>>,
     target: Target,
     span: Span,
@@ -226,7 +226,7 @@ impl Driver {
         t: Instant,
         mut request: Message,
         target: Target,
-        responses: mpsc::Sender<Message>,
+        responses: mpsc::Sender<Box<Message>>,
     ) -> Result<(TransactionKey, oneshot::Receiver<TerminationReason>), EndpointError> {
         if self.shutdown.is_some() {
             return Err(EndpointError::Shutdown);
@@ -594,7 +594,7 @@ impl Driver {
             // beyond that are dropped (counted) when the TU does not read.
             let room = tx.capacity();
             if first_final || room > 1 {
-                match tx.try_send(response) {
+                match tx.try_send(Box::new(response)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => self.c.responses_dropped += 1,
                     Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -143,14 +143,15 @@ impl Drop for ServerTransaction {
 
 /// A request sent in a client transaction: read its responses.
 ///
-/// Its responses wait in a bounded queue. When the TU does not read them, provisionals and
+/// Its responses wait in a bounded queue of boxed messages (a live transaction's queue costs
+/// pointers, not whole messages). When the TU does not read them, provisionals and
 /// repeated 2xx are dropped (and counted in
 /// [`Counters::responses_dropped`](super::Counters::responses_dropped)); room is always kept
 /// for the first final response.
 #[derive(Debug)]
 pub struct ClientTransaction {
     pub(crate) key: TransactionKey,
-    pub(crate) responses: mpsc::Receiver<Message>,
+    pub(crate) responses: mpsc::Receiver<Box<Message>>,
     pub(crate) ended: oneshot::Receiver<TerminationReason>,
     pub(crate) cmd: mpsc::Sender<Command>,
 }
@@ -164,7 +165,7 @@ impl ClientTransaction {
     /// The next response (provisional or final; for an INVITE, further 2xx from other forks
     /// follow the first). `None` once the transaction has terminated.
     pub async fn next_response(&mut self) -> Option<Message> {
-        self.responses.recv().await
+        self.responses.recv().await.map(|r| *r)
     }
 
     /// Waits for the final response, skipping provisionals. A transaction that ends without
@@ -172,7 +173,7 @@ impl ClientTransaction {
     pub async fn final_response(&mut self) -> Result<Message, EndpointError> {
         while let Some(r) = self.responses.recv().await {
             if r.status().is_some_and(|s| s >= 200) {
-                return Ok(r);
+                return Ok(*r);
             }
         }
         match (&mut self.ended).await {

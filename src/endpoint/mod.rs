@@ -390,7 +390,7 @@ pub(crate) enum Command {
     Request {
         request: Message,
         target: Target,
-        responses: mpsc::Sender<Message>,
+        responses: mpsc::Sender<Box<Message>>,
         reply: oneshot::Sender<
             Result<(TransactionKey, oneshot::Receiver<TerminationReason>), EndpointError>,
         >,
