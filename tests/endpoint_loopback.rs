@@ -54,7 +54,8 @@ fn request(client: &Endpoint, server: &Endpoint, method: Method, transport: Tran
 }
 
 /// A UAS: OPTIONS → 200; INVITE to "bob" → 180 then 200; "busy" → 486; "slow" → 180 only.
-async fn serve(server: Endpoint) {
+/// Every ACK of a 2xx that reaches the TU is passed to `acks`, for the test to check.
+async fn serve(server: Endpoint, acks: tokio::sync::mpsc::UnboundedSender<Message>) {
     while let Some(ev) = server.next_event().await {
         match ev {
             ServerEvent::Request(txn) => {
@@ -96,7 +97,7 @@ async fn serve(server: Endpoint) {
                 }
             }
             ServerEvent::Ack { request, .. } => {
-                assert_eq!(request.method(), Some(Method::Ack));
+                let _ = acks.send(request);
             }
             _ => {}
         }
@@ -120,7 +121,8 @@ fn ack_for(invite: &Message, ok: &Message, client: &Endpoint, transport: Transpo
 async fn scenario(transport: Transport) {
     let (client, server) = pair(transport).await;
     let target = Target::new(transport, server.local_addr(transport).unwrap());
-    tokio::spawn(serve(server.clone()));
+    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(serve(server.clone(), acks_tx));
 
     // OPTIONS → 200.
     let mut t = client
@@ -148,6 +150,11 @@ async fn scenario(transport: Transport) {
         .send_stateless(ack, Destination::Target(target.clone()))
         .await
         .unwrap();
+    // Checked here, in the test itself: the ACK reached the server's TU.
+    let got = timeout(WAIT, acks.recv()).await.unwrap().unwrap();
+    assert_eq!(got.method(), Some(Method::Ack));
+    assert_eq!(got.call_id(), invite.call_id());
+    assert_eq!(got.cseq().unwrap().seq, invite.cseq().unwrap().seq);
 
     // INVITE → 486: the client transaction ACKs it itself.
     let mut busy = request(&client, &server, Method::Invite, transport);

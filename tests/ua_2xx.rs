@@ -1,19 +1,20 @@
 //! The UAS core's 2xx retransmission (RFC 3261 §13.3.1.4) through a real Endpoint on loopback:
 //! a raw UDP socket plays a UAC that does not ACK at first; the 2xx comes again at T1, 2·T1…
 //! and stops once the ACK is sent; a BYE-style stop and the 64·T1 give-up are reported.
+//!
+//! Time is paused: tokio's clock only moves when every task waits, so the instants below are
+//! exact, whatever the machine's load.
 
-use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sip_stack::core::Message;
 use sip_stack::endpoint::{Endpoint, ServerEvent};
 use sip_stack::ua::{AckOutcome, TwoXxRetransmitter};
 use sip_transaction::Config;
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
 
-/// Short for the 64·T1 give-up test; the timing test uses a longer one (slack for loaded
-/// CI machines).
-const T1: Duration = Duration::from_millis(40);
-const T1_TIMING: Duration = Duration::from_millis(100);
+const T1: Duration = Duration::from_millis(100);
 
 async fn server(t1: Duration) -> (Endpoint, TwoXxRetransmitter) {
     let ep = Endpoint::builder()
@@ -42,24 +43,16 @@ fn ack(call_id: &str, to: std::net::SocketAddr, from: std::net::SocketAddr) -> S
     )
 }
 
-/// Receives datagrams until `until`, returning the status codes and their arrival times.
-fn collect(sock: &UdpSocket, until: Instant) -> Vec<(u16, Instant)> {
+/// Receives datagrams until `until` (virtual time), returning the status codes and their
+/// arrival offsets from `start`.
+async fn collect(sock: &UdpSocket, start: Instant, until: Instant) -> Vec<(u16, Duration)> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
-        let now = Instant::now();
-        if now >= until {
-            return out;
-        }
-        sock.set_read_timeout(Some(until - now)).unwrap();
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                let msg = Message::parse(bytes::Bytes::copy_from_slice(&buf[..n])).unwrap();
-                out.push((msg.status().unwrap_or(0), Instant::now()));
-            }
-            Err(_) => return out,
-        }
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+        let msg = Message::parse(bytes::Bytes::copy_from_slice(&buf[..n])).unwrap();
+        out.push((msg.status().unwrap_or(0), Instant::now() - start));
     }
+    out
 }
 
 /// Answers every INVITE 200 through the retransmitter and feeds it the ACKs; returns the
@@ -96,19 +89,17 @@ async fn uas(
     panic!("endpoint ended");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn two_xx_is_retransmitted_until_the_ack() {
-    let (ep, retx) = server(T1_TIMING).await;
-    const T1: Duration = T1_TIMING;
+    let (ep, retx) = server(T1).await;
     let to = ep.local_addr(sip_stack::core::Transport::Udp).unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let from = sock.local_addr().unwrap();
 
     let serving = {
         let (ep, retx) = (ep.clone(), retx.clone());
         tokio::spawn(async move {
             // The request, then the ACK, both through next_event.
-            let mut report = None;
             let mut task = None;
             while let Some(ev) = ep.next_event().await {
                 match ev {
@@ -125,61 +116,57 @@ async fn two_xx_is_retransmitted_until_the_ack() {
                     }
                     ServerEvent::Ack { request, .. } => {
                         assert!(retx.ack(&request), "the first ACK stops a pending 2xx");
-                        report = Some(task.take().unwrap().await.unwrap());
-                        break;
+                        return task.take().unwrap().await.unwrap();
                     }
                     _ => {}
                 }
             }
-            report.unwrap()
+            panic!("endpoint ended");
         })
     };
 
     let start = Instant::now();
-    sock.send_to(invite("c1", to, from).as_bytes(), to).unwrap();
-    // No ACK for a while: 200 at 0, then T1, 3·T1, 7·T1 (intervals T1, 2·T1, 4·T1 = T2).
-    let got = collect(&sock, start + T1 * 9);
+    sock.send_to(invite("c1", to, from).as_bytes(), to)
+        .await
+        .unwrap();
+    // No ACK for a while: 200 at 0, then T1, 3·T1, 7·T1, 11·T1 (intervals T1, 2·T1, then T2 =
+    // 4·T1).
+    let got = collect(&sock, start, start + T1 * 12).await;
     let oks: Vec<Duration> = got
         .iter()
         .filter(|(s, _)| *s == 200)
-        .map(|(_, t)| *t - start)
+        .map(|(_, t)| *t)
         .collect();
-    assert!(
-        oks.len() >= 4,
-        "expected the 2xx and at least 3 retransmissions, got {oks:?}"
-    );
-    // The gaps grow: T1, 2·T1, 4·T1 (with scheduling slack).
-    let gaps: Vec<Duration> = oks.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps[0] >= T1 / 2 && gaps[0] < T1 * 2, "{gaps:?}");
-    assert!(gaps[1] >= T1 * 3 / 2 && gaps[1] < T1 * 3, "{gaps:?}");
+    assert_eq!(oks, [Duration::ZERO, T1, T1 * 3, T1 * 7, T1 * 11]);
 
-    sock.send_to(ack("c1", to, from).as_bytes(), to).unwrap();
+    sock.send_to(ack("c1", to, from).as_bytes(), to)
+        .await
+        .unwrap();
     let report = tokio::time::timeout(Duration::from_secs(5), serving)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(report.outcome, AckOutcome::Acked);
-    assert!(report.retransmissions >= 3);
+    assert_eq!(report.retransmissions, 4);
     assert_eq!(retx.pending(), 0);
-    // No more 2xx after the ACK (one may have crossed it).
-    let after = collect(&sock, Instant::now() + T1 * 10);
-    assert!(
-        after.iter().filter(|(s, _)| *s == 200).count() <= 1,
-        "{after:?}"
-    );
+    // No more 2xx after the ACK.
+    let after = collect(&sock, start, Instant::now() + T1 * 10).await;
+    assert!(after.iter().all(|(s, _)| *s != 200), "{after:?}");
     ep.shutdown(Duration::from_millis(100)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn two_xx_gives_up_after_64_t1_or_when_stopped() {
     let (ep, retx) = server(T1).await;
     let to = ep.local_addr(sip_stack::core::Transport::Udp).unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let from = sock.local_addr().unwrap();
 
     // Stopped by the TU (a BYE came first).
     let serving = tokio::spawn(uas(ep.clone(), retx.clone(), true));
-    sock.send_to(invite("c2", to, from).as_bytes(), to).unwrap();
+    sock.send_to(invite("c2", to, from).as_bytes(), to)
+        .await
+        .unwrap();
     let report = tokio::time::timeout(Duration::from_secs(5), serving)
         .await
         .unwrap()
@@ -189,19 +176,17 @@ async fn two_xx_gives_up_after_64_t1_or_when_stopped() {
     // Never ACKed: gives up after 64·T1.
     let start = Instant::now();
     let serving = tokio::spawn(uas(ep.clone(), retx.clone(), false));
-    sock.send_to(invite("c3", to, from).as_bytes(), to).unwrap();
+    sock.send_to(invite("c3", to, from).as_bytes(), to)
+        .await
+        .unwrap();
     let report = tokio::time::timeout(Duration::from_secs(10), serving)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(report.outcome, AckOutcome::TimedOut);
-    assert!(start.elapsed() >= T1 * 63, "{:?}", start.elapsed());
-    // T1, 2T1, 4T1 then every 4T1 until 64T1: 1+2+4 = 7, then (64-7)/4 → 14 more, ~17.
-    assert!(
-        (14..=18).contains(&report.retransmissions),
-        "{}",
-        report.retransmissions
-    );
+    assert_eq!(start.elapsed(), T1 * 64);
+    // At T1, 3·T1, 7·T1, then every 4·T1 up to 63·T1: 3 + 14 = 17.
+    assert_eq!(report.retransmissions, 17);
     assert_eq!(retx.pending(), 0);
     ep.shutdown(Duration::from_millis(100)).await;
 }

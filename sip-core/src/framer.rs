@@ -121,39 +121,16 @@ impl Framer {
 
     fn next_inner(&mut self) -> Result<Option<Frame>> {
         if self.pending.is_none() {
-            // Keep-alives between messages (RFC 5626 §3.5.1).
-            if self.buf.starts_with(b"\r\n\r\n") {
-                self.buf.advance(4);
-                self.scanned = 0;
-                return Ok(Some(Frame::Ping));
-            }
-            if self.buf.starts_with(b"\r\n") {
-                if self.report_pongs && (self.buf.len() == 2 || self.buf[2] != b'\r') {
-                    self.buf.advance(2);
-                    self.scanned = 0;
-                    return Ok(Some(Frame::Pong));
+            // Separators between messages are consumed in a loop, never by recursion: a
+            // megabyte of CRLFs or LFs costs time, not stack.
+            loop {
+                match self.skip_separator() {
+                    Separator::Skipped => continue,
+                    Separator::Ping => return Ok(Some(Frame::Ping)),
+                    Separator::Pong => return Ok(Some(Frame::Pong)),
+                    Separator::NeedMore => return Ok(None),
+                    Separator::None => break,
                 }
-                match self.buf.get(2..4) {
-                    // Not a ping: CRLF before a start line is ignored (RFC 3261 §7.5).
-                    Some(next) if next != b"\r\n" && next[0] != b'\r' => {
-                        self.buf.advance(2);
-                        self.scanned = 0;
-                        return self.next_inner();
-                    }
-                    Some(next) if next[0] == b'\r' && next[1] != b'\n' => {
-                        self.buf.advance(2);
-                        self.scanned = 0;
-                        return self.next_inner();
-                    }
-                    // Too few bytes to tell a ping from a CRLF before a message: wait.
-                    _ => return Ok(None),
-                }
-            }
-            if self.buf.first() == Some(&b'\n') {
-                // A bare LF between messages: skip it.
-                self.buf.advance(1);
-                self.scanned = 0;
-                return self.next_inner();
             }
             let header_end = match self.find_header_end() {
                 Some(n) => n,
@@ -190,6 +167,45 @@ impl Framer {
         parse(bytes, &self.limits, Framing::Stream).map(|m| Some(Frame::Message(m)))
     }
 
+    /// Looks at the bytes before a start line: an RFC 5626 ping or pong, or a CRLF or bare LF
+    /// that RFC 3261 §7.5 says to ignore.
+    fn skip_separator(&mut self) -> Separator {
+        if self.buf.starts_with(b"\r\n\r\n") {
+            self.advance(4);
+            return Separator::Ping;
+        }
+        if self.buf.starts_with(b"\r\n") {
+            if self.report_pongs && self.buf.get(2) != Some(&b'\r') {
+                self.advance(2);
+                return Separator::Pong;
+            }
+            return match self.buf.get(2..4) {
+                // Not a ping: CRLF before a start line is ignored (RFC 3261 §7.5).
+                Some([a, _]) if *a != b'\r' => {
+                    self.advance(2);
+                    Separator::Skipped
+                }
+                Some([_, b]) if *b != b'\n' => {
+                    self.advance(2);
+                    Separator::Skipped
+                }
+                // Too few bytes to tell a ping from a CRLF before a message: wait.
+                _ => Separator::NeedMore,
+            };
+        }
+        if self.buf.first() == Some(&b'\n') {
+            // A bare LF between messages: skip it.
+            self.advance(1);
+            return Separator::Skipped;
+        }
+        Separator::None
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.scanned = 0;
+    }
+
     /// Length of the header section including its blank line, if complete.
     fn find_header_end(&mut self) -> Option<usize> {
         let from = self.scanned.saturating_sub(3);
@@ -205,6 +221,20 @@ impl Framer {
         }
         end
     }
+}
+
+/// What [`Framer::skip_separator`] found.
+enum Separator {
+    /// Bytes were skipped; look again.
+    Skipped,
+    /// An RFC 5626 ping (`CRLFCRLF`).
+    Ping,
+    /// An RFC 5626 pong (`CRLF`, on a client flow).
+    Pong,
+    /// Not enough bytes to decide.
+    NeedMore,
+    /// A start line begins here.
+    None,
 }
 
 /// Finds the Content-Length of a complete header section. Several Content-Length lines that
@@ -285,6 +315,45 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    /// A mebibyte of bare LFs, then of CRLFs before a start line, in one buffer: consumed in
+    /// a loop (a recursive skip overflowed the stack of a debug build).
+    #[test]
+    fn one_mebibyte_of_separators_is_consumed_without_recursion() {
+        const MIB: usize = 1 << 20;
+        let limits = Limits {
+            max_message_size: 2 * MIB,
+            ..Limits::default()
+        };
+        let mut f = Framer::new(limits);
+        let mut input = vec![b'\n'; MIB];
+        input.extend_from_slice(MSG);
+        f.push(&input).unwrap();
+        assert!(matches!(f.next_frame().unwrap(), Some(Frame::Message(_))));
+        assert_eq!(f.buffered(), 0);
+
+        // CRLF pairs separated by a lone LF: each pair is "CRLF before a start line", never
+        // a ping, so all of it is skipped in one call.
+        let mut f = Framer::new(limits);
+        let mut input = b"\r\n\n".repeat(MIB / 3);
+        input.extend_from_slice(MSG);
+        f.push(&input).unwrap();
+        assert!(matches!(f.next_frame().unwrap(), Some(Frame::Message(_))));
+        assert_eq!(f.buffered(), 0);
+    }
+
+    /// The same through the default limits, as a TCP peer would send it: chunk after chunk.
+    #[test]
+    fn a_stream_of_lf_chunks_never_grows_the_buffer() {
+        let mut f = Framer::default();
+        for _ in 0..16 {
+            f.push(&[b'\n'; 65_536]).unwrap();
+            assert_eq!(f.next_frame().unwrap(), None);
+            assert_eq!(f.buffered(), 0);
+        }
+        f.push(MSG).unwrap();
+        assert!(matches!(f.next_frame().unwrap(), Some(Frame::Message(_))));
     }
 
     #[test]

@@ -99,6 +99,13 @@ impl Transaction {
                 self.deliver(out, response, flow);
                 Step::Continue
             }
+            (State::Completed, 200..=299) => {
+                // A 2xx from another fork after a non-2xx final (RFC 3261 §13.2.2.4): it
+                // created a dialog that the TU must ACK and end with BYE; not a retransmission.
+                out.events
+                    .push_back(Event::StrayResponse { response, flow });
+                Step::Continue
+            }
             (State::Completed, 300..=699) => {
                 // A retransmitted final response: re-send the ACK, tell nobody.
                 out.stats.retransmissions_absorbed += 1;

@@ -13,9 +13,15 @@ use crate::timer::Timer;
 pub struct TransactionKey(pub(crate) u64);
 
 impl TransactionKey {
-    /// The key as a number (for logs and maps).
+    /// The key as a number (for logs and maps, or a tag passed through a transport).
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+
+    /// The key that [`TransactionKey::as_u64`] gave (a driver gets its transport's send
+    /// failures back by that number). A number that names no live transaction only misses.
+    pub fn from_u64(n: u64) -> TransactionKey {
+        TransactionKey(n)
     }
 }
 

@@ -377,6 +377,16 @@ impl TransactionLayer {
         true
     }
 
+    /// Removes every live transaction at once (a driver's shutdown deadline); each is
+    /// reported [`Event::Terminated`] with [`TerminationReason::Aborted`]. Returns how many.
+    pub fn abort_all(&mut self) -> usize {
+        let ids: Vec<u64> = self.txns.keys().copied().collect();
+        for &id in &ids {
+            self.remove(id, TerminationReason::Aborted);
+        }
+        ids.len()
+    }
+
     /// A CANCEL for a live INVITE client transaction (RFC 3261 §9.1): same Request-URI,
     /// Call-ID, To, From, CSeq number, top Via and Route headers. Send it with
     /// [`send_request`](Self::send_request) once a provisional response has arrived.

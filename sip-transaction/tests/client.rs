@@ -533,3 +533,43 @@ fn send_request_refuses_what_is_not_a_client_transaction() {
     );
     assert_eq!(l.len(), 1);
 }
+
+/// RFC 3261 §13.2.2.4 with a forking proxy: one fork answers 486 (the transaction ACKs it and
+/// completes), then another answers 200. That 2xx is no retransmission: it reaches the TU,
+/// which must ACK it and end the dialog with BYE.
+#[test]
+fn a_2xx_from_another_fork_after_a_non_2xx_final_reaches_the_tu() {
+    let mut l = TransactionLayer::default();
+    let t0 = Instant::now();
+    let invite = request(Method::Invite, "z9hG4bKfork", Transport::Udp);
+    let key = l
+        .send_request(t0, invite.clone(), target(Transport::Udp))
+        .unwrap();
+    drain_tx(&mut l);
+    let busy = invite.response(486).to_tag("fork-a").build().unwrap();
+    l.handle_message(t0 + ms(10), busy.clone(), flow(Transport::Udp))
+        .unwrap();
+    assert_eq!(response_statuses(&drain_ev(&mut l)), [486]);
+    assert_eq!(l.state(key), Some((Kind::InviteClient, State::Completed)));
+    let ack = drain_tx(&mut l);
+    assert_eq!(method_of(&ack[0]), "ACK");
+
+    // A retransmitted 486 is absorbed (the ACK is sent again), as before.
+    l.handle_message(t0 + ms(20), busy, flow(Transport::Udp))
+        .unwrap();
+    assert!(drain_ev(&mut l).is_empty());
+    assert_eq!(method_of(&drain_tx(&mut l)[0]), "ACK");
+
+    let ok = invite.response(200).to_tag("fork-b").build().unwrap();
+    l.handle_message(t0 + ms(30), ok, flow(Transport::Udp))
+        .unwrap();
+    match drain_ev(&mut l).as_slice() {
+        [Event::StrayResponse { response, .. }] => {
+            assert_eq!(response.status(), Some(200));
+            assert!(header(response, HeaderName::To).contains("fork-b"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The transaction itself does not ACK a 2xx (that is the TU's, §13.2.2.4).
+    assert!(drain_tx(&mut l).is_empty());
+}

@@ -27,8 +27,12 @@ pub struct TransportConfig {
     pub validate: bool,
     /// Capacity of the event channel; a full channel stops reading (back-pressure). Default 1024.
     pub event_capacity: usize,
-    /// Most TCP and TLS connections open at once, in and out. Default 10 000.
+    /// Most inbound TCP and TLS connections (accepted) open at once. Default 10 000.
     pub max_connections: usize,
+    /// Most outbound TCP and TLS connections (opened by us) open at once, counted apart from
+    /// inbound ones so that a flood of inbound connections cannot stop our own connects.
+    /// Default 1 024.
+    pub max_outbound_connections: usize,
     /// Most inbound connections from one source IP address. Default 64.
     pub max_connections_per_ip: usize,
     /// A connection with no traffic in either direction for this long is closed
@@ -46,6 +50,10 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Time one write to a connection may take before the connection is closed. Default 10 s.
     pub write_timeout: Duration,
+    /// Bytes that may wait to be written to one connection. A peer that does not read fills
+    /// it, and its connection is closed ([`crate::CloseReason::QueueFull`]); senders never
+    /// wait. Default 1 MiB.
+    pub write_queue_bytes: usize,
     /// RFC 5626 §3.5.1: send a `CRLFCRLF` ping on the flows we opened at this interval.
     /// `None` (the default): no pings.
     pub keepalive_interval: Option<Duration>,
@@ -69,6 +77,7 @@ impl Default for TransportConfig {
             validate: true,
             event_capacity: 1024,
             max_connections: 10_000,
+            max_outbound_connections: 1024,
             max_connections_per_ip: 64,
             idle_timeout: Some(Duration::from_secs(600)),
             message_timeout: Duration::from_secs(10),
@@ -76,6 +85,7 @@ impl Default for TransportConfig {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            write_queue_bytes: 1 << 20,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(10),
             udp_mtu_threshold: Some(1300),

@@ -1,5 +1,6 @@
 //! One TCP or TLS connection: a reader task that frames, answers keep-alives and enforces the
-//! timeouts, and a shared writer that senders lock for the length of one message.
+//! timeouts, and a writer task that drains the connection's [`WriteQueue`], so that a peer
+//! that does not read holds up no one but itself.
 //!
 //! An idle connection holds no read buffer: reads go through one 64 KiB buffer per worker
 //! thread and only the unframed tail of a message is kept (in the [`Framer`]), which is
@@ -22,12 +23,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep_until, Instant};
 use tokio_rustls::TlsStream;
-use tracing::{debug, info};
+use tracing::{debug, info, trace, warn};
 
 use crate::error::SendError;
 use crate::event::{CloseReason, TransportEvent};
 use crate::inbound::{process_message, Inbound};
 use crate::layer::Shared;
+use crate::queue::{coalesce, Item, Notice, Refused, WriteQueue};
 use crate::stats::Counters;
 
 /// The read half of a connection.
@@ -74,12 +76,17 @@ impl Writer {
     }
 }
 
-/// A registered connection, shared by its reader task, the registry and senders.
+/// A registered connection, shared by its reader task, its writer task, the registry and
+/// senders. Senders only queue ([`Conn::enqueue`]); the writer task owns the socket's write half.
 pub(crate) struct Conn {
     pub(crate) flow: Flow,
     /// Whether we opened it (a client flow: pings, pongs expected).
     pub(crate) outbound: bool,
-    writer: tokio::sync::Mutex<Writer>,
+    /// For a connection we opened: the name it was opened for (for TLS, the name its
+    /// certificate was verified against). `None` for accepted connections, whose peer proved
+    /// no name, and for connections opened to a bare address.
+    pub(crate) server_name: Option<String>,
+    pub(crate) queue: Arc<WriteQueue>,
     close: Notify,
     close_reason: Mutex<Option<CloseReason>>,
     created: Instant,
@@ -88,11 +95,17 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(flow: Flow, outbound: bool, writer: Writer) -> Conn {
+    pub(crate) fn new(
+        flow: Flow,
+        outbound: bool,
+        server_name: Option<String>,
+        queue: Arc<WriteQueue>,
+    ) -> Conn {
         Conn {
             flow,
             outbound,
-            writer: tokio::sync::Mutex::new(writer),
+            server_name,
+            queue,
             close: Notify::new(),
             close_reason: Mutex::new(None),
             created: Instant::now(),
@@ -125,41 +138,91 @@ impl Conn {
             .unwrap_or(CloseReason::Local)
     }
 
-    /// Writes one whole message (or keep-alive). A failed or timed-out write closes the
-    /// connection, as does a write abandoned half way (the stream would be corrupt).
-    pub(crate) async fn write(&self, data: &[u8], timeout: Duration) -> Result<(), SendError> {
-        struct Unfinished<'a>(&'a Conn, bool);
-        impl Drop for Unfinished<'_> {
-            fn drop(&mut self) {
-                if !self.1 {
-                    self.0
-                        .request_close(CloseReason::Io(io::ErrorKind::Interrupted));
-                }
+    /// Queues one whole message (or keep-alive) for the writer task; never waits. A queue
+    /// that would pass its byte budget means the peer is not reading: the connection is
+    /// closed ([`CloseReason::QueueFull`]) and counted, and nobody else is held up.
+    pub(crate) fn enqueue(&self, stats: &Counters, item: Item) -> Result<(), SendError> {
+        match self.queue.push(item) {
+            Ok(()) => Ok(()),
+            Err((Refused::Full, _)) => {
+                Counters::bump(&stats.queue_full_closes);
+                warn!(flow = %self.flow, queued = self.queue.queued_bytes(), "peer not reading: write queue full, closing the flow");
+                self.request_close(CloseReason::QueueFull);
+                Err(SendError::QueueFull(self.flow))
             }
+            Err((Refused::Closed, _)) => Err(SendError::FlowClosed(self.flow)),
         }
-        let mut guard = Unfinished(self, false);
-        let addr = self.flow.remote;
-        let r = tokio::time::timeout(timeout, async {
-            let mut w = self.writer.lock().await;
-            w.write_all(data).await
-        })
-        .await;
-        guard.1 = true;
-        match r {
-            Ok(Ok(())) => {
-                self.touch();
-                Ok(())
+    }
+}
+
+/// Tells whoever waits on these messages that they were not sent.
+pub(crate) async fn fail_items(
+    events: &mpsc::Sender<TransportEvent>,
+    items: Vec<Item>,
+    error: impl Fn() -> SendError,
+) {
+    for item in items {
+        match item.notice {
+            Notice::None => {}
+            Notice::Tag(tag) => {
+                deliver_wait(
+                    events,
+                    TransportEvent::SendFailed {
+                        tag,
+                        error: error(),
+                    },
+                )
+                .await;
             }
-            Ok(Err(e)) => {
-                self.request_close(CloseReason::Io(e.kind()));
-                Err(SendError::Io { addr, source: e })
-            }
-            Err(_) => {
-                self.request_close(CloseReason::WriteTimeout);
-                Err(SendError::WriteTimeout(addr))
+            Notice::Done(tx) => {
+                let _ = tx.send(Err(error()));
             }
         }
     }
+}
+
+/// The writer task of one connection: drains its queue in batches, each written within the
+/// write timeout. A failed or timed-out write closes the connection; what was still queued is
+/// reported failed.
+async fn write_loop(shared: Arc<Shared>, conn: Arc<Conn>, mut writer: Writer) {
+    let flow = conn.flow;
+    let mut batch = Vec::new();
+    while conn.queue.next_batch(&mut batch, 65_536).await {
+        let data = coalesce(&batch);
+        let written = tokio::select! {
+            r = tokio::time::timeout(shared.cfg.write_timeout, writer.write_all(&data)) => Some(r),
+            _ = conn.queue.closed() => None,
+        };
+        match written {
+            Some(Ok(Ok(()))) => {
+                conn.touch();
+                for item in batch.drain(..) {
+                    shared.stats.sent(flow.transport, item.data.len());
+                    trace!(%flow, size = item.data.len(), "sent");
+                    if let Notice::Done(tx) = item.notice {
+                        let _ = tx.send(Ok(flow));
+                    }
+                }
+            }
+            Some(Ok(Err(e))) => {
+                conn.request_close(CloseReason::Io(e.kind()));
+                break;
+            }
+            Some(Err(_)) => {
+                Counters::bump(&shared.stats.write_timeouts);
+                conn.request_close(CloseReason::WriteTimeout);
+                break;
+            }
+            None => break,
+        }
+    }
+    // Whatever is left (the batch in hand, the rest of the queue) was not sent.
+    batch.extend(conn.queue.close());
+    if !batch.is_empty() {
+        Counters::add(&shared.stats.send_errors, batch.len() as u64);
+    }
+    fail_items(&shared.events, batch, || SendError::FlowClosed(flow)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
 }
 
 thread_local! {
@@ -243,13 +306,14 @@ async fn deliver_wait(tx: &mpsc::Sender<TransportEvent>, ev: TransportEvent) -> 
     }
 }
 
-/// Registers a connection and spawns its reader task, which reports it opened, reads until
-/// it closes, unregisters it and reports it closed.
-pub(crate) fn start(shared: Arc<Shared>, conn: Arc<Conn>, reader: Reader) {
+/// Registers a connection and spawns its writer task and its reader task, which reports it
+/// opened, reads until it closes, unregisters it and reports it closed.
+pub(crate) fn start(shared: Arc<Shared>, conn: Arc<Conn>, reader: Reader, writer: Writer) {
     if let Ok(mut reg) = shared.registry.lock() {
         reg.insert(conn.clone());
     }
     Counters::bump(&shared.stats.connections_opened);
+    let writing = tokio::spawn(write_loop(shared.clone(), conn.clone(), writer));
     let mut shutdown = shared.shutdown.subscribe();
     tokio::spawn(async move {
         let flow = conn.flow;
@@ -263,10 +327,10 @@ pub(crate) fn start(shared: Arc<Shared>, conn: Arc<Conn>, reader: Reader) {
         if let Ok(mut reg) = shared.registry.lock() {
             reg.remove(&conn);
         }
-        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
-            conn.writer.lock().await.shutdown().await
-        }))
-        .await;
+        // The writer fails what is still queued and shuts the write half down; the flow is
+        // reported closed after that, so that no send failure for it comes later.
+        conn.queue.shut();
+        let _ = writing.await;
         Counters::bump(&shared.stats.connections_closed);
         if reason == CloseReason::KeepAliveTimeout {
             Counters::bump(&shared.stats.keepalive_failures);
@@ -399,13 +463,9 @@ async fn read_loop(
                     return CloseReason::IdleTimeout;
                 }
                 if next_ping.is_some_and(|d| d <= now) {
-                    if Box::pin(conn.write(b"\r\n\r\n", cfg.write_timeout))
-                        .await
-                        .is_err()
-                    {
+                    if conn.enqueue(stats, keepalive(b"\r\n\r\n")).is_err() {
                         return conn.take_close_reason();
                     }
-                    stats.sent(flow.transport, 4);
                     Counters::bump(&stats.pings_sent);
                     pong_due.get_or_insert(now + cfg.keepalive_timeout);
                     next_ping = interval.map(|i| now + i);
@@ -424,22 +484,19 @@ async fn read_loop(
             match step {
                 Step::Next => {}
                 Step::Pong => {
-                    if Box::pin(conn.write(b"\r\n", cfg.write_timeout))
-                        .await
-                        .is_err()
-                    {
+                    if conn.enqueue(stats, keepalive(b"\r\n")).is_err() {
                         return conn.take_close_reason();
                     }
                     Counters::bump(&stats.pongs_sent);
                 }
                 Step::Write(resp) => {
-                    if Box::pin(conn.write(&resp, cfg.write_timeout))
-                        .await
-                        .is_err()
-                    {
+                    let item = Item {
+                        data: resp,
+                        notice: Notice::None,
+                    };
+                    if conn.enqueue(stats, item).is_err() {
                         return conn.take_close_reason();
                     }
-                    stats.sent(flow.transport, resp.len());
                 }
                 Step::Wait(wait) => {
                     if !wait.await {
@@ -456,6 +513,13 @@ async fn read_loop(
         } else if completed || partial_since.is_none() {
             partial_since = Some(Instant::now());
         }
+    }
+}
+
+fn keepalive(bytes: &'static [u8]) -> Item {
+    Item {
+        data: bytes::Bytes::from_static(bytes),
+        notice: Notice::None,
     }
 }
 

@@ -58,6 +58,14 @@ pub enum SendError {
     /// is closed.
     #[error("writing to {0} timed out")]
     WriteTimeout(SocketAddr),
+    /// The connection's write queue is full (its peer is not reading): the connection is
+    /// being closed.
+    #[error("write queue of flow {0} is full: peer not reading")]
+    QueueFull(Flow),
+    /// More bytes wait for a connection being opened to this address than one write queue
+    /// holds.
+    #[error("write queue for the connection being opened to {0} is full")]
+    ConnectQueueFull(SocketAddr),
     /// The message does not fit in a datagram.
     #[error("message of {size} bytes does not fit in a datagram (limit {limit})")]
     TooLarge {
@@ -103,4 +111,46 @@ pub enum TlsConfigError {
     /// The client certificate verifier could not be built.
     #[error("client verifier: {0}")]
     Verifier(String),
+}
+
+impl SendError {
+    /// The same error again, for each of several messages that one failure lost (a socket
+    /// error is rebuilt from its kind and text).
+    pub(crate) fn duplicate(&self) -> SendError {
+        let io = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            SendError::NoTransport { transport, addr } => SendError::NoTransport {
+                transport: *transport,
+                addr: *addr,
+            },
+            SendError::FlowClosed(f) => SendError::FlowClosed(*f),
+            SendError::Connect { addr, source } => SendError::Connect {
+                addr: *addr,
+                source: io(source),
+            },
+            SendError::ConnectTimeout(a) => SendError::ConnectTimeout(*a),
+            SendError::TlsHandshake { addr, source } => SendError::TlsHandshake {
+                addr: *addr,
+                source: io(source),
+            },
+            SendError::TlsNotConfigured => SendError::TlsNotConfigured,
+            SendError::InvalidServerName(n) => SendError::InvalidServerName(n.clone()),
+            SendError::Io { addr, source } => SendError::Io {
+                addr: *addr,
+                source: io(source),
+            },
+            SendError::WriteTimeout(a) => SendError::WriteTimeout(*a),
+            SendError::QueueFull(f) => SendError::QueueFull(*f),
+            SendError::ConnectQueueFull(a) => SendError::ConnectQueueFull(*a),
+            SendError::TooLarge { size, limit } => SendError::TooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            SendError::ConnectionLimit(n) => SendError::ConnectionLimit(*n),
+            SendError::SipsRequiresTls(t) => SendError::SipsRequiresTls(*t),
+            SendError::NoRoute(r) => SendError::NoRoute(r),
+            SendError::Message(e) => SendError::Message(e.clone()),
+            SendError::Shutdown => SendError::Shutdown,
+        }
+    }
 }

@@ -24,6 +24,15 @@ pub enum TransportEvent {
         /// `true` when we opened it (a client flow: it sends keep-alive pings when configured).
         outbound: bool,
     },
+    /// A message queued with a tag ([`crate::TransportHandle::enqueue`] and friends) could not
+    /// be sent after all: its connection failed to open, closed, or timed out writing. The
+    /// transaction that sent it treats this as a transport error (RFC 3261 §17.1.4).
+    SendFailed {
+        /// The tag given when it was queued.
+        tag: u64,
+        /// What went wrong.
+        error: crate::SendError,
+    },
     /// A TCP or TLS connection closed; messages can no longer be sent on this flow. A registrar
     /// drops or marks offline the bindings that lived on it (RFC 5626 §5.3).
     FlowClosed {
@@ -54,6 +63,9 @@ pub enum CloseReason {
     Io(io::ErrorKind),
     /// Writing timed out.
     WriteTimeout,
+    /// The peer did not read: more bytes waited to be written to it than the write queue's
+    /// budget ([`crate::TransportConfig::write_queue_bytes`]).
+    QueueFull,
     /// Closed on request ([`crate::TransportHandle::close_flow`]).
     Local,
     /// The transport layer shut down.
@@ -71,6 +83,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             CloseReason::Io(k) => write!(f, "I/O error: {k}"),
             CloseReason::WriteTimeout => f.write_str("write timeout"),
+            CloseReason::QueueFull => f.write_str("write queue full (peer not reading)"),
             CloseReason::Local => f.write_str("closed locally"),
             CloseReason::Shutdown => f.write_str("shutdown"),
         }

@@ -6,14 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sip_core::{Flow, Message, Target, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, trace};
 
 use crate::config::TransportConfig;
 use crate::conn::Conn;
 use crate::error::SendError;
 use crate::event::{CloseReason, TransportEvent};
-use crate::registry::Registry;
+use crate::queue::{Item, Notice, Refused};
+use crate::registry::{pending_key, Registry};
 use crate::stats::{Counters, Stats};
 use crate::tls::{TlsClientConfig, TlsServerConfig};
 use crate::udp::UdpGroup;
@@ -146,6 +147,18 @@ impl TransportBuilder {
     }
 }
 
+/// How a send went at once.
+enum Outcome {
+    /// A datagram was written (a waiting sender's notice is not needed).
+    Written(Flow),
+    /// Queued: the notice will be answered (the flow, when known).
+    Queued(Option<Flow>),
+}
+
+fn notice(tag: Option<u64>) -> Notice {
+    tag.map_or(Notice::None, Notice::Tag)
+}
+
 /// Shuts the layer down when the last handle is dropped.
 struct Owner {
     shared: Arc<Shared>,
@@ -206,72 +219,120 @@ impl TransportHandle {
         &self.owner.shared
     }
 
-    /// Sends bytes (one whole message, or a keep-alive) and returns the flow they went on.
+    /// Sends bytes (one whole message, or a keep-alive) and returns the flow they went on,
+    /// once they are written (for a connection: handed to the socket by its writer task).
     /// No size-based transport switch happens here: see [`TransportHandle::send_request`].
+    /// The Endpoint's driver uses [`TransportHandle::enqueue`] instead, which never waits.
     pub async fn send(&self, dest: impl Into<Destination>, data: Bytes) -> Result<Flow, SendError> {
-        let r = match dest.into() {
-            Destination::Flow(flow) => self.send_on_flow(flow, &data).await,
-            Destination::Target(t) => self.send_to_target(&t, &data).await,
-        };
-        if r.is_err() {
-            Counters::bump(&self.shared().stats.send_errors);
-        }
-        r
+        let (tx, rx) = oneshot::channel();
+        let r = self.dispatch(dest.into(), data, Notice::Done(tx));
+        self.finish(r, rx).await
     }
 
-    async fn send_on_flow(&self, flow: Flow, data: &[u8]) -> Result<Flow, SendError> {
-        if *self.shared().shutdown.borrow() {
-            return Err(SendError::Shutdown);
-        }
-        match flow.transport {
-            Transport::Udp => self.send_udp(Some(flow.local), flow.remote, data).await,
-            Transport::Tcp | Transport::Tls => {
-                let conn = self.conn(&flow).ok_or(SendError::FlowClosed(flow))?;
-                self.write_conn(&conn, data).await
+    async fn finish(
+        &self,
+        r: Result<Outcome, SendError>,
+        rx: oneshot::Receiver<Result<Flow, SendError>>,
+    ) -> Result<Flow, SendError> {
+        match r {
+            Ok(Outcome::Written(f)) => Ok(f),
+            Ok(Outcome::Queued(_)) => rx.await.unwrap_or(Err(SendError::Shutdown)),
+            Err(e) => {
+                Counters::bump(&self.shared().stats.send_errors);
+                Err(e)
             }
         }
     }
 
-    async fn send_to_target(&self, target: &Target, data: &[u8]) -> Result<Flow, SendError> {
+    /// Queues bytes for a destination and returns at once, never waiting for a peer: a
+    /// datagram is sent now; on a connection the message joins its write queue (in order
+    /// behind what was queued before); to a target with no open connection, one connection
+    /// is opened and every message for it waits in its queue meanwhile.
+    ///
+    /// Returns the flow when it is known (`None` while a connection is being opened). A
+    /// failure found now is returned; one found later (the connection could not be opened,
+    /// closed, or timed out writing) is reported as [`TransportEvent::SendFailed`] with
+    /// `tag`, when a tag is given.
+    pub fn enqueue(
+        &self,
+        dest: impl Into<Destination>,
+        data: Bytes,
+        tag: Option<u64>,
+    ) -> Result<Option<Flow>, SendError> {
+        let r = self.dispatch(dest.into(), data, notice(tag));
+        self.outcome(r)
+    }
+
+    fn outcome(&self, r: Result<Outcome, SendError>) -> Result<Option<Flow>, SendError> {
+        match r {
+            Ok(Outcome::Written(f)) => Ok(Some(f)),
+            Ok(Outcome::Queued(f)) => Ok(f),
+            Err(e) => {
+                Counters::bump(&self.shared().stats.send_errors);
+                Err(e)
+            }
+        }
+    }
+
+    fn dispatch(
+        &self,
+        dest: Destination,
+        data: Bytes,
+        notice: Notice,
+    ) -> Result<Outcome, SendError> {
         if *self.shared().shutdown.borrow() {
             return Err(SendError::Shutdown);
         }
-        match target.transport {
-            Transport::Udp => self.send_udp(None, target.addr, data).await,
-            Transport::Tcp | Transport::Tls => {
-                let open = self
-                    .shared()
-                    .registry
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.find(target.transport, target.addr));
-                if let Some(conn) = open {
-                    match self.write_conn(&conn, data).await {
-                        Ok(f) => return Ok(f),
-                        // The connection died under us: one fresh attempt.
-                        Err(e) => debug!(flow = %conn.flow, error = %e, "reused connection failed"),
-                    }
+        match dest {
+            Destination::Flow(flow) => match flow.transport {
+                Transport::Udp => self.send_udp(Some(flow.local), flow.remote, data, notice),
+                Transport::Tcp | Transport::Tls => {
+                    let conn = self.conn(&flow).ok_or(SendError::FlowClosed(flow))?;
+                    conn.enqueue(&self.shared().stats, Item { data, notice })?;
+                    Ok(Outcome::Queued(Some(flow)))
                 }
-                let conn = stream::connect(self.shared(), target).await?;
-                self.write_conn(&conn, data).await
-            }
+            },
+            Destination::Target(t) => match t.transport {
+                Transport::Udp => self.send_udp(None, t.addr, data, notice),
+                Transport::Tcp | Transport::Tls => self.to_target(&t, Item { data, notice }),
+            },
         }
     }
 
-    async fn write_conn(&self, conn: &Conn, data: &[u8]) -> Result<Flow, SendError> {
+    /// A message for a TCP/TLS target: on a reusable open connection, else in the queue of
+    /// the connection being opened to it, else in a new one's.
+    fn to_target(&self, target: &Target, item: Item) -> Result<Outcome, SendError> {
         let shared = self.shared();
-        conn.write(data, shared.cfg.write_timeout).await?;
-        shared.stats.sent(conn.flow.transport, data.len());
-        trace!(flow = %conn.flow, size = data.len(), "sent");
-        Ok(conn.flow)
+        let mut reg = shared.registry.lock().map_err(|_| SendError::Shutdown)?;
+        if let Some(conn) = reg.find(target) {
+            drop(reg);
+            conn.enqueue(&shared.stats, item)?;
+            return Ok(Outcome::Queued(Some(conn.flow)));
+        }
+        let queue = match reg.pending(&pending_key(target)) {
+            Some(q) => q,
+            None => {
+                let plan = stream::plan(shared, target)?;
+                stream::begin_connect(shared, &mut reg, target, plan)?
+            }
+        };
+        drop(reg);
+        match queue.push(item) {
+            Ok(()) => Ok(Outcome::Queued(None)),
+            Err((Refused::Full, _)) => Err(SendError::ConnectQueueFull(target.addr)),
+            Err((Refused::Closed, _)) => Err(SendError::ConnectTimeout(target.addr)),
+        }
     }
 
-    async fn send_udp(
+    /// Sends a datagram now. A socket whose send buffer is full (rare: the kernel drains it
+    /// at line rate) gets the datagram from a task of its own, so the caller never waits.
+    fn send_udp(
         &self,
         local: Option<SocketAddr>,
         to: SocketAddr,
-        data: &[u8],
-    ) -> Result<Flow, SendError> {
+        data: Bytes,
+        notice: Notice,
+    ) -> Result<Outcome, SendError> {
         if data.len() > MAX_DATAGRAM {
             return Err(SendError::TooLarge {
                 size: data.len(),
@@ -286,37 +347,62 @@ impl TransportHandle {
                 .iter()
                 .find(|g| g.local.is_ipv4() == to.is_ipv4()),
         };
-        let no_socket = SendError::NoTransport {
+        let no_socket = || SendError::NoTransport {
             transport: Transport::Udp,
             addr: to,
         };
-        let group = group.ok_or(no_socket)?;
-        let sock = group.pick(to).ok_or(SendError::NoTransport {
-            transport: Transport::Udp,
-            addr: to,
-        })?;
-        sock.send_to(data, to)
-            .await
-            .map_err(|source| SendError::Io { addr: to, source })?;
-        shared.stats.sent(Transport::Udp, data.len());
+        let group = group.ok_or_else(no_socket)?;
+        let sock = group.pick(to).ok_or_else(no_socket)?;
         let flow = Flow {
             transport: Transport::Udp,
             local: group.local,
             remote: to,
         };
-        trace!(%flow, size = data.len(), "sent");
-        Ok(flow)
+        match sock.try_send_to(&data, to) {
+            Ok(_) => {
+                shared.stats.sent(Transport::Udp, data.len());
+                trace!(%flow, size = data.len(), "sent");
+                Ok(Outcome::Written(flow))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Counters::bump(&shared.stats.udp_sends_deferred);
+                let sock = sock.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let r = match sock.send_to(&data, to).await {
+                        Ok(_) => {
+                            shared.stats.sent(Transport::Udp, data.len());
+                            Ok(flow)
+                        }
+                        Err(source) => {
+                            Counters::bump(&shared.stats.send_errors);
+                            Err(SendError::Io { addr: to, source })
+                        }
+                    };
+                    match (r, notice) {
+                        (r, Notice::Done(tx)) => {
+                            let _ = tx.send(r);
+                        }
+                        (Err(error), Notice::Tag(tag)) => {
+                            let ev = TransportEvent::SendFailed { tag, error };
+                            let _ = shared.events.send(ev).await;
+                        }
+                        _ => {}
+                    }
+                });
+                Ok(Outcome::Queued(Some(flow)))
+            }
+            Err(source) => Err(SendError::Io { addr: to, source }),
+        }
     }
 
-    /// Sends a request to a target (RFC 3261 §18.1.1) and returns the flow it went on.
-    ///
-    /// - A `sips:` Request-URI is only sent over TLS ([`SendError::SipsRequiresTls`]).
-    /// - A request to a UDP target larger than [`TransportConfig::udp_mtu_threshold`] goes over
-    ///   TCP to the same address with its top Via transport rewritten to `TCP`; the switch is
-    ///   logged and counted, and the returned flow says TCP (the transaction is then reliable:
-    ///   no retransmissions, and its ACK/CANCEL must use the same Via).
-    /// - An open connection to the target is reused before a new one is opened.
-    pub async fn send_request(&self, target: &Target, msg: &Message) -> Result<Flow, SendError> {
+    /// RFC 3261 §18.1.1 for a request about to be sent to `target`: a `sips:` Request-URI
+    /// only goes over TLS ([`SendError::SipsRequiresTls`]); a request to a UDP target larger
+    /// than [`TransportConfig::udp_mtu_threshold`] goes over TCP to the same address, with its
+    /// top Via transport rewritten to `TCP` (the switch is logged and counted). Returns the
+    /// target to use. Call it before the request enters a client transaction, so that the
+    /// transaction knows its transport is reliable.
+    pub fn prepare_request(&self, target: &Target, msg: &mut Message) -> Result<Target, SendError> {
         let sips = msg
             .uri_str()
             .and_then(|u| u.get(..5))
@@ -325,64 +411,113 @@ impl TransportHandle {
             Counters::bump(&self.shared().stats.send_errors);
             return Err(SendError::SipsRequiresTls(target.transport));
         }
-        let data = msg.to_bytes();
         let threshold = self.shared().cfg.udp_mtu_threshold;
-        if target.transport == Transport::Udp && threshold.is_some_and(|t| data.len() > t) {
-            let mut m = msg.clone();
-            crate::via::set_top_via_transport(&mut m, Transport::Tcp)?;
-            let tcp = Target::new(Transport::Tcp, target.addr);
+        if target.transport == Transport::Udp && threshold.is_some_and(|t| msg.encoded_len() > t) {
+            crate::via::set_top_via_transport(msg, Transport::Tcp)?;
             Counters::bump(&self.shared().stats.udp_to_tcp_switches);
             info!(
                 target = %target.addr,
-                size = data.len(),
+                size = msg.encoded_len(),
                 threshold = threshold.unwrap_or_default(),
-                call_id = m.call_id().unwrap_or_default(),
+                call_id = msg.call_id().unwrap_or_default(),
                 "request larger than the UDP threshold: sending over TCP (RFC 3261 §18.1.1)"
             );
-            return self.send(tcp, m.to_bytes()).await;
+            return Ok(Target {
+                transport: Transport::Tcp,
+                ..target.clone()
+            });
         }
-        self.send(target, data).await
+        Ok(target.clone())
+    }
+
+    /// Sends a request to a target (RFC 3261 §18.1.1, see [`TransportHandle::prepare_request`])
+    /// and returns the flow it went on.
+    ///
+    /// - A `sips:` Request-URI is only sent over TLS ([`SendError::SipsRequiresTls`]).
+    /// - A request to a UDP target larger than [`TransportConfig::udp_mtu_threshold`] goes over
+    ///   TCP to the same address with its top Via transport rewritten to `TCP`; the switch is
+    ///   logged and counted, and the returned flow says TCP (the transaction is then reliable:
+    ///   no retransmissions, and its ACK/CANCEL must use the same Via).
+    /// - An open connection to the target is reused before a new one is opened.
+    pub async fn send_request(&self, target: &Target, msg: &Message) -> Result<Flow, SendError> {
+        let mut m = msg.clone();
+        let target = self.prepare_request(target, &mut m)?;
+        self.send(target, m.to_bytes()).await
+    }
+
+    /// Queues a request per RFC 3261 §18.1.1 (see [`TransportHandle::prepare_request`] and
+    /// [`TransportHandle::enqueue`]).
+    pub fn enqueue_request(
+        &self,
+        target: &Target,
+        msg: &Message,
+        tag: Option<u64>,
+    ) -> Result<Option<Flow>, SendError> {
+        let mut m = msg.clone();
+        let target = self.prepare_request(target, &mut m)?;
+        self.enqueue(target, m.to_bytes(), tag)
     }
 
     /// Sends a response where RFC 3261 §18.2.2 says, and returns the flow it went on.
     ///
     /// With `flow` (the flow the request came on): a reliable flow that is still open carries
-    /// it; for UDP it is sent from the flow's local socket. Otherwise, and when the flow has
-    /// closed, the destination comes from the top Via: over TCP/TLS to `received` (or the
-    /// sent-by address) and the sent-by port, reusing or opening a connection; over UDP to
-    /// `maddr`, else `received`:`rport` (RFC 3581), else `received` or sent-by and the sent-by
-    /// port. A sent-by domain name without `received` needs RFC 3263 resolution, which is the
+    /// it. Otherwise, and when the flow has closed, the destination comes from the top Via:
+    /// over TCP/TLS to `received` (or the sent-by address) and the sent-by port, reusing or
+    /// opening a connection; over UDP (from the flow's local socket) to `maddr`, else
+    /// `received`:`rport` (RFC 3581), else `received` or sent-by and the sent-by port. A
+    /// sent-by domain name without `received` needs RFC 3263 resolution, which is the
     /// caller's: [`SendError::NoRoute`].
     pub async fn send_response(
         &self,
         msg: &Message,
         flow: Option<Flow>,
     ) -> Result<Flow, SendError> {
-        let data = msg.to_bytes();
+        let (tx, rx) = oneshot::channel();
+        let r = self.route_response(msg.to_bytes(), Some(msg), flow, Notice::Done(tx));
+        self.finish(r, rx).await
+    }
+
+    /// Queues a response where RFC 3261 §18.2.2 says (see [`TransportHandle::send_response`]
+    /// and [`TransportHandle::enqueue`]); `data` is the whole response, read again only when
+    /// its Via decides.
+    pub fn enqueue_response(
+        &self,
+        data: Bytes,
+        flow: Option<Flow>,
+        tag: Option<u64>,
+    ) -> Result<Option<Flow>, SendError> {
+        let r = self.route_response(data, None, flow, notice(tag));
+        self.outcome(r)
+    }
+
+    fn route_response(
+        &self,
+        data: Bytes,
+        msg: Option<&Message>,
+        flow: Option<Flow>,
+        notice: Notice,
+    ) -> Result<Outcome, SendError> {
         if let Some(f) = flow.filter(|f| f.transport.is_reliable()) {
-            match self.send(f, data.clone()).await {
-                Err(SendError::FlowClosed(_)) => {
-                    debug!(flow = %f, "request's flow closed: response sent per its Via");
+            match self.conn(&f) {
+                Some(c) if !c.queue.is_closed() => {
+                    c.enqueue(&self.shared().stats, Item { data, notice })?;
+                    return Ok(Outcome::Queued(Some(f)));
                 }
-                r => return r,
+                _ => debug!(flow = %f, "request's flow closed: response sent per its Via"),
             }
         }
-        let target = match response::destination(msg) {
-            Ok(t) => t,
-            Err(e) => {
-                Counters::bump(&self.shared().stats.send_errors);
-                return Err(e);
+        let parsed;
+        let msg = match msg {
+            Some(m) => m,
+            None => {
+                parsed = Message::parse(data.clone())?;
+                &parsed
             }
         };
+        let target = response::destination(msg)?;
         match flow.filter(|f| f.transport == Transport::Udp && target.transport == Transport::Udp) {
-            Some(f) => {
-                let r = self.send_udp(Some(f.local), target.addr, &data).await;
-                if r.is_err() {
-                    Counters::bump(&self.shared().stats.send_errors);
-                }
-                r
-            }
-            None => self.send(target, data).await,
+            Some(f) => self.send_udp(Some(f.local), target.addr, data, notice),
+            None => self.dispatch(Destination::Target(target), data, notice),
         }
     }
 

@@ -56,6 +56,7 @@ mod error;
 mod event;
 mod inbound;
 mod layer;
+mod queue;
 mod registry;
 mod response;
 mod stats;

@@ -54,6 +54,14 @@ pub struct Stats {
     pub udp_to_tcp_switches: u64,
     /// Sends that failed.
     pub send_errors: u64,
+    /// Connections closed because their write queue filled (the peer did not read).
+    pub queue_full_closes: u64,
+    /// Connections closed because one write took longer than the write timeout.
+    pub write_timeouts: u64,
+    /// Outbound connections refused by [`crate::TransportConfig::max_outbound_connections`].
+    pub outbound_refused: u64,
+    /// UDP sends that found the socket's buffer full and were finished by a task of their own.
+    pub udp_sends_deferred: u64,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +100,10 @@ pub(crate) struct Counters {
     pub(crate) keepalive_failures: AtomicU64,
     pub(crate) udp_to_tcp_switches: AtomicU64,
     pub(crate) send_errors: AtomicU64,
+    pub(crate) queue_full_closes: AtomicU64,
+    pub(crate) write_timeouts: AtomicU64,
+    pub(crate) outbound_refused: AtomicU64,
+    pub(crate) udp_sends_deferred: AtomicU64,
 }
 
 fn index(t: Transport) -> usize {
@@ -105,6 +117,10 @@ fn index(t: Transport) -> usize {
 impl Counters {
     pub(crate) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn bytes_in(&self, t: Transport, n: usize) {
@@ -142,6 +158,10 @@ impl Counters {
             keepalive_failures: self.keepalive_failures.load(Relaxed),
             udp_to_tcp_switches: self.udp_to_tcp_switches.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
+            queue_full_closes: self.queue_full_closes.load(Relaxed),
+            write_timeouts: self.write_timeouts.load(Relaxed),
+            outbound_refused: self.outbound_refused.load(Relaxed),
+            udp_sends_deferred: self.udp_sends_deferred.load(Relaxed),
         }
     }
 }

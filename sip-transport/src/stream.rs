@@ -16,6 +16,8 @@ use tracing::{debug, warn};
 use crate::conn::{self, Conn, Reader, Writer};
 use crate::error::SendError;
 use crate::layer::Shared;
+use crate::queue::WriteQueue;
+use crate::registry::{pending_key, PendingKey, Registry};
 use crate::stats::Counters;
 
 /// Binds a listening socket (backlog 4096; IPv6 sockets are IPv6 only).
@@ -98,7 +100,8 @@ pub(crate) async fn accept_loop(
         match &tls {
             None => {
                 let (r, w) = split_tcp(stream);
-                conn::start(shared.clone(), Arc::new(Conn::new(flow, false, w)), r);
+                let conn = Conn::new(flow, false, None, new_queue(&shared));
+                conn::start(shared.clone(), Arc::new(conn), r, w);
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -110,7 +113,8 @@ pub(crate) async fn accept_loop(
                     match hs {
                         Ok(Ok(tls)) => {
                             let (r, w) = split_tls(TlsStream::Server(tls));
-                            conn::start(shared.clone(), Arc::new(Conn::new(flow, false, w)), r);
+                            let conn = Conn::new(flow, false, None, new_queue(&shared));
+                            conn::start(shared.clone(), Arc::new(conn), r, w);
                         }
                         Ok(Err(e)) => {
                             release(&shared, Some(peer));
@@ -135,8 +139,18 @@ fn release(shared: &Shared, inbound_peer: Option<SocketAddr>) {
     }
 }
 
-/// Opens a connection to a TCP or TLS target and registers it as a client flow.
-pub(crate) async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Arc<Conn>, SendError> {
+fn new_queue(shared: &Shared) -> Arc<WriteQueue> {
+    Arc::new(WriteQueue::new(shared.cfg.write_queue_bytes))
+}
+
+/// What opening a connection needs, checked before anything is queued for it.
+pub(crate) struct Plan {
+    connector: Option<tokio_rustls::TlsConnector>,
+    server_name: ServerName<'static>,
+}
+
+/// Checks that a connection to `target` can be attempted (TLS configured, a valid server name).
+pub(crate) fn plan(shared: &Shared, target: &Target) -> Result<Plan, SendError> {
     let connector = match target.transport {
         Transport::Tls => Some(match &shared.tls_client {
             Some(c) => tokio_rustls::TlsConnector::from(c.inner.clone()),
@@ -150,18 +164,52 @@ pub(crate) async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Arc
         }
         None => ServerName::IpAddress(target.addr.ip().into()),
     };
-    let reserved = shared
-        .registry
-        .lock()
-        .map_err(|_| SendError::Shutdown)?
-        .reserve(None, &shared.cfg);
-    if reserved.is_err() {
-        Counters::bump(&shared.stats.refused_connections);
-        warn!(%target, limit = shared.cfg.max_connections, "connection not opened: limit reached");
-        return Err(SendError::ConnectionLimit(shared.cfg.max_connections));
+    Ok(Plan {
+        connector,
+        server_name,
+    })
+}
+
+/// Takes an outbound slot and a queue for a new connection to `target` and starts opening it;
+/// what is queued meanwhile is written once it is open. The caller holds the registry.
+pub(crate) fn begin_connect(
+    shared: &Arc<Shared>,
+    registry: &mut Registry,
+    target: &Target,
+    plan: Plan,
+) -> Result<Arc<WriteQueue>, SendError> {
+    if let Err(why) = registry.reserve(None, &shared.cfg) {
+        Counters::bump(&shared.stats.outbound_refused);
+        warn!(%target, "connection not opened: {why}");
+        return Err(SendError::ConnectionLimit(
+            shared.cfg.max_outbound_connections,
+        ));
     }
+    let queue = new_queue(shared);
+    let key = pending_key(target);
+    registry.insert_pending(key.clone(), queue.clone());
+    tokio::spawn(open(
+        shared.clone(),
+        target.clone(),
+        key,
+        plan,
+        queue.clone(),
+    ));
+    Ok(queue)
+}
+
+/// Opens the connection, then registers it (its writer drains the queue), or reports every
+/// queued message failed.
+async fn open(
+    shared: Arc<Shared>,
+    target: Target,
+    key: PendingKey,
+    plan: Plan,
+    queue: Arc<WriteQueue>,
+) {
     let addr = target.addr;
-    let opened = tokio::time::timeout(shared.cfg.connect_timeout, async {
+    let mut shutdown = shared.shutdown.subscribe();
+    let connecting = tokio::time::timeout(shared.cfg.connect_timeout, async {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| SendError::Connect { addr, source })?;
@@ -169,34 +217,54 @@ pub(crate) async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Arc
         let local = tcp
             .local_addr()
             .map_err(|source| SendError::Connect { addr, source })?;
-        let halves = match connector {
+        let halves = match plan.connector {
             None => split_tcp(tcp),
             Some(c) => {
                 let tls = c
-                    .connect(server_name, tcp)
+                    .connect(plan.server_name, tcp)
                     .await
                     .map_err(|source| SendError::TlsHandshake { addr, source })?;
                 split_tls(TlsStream::Client(tls))
             }
         };
         Ok::<_, SendError>((local, halves))
-    })
-    .await
-    .unwrap_or(Err(SendError::ConnectTimeout(addr)));
-    let (local, (reader, writer)) = match opened {
-        Ok(x) => x,
+    });
+    let opened = tokio::select! {
+        r = connecting => r.unwrap_or(Err(SendError::ConnectTimeout(addr))),
+        _ = shutdown.wait_for(|down| *down) => Err(SendError::Shutdown),
+    };
+    let started = match opened {
+        Ok((local, (reader, writer))) => {
+            let flow = Flow {
+                transport: target.transport,
+                local,
+                remote: addr,
+            };
+            let conn = Arc::new(Conn::new(
+                flow,
+                true,
+                target.server_name.clone(),
+                queue.clone(),
+            ));
+            // Registered before the pending entry goes, so that no send finds neither.
+            conn::start(shared.clone(), conn, reader, writer);
+            if let Ok(mut r) = shared.registry.lock() {
+                r.remove_pending(&key);
+            }
+            Ok(())
+        }
         Err(e) => {
-            release(shared, None);
-            debug!(%target, error = %e, "connection failed");
-            return Err(e);
+            if let Ok(mut r) = shared.registry.lock() {
+                r.remove_pending(&key);
+                r.release(None);
+            }
+            Err(e)
         }
     };
-    let flow = Flow {
-        transport: target.transport,
-        local,
-        remote: addr,
-    };
-    let conn = Arc::new(Conn::new(flow, true, writer));
-    conn::start(shared.clone(), conn.clone(), reader);
-    Ok(conn)
+    if let Err(e) = started {
+        debug!(%target, error = %e, "connection failed");
+        let lost = queue.close();
+        Counters::add(&shared.stats.send_errors, lost.len() as u64);
+        conn::fail_items(&shared.events, lost, || e.duplicate()).await;
+    }
 }

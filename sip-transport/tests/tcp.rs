@@ -333,7 +333,7 @@ async fn connection_caps_refuse_the_excess_and_serve_the_rest() {
 #[tokio::test]
 async fn outbound_connection_limit_is_a_send_error() {
     let cfg = TransportConfig {
-        max_connections: 0,
+        max_outbound_connections: 0,
         ..TransportConfig::default()
     };
     let (a, _rx) = layer(&[], &[], cfg).await;
@@ -353,6 +353,21 @@ async fn outbound_connection_limit_is_a_send_error() {
         a.send(closed, Bytes::from_static(b"x")).await,
         Err(SendError::Connect { .. })
     ));
+}
+
+/// Inbound and outbound connections are capped apart: with no room left for inbound ones
+/// (an inbound flood), our own connects still go out.
+#[tokio::test]
+async fn a_full_inbound_table_does_not_block_outbound_connects() {
+    let cfg = TransportConfig {
+        max_connections: 0,
+        ..TransportConfig::default()
+    };
+    let (a, _rx) = layer(&[], &[], cfg).await;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let t = Target::new(Transport::Tcp, l.local_addr().unwrap());
+    let flow = a.send(t, Bytes::from_static(b"\r\n\r\n")).await.unwrap();
+    assert_eq!(flow.remote, l.local_addr().unwrap());
 }
 
 #[tokio::test]

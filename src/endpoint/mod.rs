@@ -51,9 +51,13 @@
 //! ```
 
 mod driver;
+mod handles;
+mod identity;
+mod tu;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,11 +65,29 @@ use sip_core::random::{IdGenerator, OsRandom};
 use sip_core::{Flow, Message, Target, Transport};
 use sip_transaction::{Config as TxnConfig, TerminationReason, TransactionKey};
 use sip_transport::{
-    CloseReason, TlsClientConfig, TlsServerConfig, TransportConfig, TransportHandle,
+    CloseReason, SendError, TlsClientConfig, TlsServerConfig, TransportConfig, TransportHandle,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use handles::{ClientTransaction, ServerTransaction};
 pub use sip_transaction::Destination;
+
+/// A fresh random tag (RFC 3261 §19.3).
+pub(crate) fn random_tag() -> String {
+    IdGenerator::new(OsRandom).tag()
+}
+
+/// Who answers a CANCEL's INVITE (RFC 3261 §9.2, §16.10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CancelMode {
+    /// A user agent (the default): the endpoint answers the CANCEL 200 and the INVITE 487
+    /// itself, then tells the TU ([`ServerEvent::Cancelled`]).
+    #[default]
+    Ua,
+    /// A proxy (§16.10): the endpoint answers the CANCEL 200 but leaves the INVITE to the TU,
+    /// which cancels its branches and forwards their final answer (a 487, usually).
+    Proxy,
+}
 
 /// Answers some requests without a transaction, before the transaction layer sees them: a
 /// registrar's 401 challenges, an overloaded server's 503. A stateless answer keeps no state, so
@@ -90,6 +112,10 @@ pub enum EndpointError {
     /// transport error (503), RFC 3261 §8.1.3.1.
     #[error("transaction ended without a final response: {0:?}")]
     NoFinalResponse(TerminationReason),
+    /// The transport refused to send (RFC 3261 §18.1.1: a `sips:` request over a transport
+    /// other than TLS, no socket for the target's family, the connection limit…).
+    #[error(transparent)]
+    Send(#[from] SendError),
     /// The endpoint is shutting down or gone.
     #[error("endpoint is shut down")]
     Shutdown,
@@ -107,6 +133,8 @@ pub struct EndpointBuilder {
     event_capacity: usize,
     stateless: Option<Arc<dyn StatelessResponder>>,
     stateless_methods: Vec<sip_core::Method<'static>>,
+    advertise: Vec<(Transport, String)>,
+    cancel_mode: CancelMode,
 }
 
 impl Default for EndpointBuilder {
@@ -122,6 +150,8 @@ impl Default for EndpointBuilder {
             event_capacity: 4096,
             stateless: None,
             stateless_methods: Vec::new(),
+            advertise: Vec::new(),
+            cancel_mode: CancelMode::Ua,
         }
     }
 }
@@ -196,7 +226,40 @@ impl EndpointBuilder {
         self
     }
 
-    /// Capacity of the TU event channel (default 4096); a full channel back-pressures.
+    /// The address to put in Via, Contact and Record-Route for `transport` (`host` or
+    /// `host:port`; without a port, the listener's): for a socket bound to `0.0.0.0`, or a
+    /// server behind NAT. Responses whose top Via names it are ours too (RFC 3261 §18.1.2).
+    ///
+    /// ```
+    /// # use sip_stack::endpoint::Endpoint;
+    /// # use sip_stack::core::Transport;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ep = Endpoint::builder()
+    ///     .udp("0.0.0.0:0".parse()?)
+    ///     .advertise(Transport::Udp, "sip.example.com:5060")
+    ///     .build()
+    ///     .await?;
+    /// assert!(ep.via(Transport::Udp).starts_with("SIP/2.0/UDP sip.example.com:5060;rport;branch=z9hG4bK"));
+    /// # ep.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn advertise(mut self, transport: Transport, host_port: &str) -> Self {
+        self.advertise.retain(|(t, _)| *t != transport);
+        self.advertise.push((transport, host_port.to_owned()));
+        self
+    }
+
+    /// Who answers the INVITE of a CANCEL: the endpoint ([`CancelMode::Ua`], the default) or
+    /// the TU ([`CancelMode::Proxy`]).
+    pub fn cancel_mode(mut self, mode: CancelMode) -> Self {
+        self.cancel_mode = mode;
+        self
+    }
+
+    /// Capacity of the TU event channel (default 4096). New requests that find it full are
+    /// answered 503; ACKs, CANCELs and flow events wait in a backlog instead (never lost).
     pub fn event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
         self
@@ -221,24 +284,30 @@ impl EndpointBuilder {
         let (cmd_tx, cmd_rx) = mpsc::channel(self.event_capacity);
         let (event_tx, event_rx) = mpsc::channel(self.event_capacity);
         let (counters, counters_rx) = watch::channel(Counters::default());
-        let layer = sip_transaction::TransactionLayer::new(self.timers);
-        let driver = driver::Driver::new(
-            layer,
-            transport.clone(),
+        let identity = identity::Identity::new(transport.local_addrs(), &self.advertise);
+        let strays = Arc::new(AtomicUsize::new(0));
+        let driver = driver::Driver::new(driver::Parts {
+            layer: sip_transaction::TransactionLayer::new(self.timers),
+            transport: transport.clone(),
             transport_events,
-            cmd_tx.clone(),
-            cmd_rx,
-            event_tx,
+            cmd_back: cmd_tx.clone(),
+            cmd: cmd_rx,
+            events: event_tx,
+            strays: strays.clone(),
             counters,
-            self.stateless,
-            self.stateless_methods,
-        );
+            stateless: self.stateless,
+            stateless_methods: self.stateless_methods,
+            cancel_mode: self.cancel_mode,
+            identity: identity.clone(),
+        });
         let done = tokio::spawn(driver.run());
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 cmd: cmd_tx,
                 events: tokio::sync::Mutex::new(event_rx),
+                strays,
                 transport,
+                identity,
                 counters: counters_rx,
                 user_agent: self.user_agent,
                 done: Mutex::new(Some(done)),
@@ -250,7 +319,10 @@ impl EndpointBuilder {
 struct Inner {
     cmd: mpsc::Sender<Command>,
     events: tokio::sync::Mutex<mpsc::Receiver<ServerEvent>>,
+    /// Stray responses handed to the channel and not yet read (their cap is the driver's).
+    strays: Arc<AtomicUsize>,
     transport: TransportHandle,
+    identity: identity::Identity,
     counters: watch::Receiver<Counters>,
     user_agent: Option<String>,
     done: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -288,13 +360,37 @@ pub struct Counters {
     pub messages_out: u64,
     /// Requests answered statelessly by the [`StatelessResponder`].
     pub stateless_responses: u64,
+    /// New requests answered 503 because the TU was behind (its channel full, or events
+    /// waiting in the backlog): explicit back-pressure, never a silent drop.
+    pub tu_overload_503: u64,
+    /// Events (ACKs, CANCELs, flow events, stray responses) waiting for room in the TU
+    /// channel now. They are never dropped.
+    pub tu_backlog: usize,
+    /// The largest the backlog has been.
+    pub tu_backlog_peak: usize,
+    /// Whether reading from the transport is paused because the backlog is at its cap.
+    pub reading_paused: bool,
+    /// Stray responses dropped because too many already waited for the TU (they are the one
+    /// kind of event anyone can forge, so they have their own cap).
+    pub stray_responses_dropped: u64,
+    /// Provisionals and repeated 2xx dropped because a client transaction's TU did not read
+    /// its responses (room is always kept for the first final response).
+    pub responses_dropped: u64,
+    /// Responses dropped because their top Via was not ours (RFC 3261 §18.1.2).
+    pub foreign_responses_dropped: u64,
+    /// Sends the transport could not complete (each reported to its transaction).
+    pub send_failures: u64,
+    /// Requests answered 500 because the TU dropped them without a final response.
+    pub abandoned_500: u64,
+    /// CANCELs that matched a pending INVITE.
+    pub cancels_received: u64,
 }
 
 pub(crate) enum Command {
     Request {
         request: Message,
         target: Target,
-        responses: mpsc::UnboundedSender<Message>,
+        responses: mpsc::Sender<Message>,
         reply: oneshot::Sender<
             Result<(TransactionKey, oneshot::Receiver<TerminationReason>), EndpointError>,
         >,
@@ -302,6 +398,7 @@ pub(crate) enum Command {
     Respond {
         key: TransactionKey,
         response: Message,
+        to_tag: handles::ToTag,
         reply: oneshot::Sender<Result<(), EndpointError>>,
     },
     Stateless {
@@ -312,8 +409,12 @@ pub(crate) enum Command {
         key: TransactionKey,
         reply: oneshot::Sender<Result<(), EndpointError>>,
     },
-    TransportError {
-        key: TransactionKey,
+    /// A [`ServerTransaction`] was dropped without a final response.
+    Abandoned {
+        key: Option<TransactionKey>,
+        request: Message,
+        flow: Flow,
+        to_tag: handles::ToTag,
     },
     Shutdown {
         deadline: Duration,
@@ -326,8 +427,9 @@ pub(crate) enum Command {
 pub enum ServerEvent {
     /// A new request in a server transaction (not ACK, not CANCEL): respond on it.
     Request(ServerTransaction),
-    /// A CANCEL matched a pending INVITE: the endpoint answered the CANCEL 200 and the INVITE
-    /// 487 (RFC 3261 §9.2).
+    /// A CANCEL matched a pending INVITE: the endpoint answered the CANCEL 200 and, in
+    /// [`CancelMode::Ua`], the INVITE 487 (RFC 3261 §9.2). In [`CancelMode::Proxy`] the INVITE
+    /// is the TU's to answer (§16.10).
     Cancelled {
         /// The INVITE server transaction that was cancelled.
         invite: TransactionKey,
@@ -341,7 +443,9 @@ pub enum ServerEvent {
         /// The flow it came on.
         flow: Flow,
     },
-    /// A response matching no client transaction (2xx retransmissions, other forks).
+    /// A response matching no client transaction (2xx retransmissions, other forks; a 2xx
+    /// from another fork after a non-2xx final). Capped apart from other events
+    /// ([`Counters::stray_responses_dropped`]).
     StrayResponse {
         /// The response.
         response: Message,
@@ -359,115 +463,6 @@ pub enum ServerEvent {
     },
 }
 
-/// A request received in a server transaction, with the means to answer it.
-#[derive(Debug)]
-pub struct ServerTransaction {
-    /// `None` for a request of a method the endpoint handles without transactions.
-    key: Option<TransactionKey>,
-    request: Message,
-    flow: Flow,
-    merged_with: Option<TransactionKey>,
-    cmd: mpsc::Sender<Command>,
-}
-
-impl ServerTransaction {
-    /// The transaction's key; `None` when the request's method is handled without a
-    /// transaction ([`EndpointBuilder::stateless_methods`]).
-    pub fn key(&self) -> Option<TransactionKey> {
-        self.key
-    }
-
-    /// The request (its top Via carries `received`/`rport` as stamped by the transport).
-    pub fn request(&self) -> &Message {
-        &self.request
-    }
-
-    /// The flow it came on.
-    pub fn flow(&self) -> Flow {
-        self.flow
-    }
-
-    /// RFC 3261 §8.2.2.2: this request is a merged copy of that other live transaction's
-    /// request (a UAS answers 482).
-    pub fn merged_with(&self) -> Option<TransactionKey> {
-        self.merged_with
-    }
-
-    /// Sends a response: any number of provisionals, then one final.
-    pub async fn respond(&self, response: Message) -> Result<(), EndpointError> {
-        let Some(key) = self.key else {
-            return self
-                .cmd
-                .send(Command::Stateless {
-                    message: response,
-                    destination: Destination::Flow(self.flow),
-                })
-                .await
-                .map_err(|_| EndpointError::Shutdown);
-        };
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::Respond {
-                key,
-                response,
-                reply,
-            })
-            .await
-            .map_err(|_| EndpointError::Shutdown)?;
-        rx.await.map_err(|_| EndpointError::Shutdown)?
-    }
-}
-
-/// A request sent in a client transaction: read its responses.
-#[derive(Debug)]
-pub struct ClientTransaction {
-    key: TransactionKey,
-    responses: mpsc::UnboundedReceiver<Message>,
-    ended: oneshot::Receiver<TerminationReason>,
-    cmd: mpsc::Sender<Command>,
-}
-
-impl ClientTransaction {
-    /// The transaction's key.
-    pub fn key(&self) -> TransactionKey {
-        self.key
-    }
-
-    /// The next response (provisional or final; for an INVITE, further 2xx from other forks
-    /// follow the first). `None` once the transaction has terminated.
-    pub async fn next_response(&mut self) -> Option<Message> {
-        self.responses.recv().await
-    }
-
-    /// Waits for the final response, skipping provisionals. A transaction that ends without
-    /// one gives [`EndpointError::NoFinalResponse`] (timeout: 408, transport error: 503).
-    pub async fn final_response(&mut self) -> Result<Message, EndpointError> {
-        while let Some(r) = self.responses.recv().await {
-            if r.status().is_some_and(|s| s >= 200) {
-                return Ok(r);
-            }
-        }
-        match (&mut self.ended).await {
-            Ok(reason) => Err(EndpointError::NoFinalResponse(reason)),
-            Err(_) => Err(EndpointError::Shutdown),
-        }
-    }
-
-    /// Cancels a pending INVITE (RFC 3261 §9.1): the endpoint sends the CANCEL in its own
-    /// transaction once a provisional response has arrived.
-    pub async fn cancel(&self) -> Result<(), EndpointError> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::Cancel {
-                key: self.key,
-                reply,
-            })
-            .await
-            .map_err(|_| EndpointError::Shutdown)?;
-        rx.await.map_err(|_| EndpointError::Shutdown)?
-    }
-}
-
 impl Endpoint {
     /// Starts configuring an endpoint.
     pub fn builder() -> EndpointBuilder {
@@ -481,7 +476,7 @@ impl Endpoint {
         request: Message,
         target: Target,
     ) -> Result<ClientTransaction, EndpointError> {
-        let (responses_tx, responses) = mpsc::unbounded_channel();
+        let (responses_tx, responses) = mpsc::channel(driver::RESPONSE_QUEUE);
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
@@ -505,7 +500,11 @@ impl Endpoint {
     /// The next event for the TU; `None` once the endpoint has shut down. Several tasks may
     /// call this concurrently: each event goes to one of them.
     pub async fn next_event(&self) -> Option<ServerEvent> {
-        self.inner.events.lock().await.recv().await
+        let ev = self.inner.events.lock().await.recv().await;
+        if let Some(ServerEvent::StrayResponse { .. }) = ev {
+            self.inner.strays.fetch_sub(1, Ordering::Relaxed);
+        }
+        ev
     }
 
     /// Sends a message outside any transaction (the ACK of a 2xx, a 2xx retransmission, a
@@ -540,26 +539,35 @@ impl Endpoint {
         self.inner.user_agent.as_deref()
     }
 
-    /// A Via value for a request we send over `transport`: our listening address as sent-by,
-    /// `rport` (RFC 3581) and a fresh branch.
+    /// The `host:port` we go by over `transport`, for Via, Contact and Record-Route: the
+    /// advertised address ([`EndpointBuilder::advertise`]), else the listener's bound address
+    /// (`None` without a listener of that transport).
+    pub fn advertised(&self, transport: Transport) -> Option<String> {
+        self.inner.identity.sent_by(transport)
+    }
+
+    /// A Via value for a request we send over `transport`: our advertised address (else our
+    /// listening address) as sent-by, `rport` (RFC 3581) and a fresh branch.
     pub fn via(&self, transport: Transport) -> String {
         let sent_by = self
-            .local_addr(transport)
-            .or_else(|| self.local_addr(Transport::Udp))
-            .map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string());
+            .advertised(transport)
+            .or_else(|| self.advertised(Transport::Udp))
+            .unwrap_or_else(|| "0.0.0.0".to_owned());
         let branch = IdGenerator::new(OsRandom).branch();
         format!("SIP/2.0/{transport} {sent_by};rport;branch={branch}")
     }
 
     /// A fresh Call-ID.
     pub fn new_call_id(&self) -> String {
-        let host = self.local_addr(Transport::Udp).map(|a| a.ip().to_string());
+        let host = self
+            .advertised(Transport::Udp)
+            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()));
         IdGenerator::new(OsRandom).call_id(host.as_deref())
     }
 
     /// A fresh tag.
     pub fn new_tag(&self) -> String {
-        IdGenerator::new(OsRandom).tag()
+        random_tag()
     }
 
     /// A snapshot of the counters.
@@ -574,7 +582,8 @@ impl Endpoint {
     }
 
     /// Stops taking new requests (they are answered 503), lets live transactions finish until
-    /// `deadline`, aborts the rest and closes the transports.
+    /// `deadline`, then aborts every one still live (client and server, CANCEL and 503
+    /// transactions included) and closes the transports. Returns by the deadline.
     pub async fn shutdown(&self, deadline: Duration) {
         let (done, rx) = oneshot::channel();
         if self

@@ -438,7 +438,8 @@ async fn new_call(shared: &Arc<Shared>, txn: ServerTransaction) {
         .ok()
         .and_then(|f| f.tag().map(str::to_owned))
         .unwrap_or_default();
-    let local_tag = shared.endpoint.new_tag();
+    // The endpoint fixes one To-tag per server transaction (its own 487 or 500 carry it too).
+    let local_tag = txn.to_tag().to_owned();
     let span = tracing::info_span!("call", dir = "in", %call_id, %local_tag, %remote_tag);
     let txn = Arc::new(txn);
     let (tx, events) = mpsc::unbounded_channel();
