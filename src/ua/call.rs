@@ -50,7 +50,8 @@ pub enum CallEvent {
         /// The remote SDP.
         sdp: Bytes,
     },
-    /// The call attempt failed with this final status (408 for no answer at all).
+    /// The call attempt failed with this final status (408 for no answer at all, 500 for a 2xx
+    /// without Contact, which is ACKed and ended with BYE).
     Failed {
         /// The status.
         status: u16,
@@ -300,6 +301,12 @@ impl Uac {
                 ClientEvent::ExtraFork { dialog, ack } => {
                     self.send_ack(ack).await;
                     tokio::spawn(bye_fork(self.shared.clone(), *dialog));
+                }
+                ClientEvent::InvalidAnswer { dialog, ack } => {
+                    tracing::warn!("2xx without Contact (RFC 3261 §12.1.2): ACK, BYE, failed");
+                    self.send_ack(ack).await;
+                    tokio::spawn(bye_fork(self.shared.clone(), *dialog));
+                    return Ok(Outcome::Failed(500));
                 }
                 ClientEvent::Failed { status, .. } => {
                     if matches!(status, 401 | 407) && !cancelling {

@@ -173,6 +173,7 @@ impl IncomingCall {
             .header("Allow", ALLOW)
             .body("application/sdp", answer.clone())
             .build()?;
+        sip_dialog::check_dialog_response(&ok)?;
         let id = self.ensure_dialog(false)?;
         let seq = self.request().cseq().map(|c| c.seq).unwrap_or(0);
         {
