@@ -361,3 +361,79 @@ async fn registration_with_digest_refresh_and_close() {
         .await
         .is_empty());
 }
+
+/// A raw endpoint playing a proxy that challenges the INVITE with 407 once: the UA answers
+/// with Proxy-Authorization for the realm and CSeq + 1; its ACK and BYE follow that CSeq.
+#[tokio::test]
+async fn invite_digest_retry_with_cseq_plus_one() {
+    use sip_stack::core::{HeaderName, Method};
+    use sip_stack::endpoint::ServerEvent;
+    let server = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let addr = server.local_addr(Transport::Udp).unwrap();
+    let alice = ua("alice").await;
+    let mut call = alice
+        .call(&format!("sip:bob@{addr}"), Bytes::from_static(b"v=0"))
+        .await
+        .unwrap();
+    // The caller hangs up as soon as it is answered.
+    let caller = tokio::spawn(async move {
+        let answered = until_final(&mut call).await;
+        call.bye().await.unwrap();
+        answered
+    });
+    let mut seen = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(LIMIT, server.next_event()).await {
+        match ev {
+            ServerEvent::Request(txn) => {
+                let req = txn.request().clone();
+                let auth = req
+                    .header(HeaderName::ProxyAuthorization)
+                    .map(str::to_owned);
+                seen.push((
+                    req.method().unwrap().as_str().to_owned(),
+                    req.cseq().unwrap().seq,
+                    auth.is_some(),
+                ));
+                let resp = match (req.method(), auth) {
+                    (Some(Method::Invite), None) => txn
+                        .response(407)
+                        .header(
+                            "Proxy-Authenticate",
+                            "Digest realm=\"example.com\", nonce=\"n1\", qop=\"auth\"",
+                        )
+                        .build(),
+                    (Some(Method::Invite), Some(a)) => {
+                        assert!(a.contains("username=\"alice\""), "{a}");
+                        assert!(a.contains("realm=\"example.com\""), "{a}");
+                        txn.response(200)
+                            .header("Contact", format!("<sip:bob@{addr}>"))
+                            .build()
+                    }
+                    _ => txn.response(200).build(),
+                };
+                txn.respond(resp.unwrap()).await.unwrap();
+                if req.method() == Some(Method::Bye) {
+                    break;
+                }
+            }
+            ServerEvent::Ack { request, .. } => {
+                seen.push(("ACK".into(), request.cseq().unwrap().seq, false))
+            }
+            _ => {}
+        }
+    }
+    assert!(matches!(caller.await.unwrap(), CallEvent::Answered { .. }));
+    assert_eq!(
+        seen,
+        [
+            ("INVITE".to_string(), 1, false),
+            ("INVITE".to_string(), 2, true),
+            ("ACK".to_string(), 2, false),
+            ("BYE".to_string(), 3, false),
+        ]
+    );
+}

@@ -329,6 +329,8 @@ impl Uac {
         if client.answered() {
             return Ok(Outcome::Answered);
         }
+        // Timer B (or a transport error) ended the transaction: the early dialogs end too.
+        client.on_timeout(Shared::now());
         Ok(Outcome::Failed(match txn.final_response().await {
             Ok(r) => r.status().unwrap_or(408),
             Err(_) => 408,
