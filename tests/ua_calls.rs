@@ -437,3 +437,64 @@ async fn invite_digest_retry_with_cseq_plus_one() {
         ]
     );
 }
+
+/// Registered over TCP; the registrar closes the connection: the UA registers again at once
+/// (RFC 5626 §4.4.1 behaviour for a lost flow), long before its refresh time.
+#[tokio::test]
+async fn registration_over_tcp_comes_back_after_the_flow_closes() {
+    let reg_ep = Endpoint::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let registrar = Arc::new(Registrar::open(RegistrarConfig::new("example.com")));
+    tokio::spawn(serve(
+        reg_ep.clone(),
+        registrar.clone(),
+        ServiceOptions::default(),
+    ));
+    let ep = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let alice = UserAgent::builder(ep)
+        .aor("sip:alice@example.com")
+        .transport(Transport::Tcp)
+        .build()
+        .unwrap();
+    let addr = reg_ep.local_addr(Transport::Tcp).unwrap();
+    let mut reg = alice
+        .register(&format!("sip:{addr};transport=tcp"), 3600)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(LIMIT, reg.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, RegistrationState::Registered { .. }),
+        "{first:?}"
+    );
+    let flows = reg_ep.transport().flows();
+    assert!(!flows.is_empty());
+    for f in &flows {
+        reg_ep.transport().close_flow(f);
+    }
+    let again = tokio::time::timeout(LIMIT, reg.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(again, RegistrationState::Registered { .. }),
+        "{again:?}"
+    );
+    // A new connection carries the new binding.
+    assert!(reg_ep
+        .transport()
+        .flows()
+        .iter()
+        .all(|f| !flows.contains(f)));
+    reg.close().await;
+}
