@@ -43,7 +43,9 @@
 //! ```
 
 mod call;
+mod in_dialog;
 mod incoming;
+mod pump;
 mod registration;
 mod retransmit;
 mod shared;
@@ -236,7 +238,7 @@ impl UserAgentBuilder {
             digest: Mutex::new(digest),
             flow_closed,
         });
-        let pump = tokio::spawn(incoming::pump(shared.clone()));
+        let pump = tokio::spawn(pump::pump(shared.clone()));
         Ok(UserAgent {
             shared,
             pump: Arc::new(pump),
