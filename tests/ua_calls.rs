@@ -498,3 +498,83 @@ async fn registration_over_tcp_comes_back_after_the_flow_closes() {
         .all(|f| !flows.contains(f)));
     reg.close().await;
 }
+
+/// A caller that never ACKs: the answering UA retransmits its 2xx (T1, 2·T1… capped at T2)
+/// and after 64·T1 ends the call with a BYE (RFC 3261 §13.3.1.4).
+#[tokio::test]
+async fn no_ack_means_retransmitted_2xx_then_bye() {
+    use sip_stack::core::builder::RequestBuilder;
+    use sip_stack::core::{Method, Target};
+    use sip_stack::endpoint::ServerEvent;
+    let bob = ua("bob").await;
+    let mut answered = answer_calls(&bob, "v=0 bob");
+    let caller = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .transaction_config(Config::default().with_t1(T1))
+        .build()
+        .await
+        .unwrap();
+    let me = caller.local_addr(Transport::Udp).unwrap();
+    let bob_addr = bob.endpoint().local_addr(Transport::Udp).unwrap();
+    let invite = RequestBuilder::new(Method::Invite, &format!("sip:bob@{bob_addr}"))
+        .header("Via", caller.via(Transport::Udp))
+        .from_addr(None, "sip:mute@example.com", "m1")
+        .to_addr(None, &format!("sip:bob@{bob_addr}"), None)
+        .call_id(&caller.new_call_id())
+        .cseq(1)
+        .contact(&format!("sip:mute@{me}"))
+        .build()
+        .unwrap();
+    let mut txn = caller
+        .request(invite, Target::new(Transport::Udp, bob_addr))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut oks = 0;
+    // 2xx copies come on the transaction (Accepted) and then as stray responses.
+    let on_txn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = tokio::spawn({
+        let on_txn = on_txn.clone();
+        async move {
+            while let Some(r) = txn.next_response().await {
+                if r.status() == Some(200) {
+                    on_txn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let mut bobs = answered.recv().await.unwrap();
+    let bye = loop {
+        match tokio::time::timeout(LIMIT, caller.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ServerEvent::Request(t) if t.request().method() == Some(Method::Bye) => {
+                t.respond(t.response(200).build().unwrap()).await.unwrap();
+                break started.elapsed();
+            }
+            ServerEvent::StrayResponse { response, .. } if response.status() == Some(200) => {
+                oks += 1
+            }
+            _ => {}
+        }
+    };
+    assert!(bye >= T1 * 60, "BYE after {bye:?}");
+    assert_eq!(
+        next(&mut bobs).await,
+        CallEvent::Ended {
+            cause: CallEnd::AckTimeout
+        }
+    );
+    counting.abort();
+    let retransmitted = bob.dialog_stats();
+    assert_eq!(retransmitted.early + retransmitted.confirmed, 0);
+    assert_eq!(
+        retransmitted.ended_by(sip_stack::dialog::EndCause::Timeout),
+        1
+    );
+    // The 2xx came again and again before the BYE (T1 = 50 ms: at 50, 150, 350… ms).
+    let on_txn = on_txn.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(on_txn + oks >= 5, "2xx seen {on_txn} + {oks} times");
+}

@@ -450,14 +450,24 @@ impl Call {
     /// Hangs up (RFC 3261 §15.1.1). As the callee, waits for the ACK of our 2xx first (at most
     /// 64·T1).
     pub async fn bye(&self) -> Result<(), UaError> {
+        self.hangup(CallEnd::LocalBye).await
+    }
+
+    /// Sends the BYE and ends the call with `cause` (LocalBye, or AckTimeout when our 2xx was
+    /// never ACKed).
+    pub(crate) async fn hangup(&self, cause: CallEnd) -> Result<(), UaError> {
         self.wait_for_ack().await;
+        let ended = match cause {
+            CallEnd::AckTimeout => EndCause::Timeout,
+            _ => EndCause::LocalBye,
+        };
         let result = self.request(Method::Bye, None, &[]).await;
         let slot = {
             let mut st = self.shared.state();
             if let Some(id) = st.calls.get(&self.key).and_then(|s| s.dialog.clone()) {
                 if let Some(e) = st.dialogs.get_by_id_mut(&id) {
                     e.usage.invite.stop();
-                    e.dialog.terminate(EndCause::LocalBye);
+                    e.dialog.terminate(ended);
                 }
                 st.dialogs.update(&id);
             }
@@ -465,9 +475,7 @@ impl Call {
         };
         if let Some(slot) = slot {
             slot.wake.notify_one();
-            let _ = slot.events.send(CallEvent::Ended {
-                cause: CallEnd::LocalBye,
-            });
+            let _ = slot.events.send(CallEvent::Ended { cause });
         }
         let response = result?;
         match response.status() {

@@ -10,7 +10,7 @@ use sip_dialog::{Dialog, DialogId, EndCause};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::call::{emit, timers, Call, CallEnd, CallEvent};
+use super::call::{timers, Call, CallEnd, CallEvent};
 use super::shared::{Shared, Usage};
 use super::{UaError, ALLOW};
 use crate::endpoint::ServerTransaction;
@@ -267,14 +267,9 @@ pub(crate) async fn retransmit_2xx(shared: Arc<Shared>, key: u64, id: DialogId) 
             Some(UsageAction::AckTimeout) => {
                 tracing::warn!("no ACK for our 2xx: ending the call");
                 let call = Call::handle(shared.clone(), key);
-                let _ = call.bye().await;
-                emit(
-                    &shared,
-                    key,
-                    CallEvent::Ended {
-                        cause: CallEnd::AckTimeout,
-                    },
-                );
+                if let Err(e) = call.hangup(CallEnd::AckTimeout).await {
+                    tracing::debug!(error = %e, "BYE after the ACK timeout");
+                }
                 return;
             }
             Some(UsageAction::GlareRetry) | None => {}
