@@ -17,10 +17,17 @@
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
 //! | `--open` | no authentication (the default without `--users`; lab use only) |
 //! | `--algorithms LIST` | digest algorithms challenged with, e.g. `md5` or `sha256,md5` (default `md5,sha256`: SIPp and many devices read only the first challenge, clients that pick the strongest still use SHA-256; baresip 1.0 needs `md5` alone) |
-//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds |
+//! | `--probe SECS` | probe each binding with OPTIONS over its flow every SECS seconds, spread over the interval with jitter |
+//! | `--probe-failures N` | consecutive probe timeouts before a binding is marked offline (default 2) |
+//! | `--probe-in-flight N` | most probes in flight at once (default 64) |
 //! | `--stats SECS` | print counters every SECS seconds (default 10; 0: never) |
 //! | `--min-expires N`, `--max-expires N`, `--default-expires N` | expiry policy |
+//! | `--uri-check relaxed\|strict` | how the digest `uri` is compared with the Request-URI (default `relaxed`: a mismatch, as SIPp's `[authentication]` and Request-URI-rewriting proxies produce, is logged at debug level and accepted; `strict` refuses what is not an equivalent URI) |
+//! | `--max-failures N` | authentication failures of one username from one source within 5 minutes that block that pair (default 10) |
+//! | `--max-failures-per-source N` | failures from one source over any usernames that block the source (default 100) |
+//! | `--response-cache N` | answers kept 64·T1 for retransmissions (default 32 768; 0: none) |
 //! | `--stateful` | answer REGISTER in server transactions (RFC 3261 §17.2) instead of statelessly (the default, as high-rate registrars do; a retransmitted REGISTER is answered again from the location store) |
+//! | `--workers N` | worker threads (default: the number of cores). Each is a single-threaded run-to-completion loop with its own Endpoint on the same UDP port (`SO_REUSEPORT`: the kernel keeps a peer on one worker) and one shared location store; TCP and TLS are served by the first worker |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
 //! Logs go through `tracing` (`RUST_LOG=debug` for more).
@@ -33,10 +40,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_auth::MemoryStore;
+use sip_auth::{MemoryStore, UriCheck};
 use sip_core::auth::Algorithm;
 use sip_stack::endpoint::Endpoint;
-use sip_stack::registrar::{serve, AuthMode, Registrar, RegistrarConfig, ServiceOptions};
+use sip_stack::registrar::{
+    serve, AuthMode, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
+};
 use sip_transport::TlsServerConfig;
 
 struct Args {
@@ -57,12 +66,22 @@ struct Args {
     default_expires: Option<u32>,
     max_transactions: Option<usize>,
     stateful: bool,
+    uri_check: UriCheck,
+    max_failures: Option<u32>,
+    max_failures_per_source: Option<u32>,
+    response_cache: Option<usize>,
+    probe_failures: Option<u32>,
+    probe_in_flight: Option<usize>,
+    workers: usize,
 }
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
-[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] [--stats SECS] \
-[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful]";
+[--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] \
+[--probe-failures N] [--probe-in-flight N] [--stats SECS] \
+[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
+[--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N] \
+[--workers N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -83,6 +102,13 @@ fn parse_args() -> Result<Args, String> {
         default_expires: None,
         max_transactions: None,
         stateful: false,
+        uri_check: UriCheck::Relaxed,
+        max_failures: None,
+        max_failures_per_source: None,
+        response_cache: None,
+        probe_failures: None,
+        probe_in_flight: None,
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +143,10 @@ fn parse_args() -> Result<Args, String> {
                 a.algorithms = Some(algs);
             }
             "--probe" => a.probe = Some(num(value("--probe")?)?),
+            "--probe-failures" => a.probe_failures = Some(num(value("--probe-failures")?)? as u32),
+            "--probe-in-flight" => {
+                a.probe_in_flight = Some(num(value("--probe-in-flight")?)? as usize)
+            }
             "--stats" => a.stats = num(value("--stats")?)?,
             "--min-expires" => a.min_expires = Some(num(value("--min-expires")?)? as u32),
             "--max-expires" => a.max_expires = Some(num(value("--max-expires")?)? as u32),
@@ -124,9 +154,24 @@ fn parse_args() -> Result<Args, String> {
                 a.default_expires = Some(num(value("--default-expires")?)? as u32)
             }
             "--stateful" => a.stateful = true,
+            "--uri-check" => {
+                a.uri_check = match value("--uri-check")?.as_str() {
+                    "relaxed" => UriCheck::Relaxed,
+                    "strict" => UriCheck::Strict,
+                    other => return Err(format!("--uri-check: {other}: relaxed or strict")),
+                }
+            }
+            "--max-failures" => a.max_failures = Some(num(value("--max-failures")?)? as u32),
+            "--max-failures-per-source" => {
+                a.max_failures_per_source = Some(num(value("--max-failures-per-source")?)? as u32)
+            }
+            "--response-cache" => {
+                a.response_cache = Some(num(value("--response-cache")?)? as usize)
+            }
             "--max-transactions" => {
                 a.max_transactions = Some(num(value("--max-transactions")?)? as usize)
             }
+            "--workers" => a.workers = (num(value("--workers")?)? as usize).max(1),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -145,8 +190,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     common::init_tracing();
     let args = match parse_args() {
         Ok(a) => a,
@@ -155,7 +199,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    // Each worker is one thread running to completion: receive, parse, register, answer and
+    // send without handing anything to another thread (issue 17: the wake-ups between threads
+    // of a multi-threaded runtime cost about a third of the CPU per REGISTER).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("registrar: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("registrar: {e}");
@@ -175,6 +232,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(v) = args.default_expires {
         config.default_expires = v;
+    }
+    config.uri_check = args.uri_check;
+    if let Some(t) = config.throttle.as_mut() {
+        if let Some(v) = args.max_failures {
+            t.max_failures = v;
+        }
+        if let Some(v) = args.max_failures_per_source {
+            t.max_failures_per_source = v;
+        }
+    }
+    if let Some(v) = args.response_cache {
+        config.response_cache = v;
     }
     // Challenge with MD5 first, then SHA-256: SIPp, baresip and most cameras and phones read
     // only the first challenge and know only MD5, while clients that choose the strongest
@@ -202,17 +271,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // must hold rate × 32 s (× 2 with digest) transactions, about 1.5 KB each.
     let max_transactions = args.max_transactions.unwrap_or(1_000_000);
     let registrar = Arc::new(Registrar::open(config));
-    // 401 challenges are answered statelessly (no transaction kept for them).
-    let mut builder = Endpoint::builder()
-        .transaction_config(
-            sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
-        )
-        .stateless(registrar.clone());
-    if !args.stateful {
-        // REGISTER without server transactions, as Kamailio's registrar answers it: no state
-        // per request (a retransmission is answered again from the location store).
-        builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
-    }
+    let workers = args.workers;
+    let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
     for a in &args.udp {
         builder = builder.udp(*a);
     }
@@ -228,9 +288,66 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for (t, a) in endpoint.transport().local_addrs() {
         tracing::info!(transport = %t, addr = %a, "listening");
     }
+    // The other workers: UDP only, on the ports the first one bound.
+    let udp: Vec<SocketAddr> = endpoint
+        .transport()
+        .local_addrs()
+        .into_iter()
+        .filter(|(t, _)| *t == sip_stack::core::Transport::Udp)
+        .map(|(_, a)| a)
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for n in 1..workers {
+        let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
+        for a in &udp {
+            builder = builder.udp(*a);
+        }
+        let registrar = registrar.clone();
+        let mut stop = stop_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let endpoint = match builder.build().await {
+                            Ok(e) => e,
+                            Err(e) => {
+                                tracing::error!(worker = n, error = %e, "worker not started");
+                                return Err(std::io::Error::other(e.to_string()));
+                            }
+                        };
+                        // Sweeping is shared; probing is the first worker's.
+                        let options = ServiceOptions::default();
+                        tokio::select! {
+                            _ = serve(endpoint.clone(), registrar, options) => {}
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                        endpoint.shutdown(Duration::from_secs(2)).await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                })?,
+        );
+    }
+    if workers > 1 {
+        tracing::info!(workers, "worker threads share the UDP port (SO_REUSEPORT)");
+    }
 
     let options = ServiceOptions {
-        probe_interval: args.probe.map(Duration::from_secs),
+        probe: args.probe.map(|secs| {
+            let mut p = ProbeOptions::every(Duration::from_secs(secs));
+            if let Some(n) = args.probe_failures {
+                p.failures_before_offline = n;
+            }
+            if let Some(n) = args.probe_in_flight {
+                p.max_in_flight = n;
+            }
+            p
+        }),
         ..ServiceOptions::default()
     };
     if args.stats > 0 {
@@ -243,9 +360,40 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let service = tokio::spawn(serve(endpoint.clone(), registrar, options));
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
+    let _ = stop_tx.send(true);
     endpoint.shutdown(Duration::from_secs(2)).await;
     service.abort();
+    for t in threads {
+        let _ = t.join();
+    }
     Ok(())
+}
+
+/// The Endpoint of one worker: 401 challenges answered statelessly (no transaction kept for
+/// them) and, unless `--stateful`, REGISTER without server transactions, as Kamailio's
+/// registrar answers it (a retransmission is answered again from the location store). With
+/// several workers their UDP sockets share the port.
+fn worker_endpoint(
+    registrar: &Arc<Registrar>,
+    args: &Args,
+    max_transactions: usize,
+    workers: usize,
+) -> sip_stack::endpoint::EndpointBuilder {
+    let mut builder = Endpoint::builder()
+        .transaction_config(
+            sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
+        )
+        .stateless(registrar.clone());
+    if workers > 1 {
+        builder = builder.transport_config(sip_transport::TransportConfig {
+            udp_reuse_port: true,
+            ..sip_transport::TransportConfig::default()
+        });
+    }
+    if !args.stateful {
+        builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
+    }
+    builder
 }
 
 async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Duration) {
@@ -257,7 +405,7 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
         let c = registrar.counters();
         let e = endpoint.counters();
         let t = endpoint.transport().stats();
-        let (aors, bindings) = sip_stack::registrar::LocationStore::counts(registrar.store()).await;
+        let mem = registrar.memory().await;
         let now = Instant::now();
         let rate = (c.registers - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, c.registers);
@@ -265,10 +413,13 @@ async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Durat
             register_per_s = format_args!("{rate:.1}"),
             registers = c.registers,
             accepted = c.accepted,
-            aors,
-            bindings,
+            aors = mem.aors,
+            bindings = mem.bindings,
+            store_bytes = mem.bytes.unwrap_or(0),
+            bytes_per_binding = mem.bytes_per_binding.unwrap_or(0),
             auth_failures = c.auth_failures,
             throttled = c.throttled,
+            retransmissions_answered = c.retransmissions,
             keepalives = c.keepalives,
             retransmissions_absorbed = e.retransmissions_absorbed,
             live_transactions = e.live,

@@ -97,7 +97,11 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let registrar = Registrar::open(RegistrarConfig::new("example.com"));
+        // The store alone: without the response cache (it keeps each answer 64·T1 for
+        // retransmissions, bounded by its own count cap, and would be counted here).
+        let mut config = RegistrarConfig::new("example.com");
+        config.response_cache = 0;
+        let registrar = Registrar::open(config);
         let now = Instant::now();
         let wall = SystemTime::now();
         // Warm up what is allocated once (the registrar's lazies, the runtime), then measure.
@@ -134,6 +138,11 @@ fn main() {
         );
         println!("  the contact's own bytes        {contact:.1} B (e.g. sip:user1@10.0.0.1:5060;transport=udp)");
         println!("  beyond the contact             {beyond:.1} B  (target <= 256 B)");
+        let mem = registrar.memory().await;
+        println!(
+            "  the store's own accounting     {} B per binding (Registrar::memory, the stats line)",
+            mem.bytes_per_binding.unwrap_or(0)
+        );
         println!("of which, per binding:");
         println!(
             "  Binding struct (size_of)       {} B",

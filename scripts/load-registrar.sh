@@ -9,6 +9,7 @@
 #   scripts/load-registrar.sh                       # RATES="2000 5000 10000 15000 20000 30000"
 #   RATES="1000 2000" SECS=3 scripts/load-registrar.sh
 #   KAMAILIO=0 scripts/load-registrar.sh            # skip Kamailio (default: when installed)
+#   WORKERS=2 scripts/load-registrar.sh             # the registrar's --workers (default: cores)
 #   QUICK=1 scripts/load-registrar.sh               # smoke: 500 and 1000/s for 2 s, no Kamailio;
 #                                                   # exits 1 when a step fails (CI smoke)
 #
@@ -139,6 +140,8 @@ start_ours() {  # $1: noauth|digest
   if [ "$1" = digest ]; then extra=(--users "$WORK/users.txt" --algorithms md5); fi
   # Every UDP server transaction stays 32 s (Timer J) after its answer: the table must hold
   # rate x 32 s of them (x 2 with digest), or the endpoint answers 503 once it is full.
+  # WORKERS=N passes --workers N (run-to-completion worker threads sharing the UDP port).
+  if [ -n "${WORKERS:-}" ]; then extra+=(--workers "$WORKERS"); fi
   "$BIN" --udp "127.0.0.1:$PORT" --stats 0 --max-transactions "$MAX_TXNS" "${extra[@]}" \
     >"$WORK/registrar-$1.log" 2>&1 &
   SERVER_PID=$!

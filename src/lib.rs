@@ -12,6 +12,7 @@
 //! - [`ua`]: the UserAgent: calls, registrations and MESSAGE on the endpoint.
 //! - [`endpoint`]: the async driver wiring transports and transactions for a TU.
 //! - [`registrar`]: RFC 3261 §10.3 with digest, Path, outbound and the GB28181 profile.
+//! - [`proxy`]: the RFC 3261 §16 stateful proxy: a sans-IO core and its shell on the Endpoint.
 //!
 //! ```
 //! use sip_stack::core::{HeaderName, Message, Method};
@@ -43,6 +44,7 @@ pub use sip_transaction as transaction;
 pub use sip_transport as transport;
 
 pub mod endpoint;
+pub mod proxy;
 pub mod registrar;
 pub mod sipcheck;
 pub mod ua;

@@ -7,8 +7,8 @@
 //!   in bounded memory; it verifies Authorization / Proxy-Authorization into a typed [`Outcome`]
 //!   and builds Authentication-Info. Secrets come from a [`CredentialStore`] that returns HA1, so
 //!   passwords need not be stored ([`MemoryStore`] reads a users file).
-//! - **Throttling**: [`Throttle`] counts failures per source address and per username and tells
-//!   the server when to stop listening.
+//! - **Throttling**: [`Throttle`] counts failures per (source address, username) and, with a
+//!   higher limit, per source address, and tells the server when to stop listening.
 //! - **Client**: [`DigestClient`] answers challenges only for the realms it has an [`Account`]
 //!   for, with the strongest algorithm offered.
 //!
@@ -19,7 +19,9 @@
 //!
 //! - **Nonces** are `issued ‖ salt ‖ key id ‖ HMAC-SHA-256(key, issued ‖ salt ‖ key id ‖ realm)`
 //!   (66 hex digits). A forged nonce, one from another key or another realm, is refused by the
-//!   MAC before any table is touched; keys rotate with the previous one still accepted.
+//!   MAC without touching any table; keys rotate with the previous one still accepted. A nonce
+//!   the MAC refuses but whose digest is right (issued before a restart with a new key, or under
+//!   a retired one) is answered `stale`: the client knows the secret, so it is not guessing.
 //! - **Replay**: the `nc` values accepted per nonce are remembered in a table ordered by issue
 //!   time and capped; expired nonces leave it first, then the oldest. The table keeps the
 //!   greatest nonce it ever dropped, and an authentic nonce at or below that mark that it no
@@ -28,7 +30,9 @@
 //!   verified are recorded, so an attacker cannot fill the table or burn a client's counts.
 //! - **Staleness** is only reported for a request whose digest is right (RFC 7616 §3.3); a
 //!   wrong digest on an old nonce is a [`Rejection::WrongResponse`].
-//! - **uri** must equal the Request-URI byte for byte (clients copy it), with no URI equivalence.
+//! - **uri** is compared with the Request-URI by URI equivalence (RFC 3261 §19.1.4), and the
+//!   check is a policy ([`UriCheck`]): `Strict` (the default here) refuses a mismatch,
+//!   `Relaxed` (a registrar's default) accepts and reports it; [`UriCheck`] gives the reasoning.
 //! - **RFC 2069 form** (no qop, as GB28181 cameras send) carries no `nc`: such a nonce is
 //!   accepted once; the client is then asked, with `stale=true`, to take a new one.
 //! - **Unknown users** cost the same hashing as known ones; the distinction
@@ -92,9 +96,11 @@ pub use client::{Account, ClientError, DigestClient};
 pub use hash::{HashFunction, HexDigest};
 pub use nonce::ServerKey;
 pub use random::{DefaultRandom, RandomError, RandomSource};
-pub use server::{Authenticated, DigestServer, Outcome, Rejection, ServerConfig};
+pub use server::{
+    digest_uri_matches, Authenticated, DigestServer, Outcome, Rejection, ServerConfig, UriCheck,
+};
 pub use store::{CredentialStore, Ha1, MemoryStore, UsersFileError, UsersFileErrorKind};
-pub use throttle::{Throttle, ThrottleConfig, ThrottleDecision};
+pub use throttle::{BlockScope, Throttle, ThrottleConfig, ThrottleDecision};
 
 /// The parts of a request that a digest covers (RFC 7616 §3.4.3: method and digest-uri; with
 /// `auth-int`, the body).

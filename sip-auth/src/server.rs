@@ -33,6 +33,53 @@ pub struct ServerConfig {
     next_nonce: bool,
     opaque: Option<String>,
     domain: Option<String>,
+    uri_check: UriCheck,
+}
+
+/// How the digest `uri` parameter is compared with the Request-URI (RFC 7616 §3.4.6,
+/// RFC 2617 §3.2.2.5: the server "SHOULD check that the Request-URI … is the same as" the
+/// digest-uri).
+///
+/// # Security reasoning
+///
+/// The response digest covers the `uri` the client wrote, whatever it is: the server hashes
+/// that very string, so nobody can alter it without the secret. What the check adds is a binding
+/// of the credentials to the request's target: an Authorization captured on its way to one
+/// Request-URI cannot be attached to a request for another. For REGISTER that binding is
+/// worth little, because a registration's effect lies in To and Contact, which `qop=auth`
+/// never covers, and because the nonce (issued here, MAC'd, bound to the realm, short-lived)
+/// with its nonce count already refuses any second use of the credentials. It is worth
+/// something for a proxy challenging requests to many targets on a path it does not trust.
+/// Meanwhile an exact comparison fails real clients: SIPp's `[authentication]` puts the
+/// address it sends to in `uri=` whatever the Request-URI says, and any proxy or NAT helper that
+/// rewrites the Request-URI breaks it. Kamailio, Asterisk, FreeSWITCH and PJSIP do not
+/// enforce it for REGISTER either.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UriCheck {
+    /// The `uri` must be equivalent to the Request-URI by RFC 3261 §19.1.4
+    /// ([`Uri::equivalent`](sip_core::uri::Uri::equivalent): `sip:Example.COM` matches
+    /// `sip:example.com`); otherwise [`Rejection::UriMismatch`]. The library's default.
+    #[default]
+    Strict,
+    /// A `uri` that is not equivalent is accepted; [`Authenticated::uri_mismatch`] reports it
+    /// so the caller can log it. A registrar's default ([`UriCheck`] explains why).
+    Relaxed,
+}
+
+/// Whether a digest `uri` names the Request-URI: equal as written, or equivalent URIs
+/// (RFC 3261 §19.1.4). A `uri` that does not parse matches only itself.
+pub fn digest_uri_matches(digest_uri: &str, request_uri: &str) -> bool {
+    if digest_uri == request_uri {
+        return true;
+    }
+    match (
+        sip_core::uri::Uri::parse(digest_uri),
+        sip_core::uri::Uri::parse(request_uri),
+    ) {
+        (Ok(a), Ok(b)) => a.equivalent(&b),
+        _ => false,
+    }
 }
 
 impl ServerConfig {
@@ -51,7 +98,15 @@ impl ServerConfig {
             next_nonce: false,
             opaque: None,
             domain: None,
+            uri_check: UriCheck::Strict,
         }
+    }
+
+    /// How the digest `uri` is checked against the Request-URI (default
+    /// [`UriCheck::Strict`]; see [`UriCheck`] for the reasoning).
+    pub fn uri_check(mut self, check: UriCheck) -> Self {
+        self.uri_check = check;
+        self
     }
 
     /// The algorithms offered and accepted, in order of preference: challenges are sent in
@@ -165,7 +220,7 @@ pub enum Rejection {
     /// The `opaque` differs from the one sent.
     #[error("opaque mismatch")]
     OpaqueMismatch,
-    /// The digest `uri` is not the Request-URI.
+    /// The digest `uri` is not equivalent to the Request-URI (with [`UriCheck::Strict`]).
     #[error("uri does not match the Request-URI")]
     UriMismatch,
     /// The nonce was not issued by this server (for this realm, under a current key).
@@ -187,6 +242,22 @@ impl Rejection {
     pub fn is_malformed(&self) -> bool {
         matches!(self, Rejection::MissingParam(_) | Rejection::BadNonceCount)
     }
+
+    /// Whether the rejection is evidence of guessing, to be counted by a
+    /// [`Throttle`](crate::Throttle): a wrong response, an unknown user, a nonce this server never issued,
+    /// or a nonce count used before. A caller must count a replay only when the request is
+    /// not a retransmission of one already answered (a retransmission repeats its `nc`).
+    /// Configuration mismatches (realm, algorithm, qop, opaque, uri) and malformed
+    /// credentials are answered but prove nothing about the password.
+    pub fn is_evidence(&self) -> bool {
+        matches!(
+            self,
+            Rejection::WrongResponse
+                | Rejection::UnknownUser
+                | Rejection::ForgedNonce
+                | Rejection::Replay
+        )
+    }
 }
 
 /// Who a request was authenticated as, and what Authentication-Info needs.
@@ -202,6 +273,9 @@ pub struct Authenticated {
     pub qop: Option<Qop>,
     /// The nonce count used.
     pub nc: Option<NonceCount>,
+    /// The digest `uri` was not equivalent to the Request-URI, and [`UriCheck::Relaxed`]
+    /// accepted it (log it).
+    pub uri_mismatch: bool,
     session_ha1: HexDigest,
     nonce: String,
     cnonce: Option<String>,
@@ -332,10 +406,11 @@ impl<R: RandomSource> DigestServer<R> {
     /// Verifies credentials against `request` (RFC 7616 §3.4, RFC 3261 §22.4).
     ///
     /// Checks, in order: scheme and required parameters; realm; algorithm allowed; qop allowed;
-    /// `uri` equal to the Request-URI *as a string* (the client copies the Request-URI it sent,
-    /// so an exact match is expected and no URI equivalence is applied); `opaque`; that this
-    /// server issued the nonce (HMAC; a forged nonce touches no table); the response digest,
-    /// compared in constant time; then freshness (an expired nonce with a right digest is
+    /// `uri` equivalent to the Request-URI (RFC 3261 §19.1.4; only reported, not refused,
+    /// under [`UriCheck::Relaxed`]); `opaque`; the response digest, compared in constant time;
+    /// that this server issued the nonce (HMAC; a nonce it did not issue touches no table and
+    /// is [`Rejection::ForgedNonce`], unless the digest is right: a nonce from before a
+    /// restart or under a retired key is then [`Outcome::Stale`]); then freshness (an expired nonce with a right digest is
     /// [`Outcome::Stale`]) and the nonce count (a count seen before is
     /// [`Rejection::Replay`]). Only a request that passes every check is recorded.
     pub fn verify<S: CredentialStore + ?Sized>(
@@ -394,7 +469,8 @@ impl<R: RandomSource> DigestServer<R> {
         if (qop.is_some() || algorithm.is_session()) && cnonce.is_none() {
             return Err(R::MissingParam("cnonce"));
         }
-        if uri != request.uri {
+        let uri_mismatch = !digest_uri_matches(uri, request.uri);
+        if uri_mismatch && c.uri_check == UriCheck::Strict {
             return Err(R::UriMismatch);
         }
         if let Some(o) = &c.opaque {
@@ -402,7 +478,7 @@ impl<R: RandomSource> DigestServer<R> {
                 return Err(R::OpaqueMismatch);
             }
         }
-        let id = self.codec.check(&c.realm, nonce).ok_or(R::ForgedNonce)?;
+        let id = self.codec.check(&c.realm, nonce);
 
         let hash = HashFunction::of(algorithm);
         let stored = store.ha1(username, realm, hash);
@@ -425,6 +501,16 @@ impl<R: RandomSource> DigestServer<R> {
         let session_ha1 = hash::session_ha1(&ha1, &params);
         let expected = hash::response_with_session_ha1(&session_ha1, &params);
         let matches: bool = expected.as_bytes().ct_eq(response.as_bytes()).into();
+        let Some(id) = id else {
+            // Not our nonce. With a right digest the client knows the secret and answered a
+            // nonce from before a restart or a retired key: stale, so it takes a new one
+            // (RFC 7616 §3.3) without being counted as guessing.
+            return if stored.is_some() && matches {
+                Ok(Outcome::Stale)
+            } else {
+                Err(R::ForgedNonce)
+            };
+        };
         if stored.is_none() {
             return Err(R::UnknownUser);
         }
@@ -451,6 +537,7 @@ impl<R: RandomSource> DigestServer<R> {
             algorithm,
             qop,
             nc,
+            uri_mismatch,
             session_ha1,
             nonce: nonce.to_owned(),
             cnonce: cnonce.map(str::to_owned),

@@ -1,11 +1,17 @@
-//! Throttling of authentication failures, per source address and per username (as GB28181
-//! platforms do against REGISTER floods): after `max_failures` failures within `window`, the
-//! source (or username) is blocked for `window`. Sans-IO and bounded: at most `max_tracked`
-//! keys of each kind are remembered.
+//! Throttling of authentication failures (as GB28181 platforms do against REGISTER floods),
+//! built to stop password guessing without punishing the devices behind one NAT.
 //!
-//! Blocking per username lets an attacker lock a known user out; turn it off with
-//! [`ThrottleConfig::per_username`] where that matters more than guessing attacks spread over
-//! many addresses.
+//! Failures are counted per (source address, username), `max_failures` (10) within `window`
+//! (5 minutes), which stops guessing one user's password; and per source address with a much
+//! higher limit, `max_failures_per_source` (100), which stops a source trying many usernames.
+//! Hundreds of cameras behind one address thus never lock each other out: one device with a
+//! wrong password blocks only itself. A blocked key stays blocked for `window`; the decision
+//! says which count blocked ([`BlockScope`]). Nothing is counted per username alone, which
+//! would let anyone lock a known user out from anywhere.
+//!
+//! What counts as a failure is the caller's call; [`Rejection::is_evidence`](crate::Rejection::is_evidence)
+//! names the rejections that are evidence of guessing. Sans-IO and bounded: at most
+//! `max_tracked` keys of each kind are remembered.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -18,23 +24,45 @@ use crate::secs;
 /// Configuration of a [`Throttle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThrottleConfig {
-    /// Failures within `window` that trigger a block (default 10).
+    /// Failures for one username from one source within `window` that block that pair
+    /// (default 10).
     pub max_failures: u32,
+    /// Failures from one source, whatever the usernames, within `window` that block the
+    /// source (default 100).
+    pub max_failures_per_source: u32,
     /// The counting window, and how long a block lasts (default 5 minutes).
     pub window: Duration,
-    /// The most addresses, and the most usernames, remembered (default 10 000 each).
+    /// The most sources, and the most (source, username) pairs, remembered (default 10 000
+    /// each).
     pub max_tracked: usize,
-    /// Whether failures are also counted per username (default true).
-    pub per_username: bool,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
             max_failures: 10,
+            max_failures_per_source: 100,
             window: Duration::from_secs(300),
             max_tracked: 10_000,
-            per_username: true,
+        }
+    }
+}
+
+/// Which count set off a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockScope {
+    /// One username from one source failed `max_failures` times.
+    SourceUser,
+    /// The source failed `max_failures_per_source` times, over any usernames.
+    Source,
+}
+
+impl BlockScope {
+    /// A short name for logs (`source+user`, `source`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BlockScope::SourceUser => "source+user",
+            BlockScope::Source => "source",
         }
     }
 }
@@ -49,6 +77,8 @@ pub enum ThrottleDecision {
     Blocked {
         /// When the block ends, from now (whole seconds, at least 1).
         retry_after: Duration,
+        /// Which count blocked.
+        scope: BlockScope,
     },
 }
 
@@ -80,7 +110,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
             .filter(|&until| until > now)
     }
 
-    fn fail(&mut self, key: K, now: u64, cfg: &ThrottleConfig) -> Option<u64> {
+    fn fail(&mut self, key: K, now: u64, cfg: &ThrottleConfig, limit: u32) -> Option<u64> {
         let window = cfg.window.as_secs().max(1);
         if !self.map.contains_key(&key) && self.map.len() >= cfg.max_tracked.max(1) {
             self.make_room(now, window, cfg.max_tracked.max(1));
@@ -105,7 +135,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
             e.failures = 0;
         }
         e.failures = e.failures.saturating_add(1);
-        if e.failures >= cfg.max_failures.max(1) {
+        if e.failures >= limit.max(1) {
             let until = now.saturating_add(window);
             e.blocked_until = Some(until);
             return Some(until);
@@ -145,14 +175,16 @@ impl<K: Hash + Eq + Clone> Table<K> {
     }
 }
 
-/// Counts authentication failures and blocks sources and usernames that fail too often.
+/// Counts authentication failures and blocks (source, username) pairs and sources that fail
+/// too often.
 ///
 /// Call [`check`](Self::check) before verifying, [`record_failure`](Self::record_failure) on a
-/// rejection and [`record_success`](Self::record_success) on success.
+/// rejection that is evidence of guessing, and [`record_success`](Self::record_success) on
+/// success.
 pub struct Throttle {
     config: ThrottleConfig,
     by_source: Table<IpAddr>,
-    by_user: Table<String>,
+    by_pair: Table<(IpAddr, String)>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -160,7 +192,7 @@ impl std::fmt::Debug for Throttle {
         f.debug_struct("Throttle")
             .field("config", &self.config)
             .field("sources", &self.by_source.map.len())
-            .field("usernames", &self.by_user.map.len())
+            .field("pairs", &self.by_pair.map.len())
             .finish()
     }
 }
@@ -171,57 +203,84 @@ impl Throttle {
         Throttle {
             config,
             by_source: Table::new(),
-            by_user: Table::new(),
+            by_pair: Table::new(),
         }
     }
 
-    /// Whether a request from `source` for `username` may be verified.
+    /// The configuration.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    /// Whether a request from `source` for `username` (when it names one) may be verified.
     pub fn check(
         &self,
         now: SystemTime,
-        source: Option<IpAddr>,
+        source: IpAddr,
         username: Option<&str>,
     ) -> ThrottleDecision {
         let now = secs(now);
-        let by_source = source.and_then(|s| self.by_source.blocked_until(&s, now));
-        let by_user = username
-            .filter(|_| self.config.per_username)
-            .and_then(|u| self.by_user.blocked_until(u, now));
-        decision(now, by_source.max(by_user))
+        if let Some(until) = self.by_source.blocked_until(&source, now) {
+            return decision(now, Some(until), BlockScope::Source);
+        }
+        match username {
+            // The common case (nobody failing) costs no allocation.
+            Some(u) if !self.by_pair.map.is_empty() => {
+                let until = self.by_pair.blocked_until(&(source, u.to_owned()), now);
+                decision(now, until, BlockScope::SourceUser)
+            }
+            _ => ThrottleDecision::Allow,
+        }
     }
 
-    /// Counts a failure; returns `Blocked` when this failure (or an earlier one) set off a block.
+    /// Counts a failure for `source` and, when the request named one, for (`source`,
+    /// `username`); returns `Blocked` when this failure (or an earlier one) set off a block.
     pub fn record_failure(
         &mut self,
         now: SystemTime,
-        source: Option<IpAddr>,
+        source: IpAddr,
         username: Option<&str>,
     ) -> ThrottleDecision {
         let now = secs(now);
         let cfg = self.config;
-        let a = source.and_then(|s| self.by_source.fail(s, now, &cfg));
-        let b = username
-            .filter(|_| cfg.per_username)
-            .and_then(|u| self.by_user.fail(u.to_owned(), now, &cfg));
-        decision(now, a.max(b))
+        let by_source = self
+            .by_source
+            .fail(source, now, &cfg, cfg.max_failures_per_source);
+        if let Some(until) = by_source {
+            // Still counted per pair, so the pair stays blocked if the source block is lifted.
+            if let Some(u) = username {
+                let _ = self
+                    .by_pair
+                    .fail((source, u.to_owned()), now, &cfg, cfg.max_failures);
+            }
+            return decision(now, Some(until), BlockScope::Source);
+        }
+        let by_pair = username.and_then(|u| {
+            self.by_pair
+                .fail((source, u.to_owned()), now, &cfg, cfg.max_failures)
+        });
+        decision(now, by_pair, BlockScope::SourceUser)
     }
 
-    /// Forgets the failures of `username` (a success proves the user knows the password). The
-    /// source's count is kept: one address may try many usernames.
-    pub fn record_success(&mut self, username: &str) {
-        self.by_user.clear(username);
+    /// Forgets the failures of `username` from `source` (a success proves the device knows the
+    /// password). The source's own count is kept: one address may try many usernames.
+    pub fn record_success(&mut self, source: IpAddr, username: &str) {
+        if !self.by_pair.map.is_empty() {
+            self.by_pair.clear(&(source, username.to_owned()));
+        }
     }
 
-    /// Number of sources and usernames currently remembered.
+    /// Number of sources and (source, username) pairs currently remembered.
     pub fn tracked(&self) -> (usize, usize) {
-        (self.by_source.map.len(), self.by_user.map.len())
+        (self.by_source.map.len(), self.by_pair.map.len())
     }
 }
 
-fn decision(now: u64, until: Option<u64>) -> ThrottleDecision {
+fn decision(now: u64, until: Option<u64>, scope: BlockScope) -> ThrottleDecision {
     match until {
         Some(u) if u > now => ThrottleDecision::Blocked {
             retry_after: Duration::from_secs(u - now),
+            scope,
         },
         _ => ThrottleDecision::Allow,
     }

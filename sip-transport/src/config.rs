@@ -66,6 +66,11 @@ pub struct TransportConfig {
     /// Sockets bound to each UDP address with `SO_REUSEPORT`, each with its own receive task,
     /// so that one port is served by several cores. Default 1.
     pub udp_sockets_per_addr: usize,
+    /// Bind UDP sockets with `SO_REUSEPORT` even when there is one per address, so that
+    /// several transport layers (one per worker thread, each with its own run-to-completion
+    /// loop) share a port and the kernel spreads datagrams over them by source address (a
+    /// peer's retransmissions reach the same worker). Default `false`.
+    pub udp_reuse_port: bool,
     /// `SO_RCVBUF` for UDP sockets, if set.
     pub udp_recv_buffer: Option<usize>,
 }
@@ -90,6 +95,7 @@ impl Default for TransportConfig {
             keepalive_timeout: Duration::from_secs(10),
             udp_mtu_threshold: Some(1300),
             udp_sockets_per_addr: 1,
+            udp_reuse_port: false,
             udp_recv_buffer: None,
         }
     }

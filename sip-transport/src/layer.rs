@@ -100,7 +100,12 @@ impl TransportBuilder {
         let mut groups = Vec::new();
         let mut listeners = Vec::new();
         for addr in self.udp {
-            let g = UdpGroup::bind(addr, cfg.udp_sockets_per_addr, cfg.udp_recv_buffer)?;
+            let g = UdpGroup::bind(
+                addr,
+                cfg.udp_sockets_per_addr,
+                cfg.udp_reuse_port,
+                cfg.udp_recv_buffer,
+            )?;
             listeners.push((Transport::Udp, g.local));
             groups.push(g);
         }

@@ -23,11 +23,12 @@ pub(crate) struct UdpGroup {
 }
 
 impl UdpGroup {
-    /// Binds `n` sockets to `addr` (with SO_REUSEPORT when `n > 1`; a port 0 is chosen once by
-    /// the first socket and shared by the others).
+    /// Binds `n` sockets to `addr` (with SO_REUSEPORT when `n > 1` or `reuse_port`; a port 0 is
+    /// chosen once by the first socket and shared by the others).
     pub(crate) fn bind(
         addr: SocketAddr,
         n: usize,
+        reuse_port: bool,
         recv_buffer: Option<usize>,
     ) -> io::Result<UdpGroup> {
         let n = n.max(1);
@@ -38,7 +39,7 @@ impl UdpGroup {
             if local.is_ipv6() {
                 s.set_only_v6(true)?;
             }
-            if n > 1 {
+            if n > 1 || reuse_port {
                 #[cfg(unix)]
                 s.set_reuse_port(true)?;
             }
@@ -129,7 +130,7 @@ mod tests {
     /// and each socket receives what it is given.
     #[tokio::test]
     async fn every_reuseport_socket_receives() {
-        let g = UdpGroup::bind("127.0.0.1:0".parse().unwrap(), 4, None).unwrap();
+        let g = UdpGroup::bind("127.0.0.1:0".parse().unwrap(), 4, false, None).unwrap();
         assert!(g.sockets.iter().all(|s| s.local_addr().unwrap() == g.local));
         let mut clients = Vec::new();
         for _ in 0..256 {

@@ -256,3 +256,42 @@ async fn send_errors_are_typed() {
         Err(SendError::Shutdown)
     ));
 }
+
+/// Two layers (two workers) share one port with `udp_reuse_port`; each receives what the
+/// kernel hands it, and a peer's datagrams always reach the same one.
+#[tokio::test]
+async fn workers_share_a_port_with_reuse_port() {
+    let cfg = TransportConfig {
+        udp_reuse_port: true,
+        ..TransportConfig::default()
+    };
+    let (a, mut a_rx) = layer(&["127.0.0.1:0"], &[], cfg.clone()).await;
+    let port = a.local_addr(Transport::Udp).unwrap();
+    let (b, mut b_rx) = layer(&[&port.to_string()], &[], cfg).await;
+    assert_eq!(b.local_addr(Transport::Udp), Some(port));
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let here = peer.local_addr().unwrap();
+    for n in 0..3 {
+        let m = request(
+            "OPTIONS",
+            &format!("SIP/2.0/UDP {here};branch=z9hG4bKrp{n}"),
+            &format!("rp{n}"),
+            "",
+        );
+        peer.send_to(m.as_bytes(), port).await.unwrap();
+    }
+    // All three reach one of the two layers (the kernel hashes by source address).
+    let (mut to_a, mut to_b) = (0, 0);
+    while to_a + to_b < 3 {
+        tokio::select! {
+            Some(_) = a_rx.recv() => to_a += 1,
+            Some(_) = b_rx.recv() => to_b += 1,
+            _ = tokio::time::sleep(WAIT) => panic!("datagrams lost"),
+        }
+    }
+    assert!(
+        to_a == 3 || to_b == 3,
+        "split between workers: {to_a} and {to_b}"
+    );
+    drop((a, b));
+}

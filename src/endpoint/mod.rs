@@ -1,7 +1,7 @@
 //! The Endpoint: the async driver that owns the transport layer, the transaction layer and its
 //! timers on tokio, and hands the transaction user (TU) requests and responses.
 //!
-//! One task (the driver) owns the sans-IO [`TransactionLayer`]: it feeds it what the transport
+//! One task (the driver) owns the sans-IO [`TransactionLayer`](sip_transaction::TransactionLayer): it feeds it what the transport
 //! delivers, the TU's actions and timer expiries, and carries out what the layer asks (send
 //! these bytes, tell the TU this). The TU talks to it through cheap handles:
 //!

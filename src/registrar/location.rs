@@ -73,6 +73,12 @@ impl Binding {
         self.extra.as_ref().map_or(&[], |e| &e.path)
     }
 
+    /// Bytes this binding takes: the struct and the strings it owns (contact, Call-ID,
+    /// instance, Path), what [`StoreLimits::max_bytes`] budgets.
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<Binding>() + self.heap_bytes()
+    }
+
     /// Heap bytes this binding owns (its strings), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.contact.len()
@@ -127,6 +133,11 @@ pub struct StoreLimits {
     pub max_bindings_per_aor: usize,
     /// Most bindings in the whole store (default 1 000 000).
     pub max_bindings: usize,
+    /// Most bytes the bindings may take, on top of the count cap (default 512 MiB): each
+    /// binding's [`footprint`](Binding::footprint) (contact, Call-ID, Path and instance strings
+    /// included) and each AOR's key. A REGISTER that would grow the store past it is refused
+    /// like one past `max_bindings` (503); one that shrinks or keeps it is applied.
+    pub max_bytes: usize,
 }
 
 impl Default for StoreLimits {
@@ -134,8 +145,20 @@ impl Default for StoreLimits {
         StoreLimits {
             max_bindings_per_aor: 16,
             max_bindings: 1_000_000,
+            max_bytes: 512 << 20,
         }
     }
+}
+
+/// What an AOR's entry costs besides its bindings: its key and its vector.
+const AOR_OVERHEAD: usize = std::mem::size_of::<Box<str>>() + std::mem::size_of::<Vec<Binding>>();
+
+/// Bytes one AOR's entry takes in a store (0 when it has no bindings: it is removed).
+pub fn aor_footprint(aor: &str, bindings: &[Binding]) -> usize {
+    if bindings.is_empty() {
+        return 0;
+    }
+    aor.len() + AOR_OVERHEAD + bindings.iter().map(Binding::footprint).sum::<usize>()
 }
 
 /// Why a REGISTER could not be applied.
@@ -315,6 +338,11 @@ pub trait LocationStore: Send + Sync + 'static {
 
     /// Number of AORs and bindings held.
     fn counts(&self) -> impl Future<Output = (usize, usize)> + Send;
+
+    /// Bytes the bindings take ([`aor_footprint`] summed), when the store keeps count.
+    fn bytes(&self) -> impl Future<Output = Option<usize>> + Send {
+        async { None }
+    }
 }
 
 /// The default store: a map in memory behind a mutex.
@@ -328,6 +356,8 @@ pub struct MemoryLocationStore {
 struct Inner {
     aors: HashMap<Box<str>, Vec<Binding>>,
     total: usize,
+    /// [`aor_footprint`] summed over `aors`.
+    bytes: usize,
 }
 
 impl MemoryLocationStore {
@@ -370,11 +400,18 @@ impl LocationStore for MemoryLocationStore {
         now: Instant,
     ) -> Result<(Vec<Binding>, Vec<BindingChange>), RegisterError> {
         let mut inner = self.lock();
-        let Inner { aors, total } = &mut *inner;
+        let Inner { aors, total, bytes } = &mut *inner;
         let mut bindings = aors.get(aor).cloned().unwrap_or_default();
         let before = bindings.len();
+        let before_bytes = aor_footprint(aor, &bindings);
         let others = *total - before;
         let changes = apply_register(&mut bindings, &change, now, &self.limits, others)?;
+        let after_bytes = aor_footprint(aor, &bindings);
+        let others_bytes = bytes.saturating_sub(before_bytes);
+        if after_bytes > before_bytes && others_bytes + after_bytes > self.limits.max_bytes {
+            return Err(RegisterError::StoreFull);
+        }
+        *bytes = others_bytes + after_bytes;
         *total = others + bindings.len();
         let out = sorted(bindings.clone());
         if bindings.is_empty() {
@@ -388,9 +425,10 @@ impl LocationStore for MemoryLocationStore {
 
     async fn sweep(&self, now: Instant) -> Vec<Lost> {
         let mut inner = self.lock();
-        let Inner { aors, total } = &mut *inner;
+        let Inner { aors, total, bytes } = &mut *inner;
         let mut lost = Vec::new();
         aors.retain(|aor, v| {
+            let before = aor_footprint(aor, v);
             v.retain(|b| {
                 let keep = b.expires_at > now;
                 if !keep {
@@ -401,6 +439,7 @@ impl LocationStore for MemoryLocationStore {
                 }
                 keep
             });
+            *bytes = bytes.saturating_sub(before) + aor_footprint(aor, v);
             !v.is_empty()
         });
         *total -= lost.len();
@@ -409,10 +448,11 @@ impl LocationStore for MemoryLocationStore {
 
     async fn flow_closed(&self, flow: Flow) -> Vec<Lost> {
         let mut inner = self.lock();
-        let Inner { aors, total } = &mut *inner;
+        let Inner { aors, total, bytes } = &mut *inner;
         let mut lost = Vec::new();
         let mut removed = 0;
         aors.retain(|aor, v| {
+            let before = aor_footprint(aor, v);
             v.retain_mut(|b| {
                 if b.flow != flow {
                     return true;
@@ -429,6 +469,7 @@ impl LocationStore for MemoryLocationStore {
                     true
                 }
             });
+            *bytes = bytes.saturating_sub(before) + aor_footprint(aor, v);
             !v.is_empty()
         });
         *total -= removed;
@@ -462,163 +503,12 @@ impl LocationStore for MemoryLocationStore {
         let inner = self.lock();
         (inner.aors.len(), inner.total)
     }
+
+    async fn bytes(&self) -> Option<usize> {
+        Some(self.lock().bytes)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sip_core::Transport;
-
-    fn flow(port: u16, transport: Transport) -> Flow {
-        Flow {
-            transport,
-            local: "127.0.0.1:5060".parse().unwrap(),
-            remote: format!("127.0.0.1:{port}").parse().unwrap(),
-        }
-    }
-
-    fn change(call_id: &str, cseq: u32, contacts: &[(&str, u32)]) -> RegisterChange {
-        RegisterChange {
-            call_id: call_id.into(),
-            cseq,
-            remove_all: false,
-            contacts: contacts
-                .iter()
-                .map(|(c, e)| ContactUpdate {
-                    contact: (*c).into(),
-                    expires: *e,
-                    q: 1000,
-                    instance: None,
-                    reg_id: None,
-                })
-                .collect(),
-            flow: flow(4000, Transport::Udp),
-            path: vec![],
-        }
-    }
-
-    #[test]
-    fn ordering_per_call_id() {
-        let now = Instant::now();
-        let lim = StoreLimits::default();
-        let mut b = Vec::new();
-        apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 60)]), now, &lim, 0).unwrap();
-        // Same Call-ID, same CSeq: the request again (a retransmission), nothing changes.
-        let e = apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 0)]), now, &lim, 0);
-        assert_eq!(e, Ok(vec![]));
-        assert_eq!(b.len(), 1);
-        // Same Call-ID, lower CSeq: refused, nothing changes.
-        let e = apply_register(&mut b, &change("c1", 4, &[("sip:a@h", 0)]), now, &lim, 0);
-        assert_eq!(e, Err(RegisterError::OutOfOrder { have: 5, got: 4 }));
-        assert_eq!(b.len(), 1);
-        // Another Call-ID replaces whatever the CSeq.
-        apply_register(&mut b, &change("c2", 1, &[("sip:a@h", 30)]), now, &lim, 0).unwrap();
-        assert_eq!(&*b[0].call_id, "c2");
-        // Higher CSeq, expires 0: removed.
-        let ch = apply_register(&mut b, &change("c2", 2, &[("sip:a@h", 0)]), now, &lim, 0).unwrap();
-        assert!(matches!(ch[0], BindingChange::Removed(_)));
-        assert!(b.is_empty());
-    }
-
-    #[test]
-    fn a_refresh_spelled_differently_is_the_same_binding() {
-        let now = Instant::now();
-        let lim = StoreLimits::default();
-        let mut b = Vec::new();
-        let first = "sip:alice@10.0.0.7:5060;transport=tcp;ob";
-        apply_register(&mut b, &change("c1", 1, &[(first, 60)]), now, &lim, 0).unwrap();
-        // RFC 3261 §19.1.4: parameter order, the case of `transport` and an escaped
-        // unreserved character do not make another contact.
-        let again = "sip:%61lice@10.0.0.7:5060;ob;transport=TCP";
-        let ch = apply_register(&mut b, &change("c1", 2, &[(again, 60)]), now, &lim, 0).unwrap();
-        assert!(matches!(ch[..], [BindingChange::Refreshed(_)]));
-        assert_eq!(b.len(), 1);
-        // An explicit default port does: that is a second binding.
-        let other = "sip:alice@10.0.0.7;transport=tcp;ob";
-        let ch = apply_register(&mut b, &change("c1", 3, &[(other, 60)]), now, &lim, 0).unwrap();
-        assert!(matches!(ch[..], [BindingChange::Added(_)]));
-        assert_eq!(b.len(), 2);
-        // Removing by the first spelling removes the refreshed binding (which keeps the
-        // contact as last sent).
-        let ch = apply_register(&mut b, &change("c1", 4, &[(first, 0)]), now, &lim, 0).unwrap();
-        assert!(matches!(&ch[..], [BindingChange::Removed(r)] if &*r.contact == again));
-        assert_eq!(b.len(), 1);
-    }
-
-    #[test]
-    fn caps_and_star() {
-        let now = Instant::now();
-        let lim = StoreLimits {
-            max_bindings_per_aor: 2,
-            max_bindings: 3,
-        };
-        let mut b = Vec::new();
-        apply_register(
-            &mut b,
-            &change("c", 1, &[("sip:a@h", 60), ("sip:b@h", 60)]),
-            now,
-            &lim,
-            0,
-        )
-        .unwrap();
-        let e = apply_register(&mut b, &change("c", 2, &[("sip:c@h", 60)]), now, &lim, 0);
-        assert_eq!(e, Err(RegisterError::TooManyForAor));
-        let mut other = Vec::new();
-        let e = apply_register(
-            &mut other,
-            &change("d", 1, &[("sip:x@h", 60), ("sip:y@h", 60)]),
-            now,
-            &lim,
-            2,
-        );
-        assert_eq!(e, Err(RegisterError::StoreFull));
-        let mut star = change("c", 3, &[]);
-        star.remove_all = true;
-        let ch = apply_register(&mut b, &star, now, &lim, 0).unwrap();
-        assert_eq!(ch.len(), 2);
-        assert!(b.is_empty());
-    }
-
-    #[test]
-    fn outbound_identity_is_instance_and_reg_id() {
-        let now = Instant::now();
-        let lim = StoreLimits::default();
-        let mut b = Vec::new();
-        let mut c = change("c", 1, &[("sip:a@10.0.0.1:5000", 60)]);
-        c.contacts[0].instance = Some("<urn:uuid:1>".into());
-        c.contacts[0].reg_id = Some(1);
-        apply_register(&mut b, &c, now, &lim, 0).unwrap();
-        // The device moved (new contact address): same instance and reg-id, so a refresh.
-        let mut c2 = change("c", 2, &[("sip:a@10.0.0.2:6000", 60)]);
-        c2.contacts[0].instance = Some("<urn:uuid:1>".into());
-        c2.contacts[0].reg_id = Some(1);
-        let ch = apply_register(&mut b, &c2, now, &lim, 0).unwrap();
-        assert!(matches!(ch[0], BindingChange::Refreshed(_)));
-        assert_eq!(b.len(), 1);
-        assert_eq!(&*b[0].contact, "sip:a@10.0.0.2:6000");
-    }
-
-    #[tokio::test]
-    async fn memory_store_flow_close_and_sweep() {
-        let store = MemoryLocationStore::new(StoreLimits::default());
-        let now = Instant::now();
-        let mut tcp = change("t", 1, &[("sip:a@h;transport=tcp", 60)]);
-        tcp.flow = flow(7000, Transport::Tcp);
-        store.register("sip:a@example.com", tcp, now).await.unwrap();
-        store
-            .register("sip:b@example.com", change("u", 1, &[("sip:b@h", 10)]), now)
-            .await
-            .unwrap();
-        assert_eq!(store.counts().await, (2, 2));
-        let lost = store.flow_closed(flow(7000, Transport::Tcp)).await;
-        assert_eq!(lost.len(), 1);
-        assert_eq!(store.counts().await, (1, 1));
-        // A UDP "flow" closing only marks the binding offline.
-        let lost = store.flow_closed(flow(4000, Transport::Udp)).await;
-        assert_eq!(lost.len(), 1);
-        assert!(store.lookup("sip:b@example.com", now).await[0].offline);
-        let swept = store.sweep(now + Duration::from_secs(11)).await;
-        assert_eq!(swept.len(), 1);
-        assert_eq!(store.counts().await, (0, 0));
-    }
-}
+#[path = "location_tests.rs"]
+mod tests;

@@ -29,26 +29,33 @@
 //! # });
 //! ```
 
+mod auth;
+mod limits;
 pub mod location;
+pub mod probe;
+mod retransmit;
 mod service;
 
+pub use probe::ProbeOptions;
 pub use service::{serve, ServiceOptions};
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sip_auth::{
-    DigestRequest, DigestServer, MemoryStore, Outcome, Rejection, ServerConfig, ServerKey,
-    Throttle, ThrottleConfig, ThrottleDecision,
+    DigestServer, MemoryStore, Rejection, ServerConfig, ServerKey, Throttle, ThrottleConfig,
+    UriCheck,
 };
 use sip_core::addr::ContactValue;
-use sip_core::auth::Credentials;
-use sip_core::builder::ResponseBuilder;
 use sip_core::uri::{AnyUri, Host};
 use sip_core::{Flow, HeaderName, Message, Method};
 use tokio::sync::broadcast;
+
+use auth::AuthStep;
+pub use limits::{FieldLimits, FieldTooLarge};
+pub use retransmit::RETRANSMISSION_WINDOW;
+use retransmit::{CacheKey, Lookup, ResponseCache};
 
 pub use location::{
     apply_register, Binding, BindingChange, BindingExtra, ContactUpdate, LocationStore, Lost,
@@ -83,16 +90,41 @@ pub struct RegistrarConfig {
     /// Longer requested intervals are shortened to this (default 86 400, what GB28181
     /// cameras ask for).
     pub max_expires: u32,
-    /// Caps on bindings.
+    /// Caps on bindings: per AOR, in count and in bytes over the whole store.
     pub limits: StoreLimits,
+    /// Largest contact, Call-ID, instance and Path one REGISTER may store; beyond them the
+    /// answer is 400 (or 413 for too many contacts) with a reason naming the field.
+    pub field_limits: FieldLimits,
     /// Authentication.
     pub auth: AuthMode,
-    /// Failure throttling (on by default: 10 failures in 5 minutes block a source or user).
+    /// Failure throttling (on by default). Only evidence of guessing counts (a wrong response,
+    /// an unknown user, a forged nonce, a nonce count replayed on a request that is not a
+    /// retransmission); a stale nonce, a missing Authorization or a retransmission never do.
+    /// `max_failures` (10) failures of one username from one source within `window` (5
+    /// minutes) block that pair; `max_failures_per_source` (100) over any usernames block the
+    /// source, so the devices behind one NAT do not lock each other out.
     pub throttle: Option<ThrottleConfig>,
+    /// How the digest `uri` is compared with the Request-URI (default
+    /// [`UriCheck::Relaxed`]: a mismatch is logged at debug level and accepted). SIPp's
+    /// `[authentication]` puts the address it sends to in `uri=`, and proxies and NATs that
+    /// rewrite the Request-URI change it; the digest still covers the `uri` the client chose,
+    /// and the nonce with its count refuses any second use ([`UriCheck`] has the full
+    /// reasoning). Choose [`UriCheck::Strict`] to refuse credentials not made for this
+    /// Request-URI.
+    pub uri_check: UriCheck,
+    /// Most answers kept to recognise retransmissions (default 32 768, about 1 000 requests
+    /// per second for 64·T1; 0: none). Each answer is kept 64·T1 (32 s) keyed by Call-ID,
+    /// CSeq and top Via branch, and a retransmission gets the same answer again without
+    /// being authenticated or counted again. Needed when REGISTER is answered without
+    /// server transactions; with them it only costs a little.
+    pub response_cache: usize,
     /// Allow digest answers without qop (RFC 2069 form, as GB28181 cameras send). Default true.
     pub allow_missing_qop: bool,
-    /// Whether an authenticated user may register only their own AOR (default true).
-    pub same_user_only: bool,
+    /// RFC 3261 §10.3 step 5: an authenticated user may bind only their own AOR (its user part
+    /// is their username). This hook, when set, is asked about every other AOR (third-party
+    /// registration, an operator's account, a device registering a group's AOR) with the
+    /// username and the canonical AOR; `false` (or no hook, the default) answers 403.
+    pub third_party: Option<ThirdPartyPolicy>,
     /// Digest algorithms offered in 401 challenges, one WWW-Authenticate each, strongest
     /// first (default SHA-256 and MD5). Some clients (SIPp 3.6, older phones and cameras) only
     /// read the first challenge and give up unless it is MD5: offer `[Md5]` alone for them.
@@ -109,10 +141,13 @@ impl RegistrarConfig {
             min_expires: 60,
             max_expires: 86_400,
             limits: StoreLimits::default(),
+            field_limits: FieldLimits::default(),
             auth: AuthMode::Open,
             throttle: Some(ThrottleConfig::default()),
+            uri_check: UriCheck::Relaxed,
+            response_cache: 32_768,
             allow_missing_qop: true,
-            same_user_only: true,
+            third_party: None,
             algorithms: vec![
                 sip_core::auth::Algorithm::Sha256,
                 sip_core::auth::Algorithm::Md5,
@@ -120,6 +155,10 @@ impl RegistrarConfig {
         }
     }
 }
+
+/// Decides whether an authenticated user (first argument) may bind an AOR that is not their
+/// own (second argument, canonical `sip:user@host`): [`RegistrarConfig::third_party`].
+pub type ThirdPartyPolicy = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 /// What the application hears about registrations (the "user center" notifications).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +220,8 @@ pub struct RegistrarStats {
     pub throttled: AtomicU64,
     /// GB28181 keepalives.
     pub keepalives: AtomicU64,
+    /// Retransmitted requests answered again from the response cache.
+    pub retransmissions: AtomicU64,
 }
 
 /// A snapshot of [`RegistrarStats`].
@@ -198,6 +239,21 @@ pub struct RegistrarCounters {
     pub throttled: u64,
     /// GB28181 keepalives.
     pub keepalives: u64,
+    /// Retransmitted requests answered again from the response cache.
+    pub retransmissions: u64,
+}
+
+/// What the location store holds ([`Registrar::memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreMemory {
+    /// AORs with bindings.
+    pub aors: usize,
+    /// Bindings.
+    pub bindings: usize,
+    /// Bytes they take ([`location::aor_footprint`] summed), when the store counts them.
+    pub bytes: Option<usize>,
+    /// `bytes / bindings`.
+    pub bytes_per_binding: Option<usize>,
 }
 
 /// The registrar: RFC 3261 §10.3 over a [`LocationStore`].
@@ -208,15 +264,9 @@ pub struct Registrar<S: LocationStore = MemoryLocationStore> {
     throttle: Option<Mutex<Throttle>>,
     events: broadcast::Sender<RegistrarEvent>,
     stats: RegistrarStats,
-    /// Recent requests that removed bindings (Call-ID, CSeq, when): a retransmission of one
-    /// finds no binding to recognise it by. Bounded in count and kept 64·T1 (32 s).
-    removals: Mutex<std::collections::VecDeque<(Instant, Box<str>, u32)>>,
+    /// Answers by (Call-ID, CSeq, branch), for retransmissions.
+    cache: Option<ResponseCache>,
 }
-
-/// How long a removal is remembered for retransmissions (64·T1, as a server transaction).
-const REMOVAL_MEMORY: Duration = Duration::from_secs(32);
-/// Most removals remembered.
-const MAX_REMOVALS: usize = 16_384;
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +303,8 @@ impl<S: LocationStore> Registrar<S> {
                 let server_config = ServerConfig::new(config.realm.clone())
                     .algorithms(&config.algorithms)
                     .qop(&[sip_core::auth::Qop::Auth])
-                    .allow_missing_qop(config.allow_missing_qop);
+                    .allow_missing_qop(config.allow_missing_qop)
+                    .uri_check(config.uri_check);
                 let mut seed = [0u8; 32];
                 for chunk in seed.chunks_mut(8) {
                     use sip_core::random::RandomSource as _;
@@ -266,13 +317,14 @@ impl<S: LocationStore> Registrar<S> {
         let throttle = config.throttle.map(|t| Mutex::new(Throttle::new(t)));
         let (events, _) = broadcast::channel(1024);
         Registrar {
-            config,
             store,
             digest,
             throttle,
             events,
             stats: RegistrarStats::default(),
-            removals: Mutex::new(std::collections::VecDeque::new()),
+            cache: (config.response_cache > 0)
+                .then(|| ResponseCache::new(config.response_cache, RETRANSMISSION_WINDOW)),
+            config,
         }
     }
 
@@ -301,7 +353,26 @@ impl<S: LocationStore> Registrar<S> {
             auth_failures: s.auth_failures.load(Ordering::Relaxed),
             throttled: s.throttled.load(Ordering::Relaxed),
             keepalives: s.keepalives.load(Ordering::Relaxed),
+            retransmissions: s.retransmissions.load(Ordering::Relaxed),
         }
+    }
+
+    /// What the location store holds and what it costs: bindings, bytes, bytes per binding
+    /// (the byte figures when the store keeps count, as [`MemoryLocationStore`] does).
+    pub async fn memory(&self) -> StoreMemory {
+        let (aors, bindings) = self.store.counts().await;
+        let bytes = self.store.bytes().await;
+        StoreMemory {
+            aors,
+            bindings,
+            bytes,
+            bytes_per_binding: bytes.filter(|_| bindings > 0).map(|b| b / bindings),
+        }
+    }
+
+    /// Answers held for retransmissions ([`RegistrarConfig::response_cache`]).
+    pub fn cached_responses(&self) -> usize {
+        self.cache.as_ref().map_or(0, ResponseCache::len)
     }
 
     /// Publishes an event to the subscribers (used by the service's keep-alive prober).
@@ -315,10 +386,53 @@ impl<S: LocationStore> Registrar<S> {
     }
 
     /// Handles a request meant for the registrar and returns the response to send: REGISTER
-    /// (RFC 3261 §10.3), a GB28181 keepalive MESSAGE (200 and liveness), OPTIONS (200), anything
-    /// else 405. `None` only when no response can be built from the request (it lacks the
+    /// (RFC 3261 §10.3), a GB28181 keepalive MESSAGE (200 and liveness; challenged in digest
+    /// mode when the AOR has no binding on that flow or source), another MESSAGE 415 with
+    /// Accept, OPTIONS (200), anything else 405. `None` only when no response can be built from the request (it lacks the
     /// headers a response copies): drop it.
+    ///
+    /// A retransmission of a request answered within 64·T1 gets the same response again,
+    /// without authentication or counting ([`RegistrarConfig::response_cache`]); one arriving
+    /// while another worker answers the original waits for that answer.
     pub async fn handle(
+        &self,
+        req: &Message,
+        flow: Flow,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<Message> {
+        let (Some(cache), Some(mut key)) = (&self.cache, CacheKey::of(req)) else {
+            return self.answer(req, flow, now, wall).await;
+        };
+        loop {
+            match cache.begin(key, now) {
+                Lookup::New(ticket) => {
+                    let response = self.answer(req, flow, now, wall).await;
+                    ticket.finish(response.as_ref(), now);
+                    return response;
+                }
+                Lookup::Answered(response) => {
+                    self.retransmission_answered(req, flow);
+                    return Some(response);
+                }
+                Lookup::InFlight(k) => {
+                    if let Some(response) = cache.wait(&k).await {
+                        self.retransmission_answered(req, flow);
+                        return Some(response);
+                    }
+                    // The first worker gave up without an answer: answer it ourselves.
+                    key = k;
+                }
+            }
+        }
+    }
+
+    fn retransmission_answered(&self, req: &Message, flow: Flow) {
+        inc(&self.stats.retransmissions);
+        tracing::debug!(call_id = req.call_id().unwrap_or("-"), method = %req.method().map(|m| m.as_str()).unwrap_or("-"), %flow, "retransmission answered again");
+    }
+
+    async fn answer(
         &self,
         req: &Message,
         flow: Flow,
@@ -330,7 +444,16 @@ impl<S: LocationStore> Registrar<S> {
                 inc(&self.stats.registers);
                 self.register(req, flow, now, wall).await
             }
-            Some(Method::Message) if is_gb28181_keepalive(req) => self.keepalive(req, flow).await,
+            Some(Method::Message) if is_gb28181_keepalive(req) => {
+                self.keepalive(req, flow, now, wall).await
+            }
+            // RFC 3261 §21.4.13: a MESSAGE is allowed here, but only the GB28181 keepalive's
+            // body is understood.
+            Some(Method::Message) => req
+                .response(415)
+                .header("Accept", "Application/MANSCDP+xml")
+                .header("Allow", "REGISTER, OPTIONS, MESSAGE")
+                .build(),
             Some(Method::Options) => req
                 .response(200)
                 .header("Allow", "REGISTER, OPTIONS, MESSAGE")
@@ -372,16 +495,45 @@ impl<S: LocationStore> Registrar<S> {
         n
     }
 
-    async fn keepalive(&self, req: &Message, flow: Flow) -> sip_core::Result<Message> {
+    /// A GB28181 keepalive MESSAGE: 200 and an [`RegistrarEvent::Alive`]. With digest
+    /// authentication, a keepalive from an AOR that has no binding on this flow or from this
+    /// source address proves nothing (anyone can send one) and is challenged like a REGISTER;
+    /// once it carries good credentials it is accepted.
+    async fn keepalive(
+        &self,
+        req: &Message,
+        flow: Flow,
+        now: Instant,
+        wall: SystemTime,
+    ) -> sip_core::Result<Message> {
         inc(&self.stats.keepalives);
-        if let Some(aor) = req.from().ok().and_then(|f| canonical_aor(f.uri())) {
-            if self.store.set_offline(&aor, flow, false).await > 0
-                || !self.store.lookup(&aor, Instant::now()).await.is_empty()
-            {
-                tracing::debug!(%aor, %flow, "GB28181 keepalive");
+        let Some(aor) = req.from().ok().and_then(|f| canonical_aor(f.uri())) else {
+            return req.response(400).reason("Bad From").build();
+        };
+        let bindings = self.store.lookup(&aor, now).await;
+        let known = bindings
+            .iter()
+            .any(|b| b.flow == flow || b.flow.remote.ip() == flow.remote.ip());
+        if !known {
+            match self.authenticate_step(req, &aor, flow.remote.ip(), wall)? {
+                AuthStep::Proceed => {}
+                AuthStep::Respond(m) => return Ok(m),
+                AuthStep::Replayed(user) => {
+                    let evidence = self.cache.as_ref().is_none_or(|c| c.vouches_new(now));
+                    return self.auth_failure(
+                        req,
+                        flow.remote.ip(),
+                        user.as_deref(),
+                        Rejection::Replay,
+                        evidence,
+                        wall,
+                    );
+                }
             }
-            self.emit(RegistrarEvent::Alive { aor });
         }
+        self.store.set_offline(&aor, flow, false).await;
+        tracing::debug!(%aor, %flow, known, "GB28181 keepalive");
+        self.emit(RegistrarEvent::Alive { aor });
         req.response(200).build()
     }
 
@@ -398,16 +550,8 @@ impl<S: LocationStore> Registrar<S> {
             Some(Err(e)) => return req.response(e.response_status().0).build(),
             None => return req.response(400).build(),
         };
-        if !self.config.domains.is_empty() {
-            let host = ruri.host_str();
-            if !self
-                .config
-                .domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(host))
-            {
-                return req.response(404).reason("Domain Not Served").build();
-            }
+        if !self.serves_domain(ruri.host_str()) {
+            return req.response(404).reason("Domain Not Served").build();
         }
         // Step 2: Require.
         let unsupported: Vec<&str> = req
@@ -420,7 +564,8 @@ impl<S: LocationStore> Registrar<S> {
                 .header("Unsupported", unsupported.join(", "))
                 .build();
         }
-        // Step 5 (before auth so the AOR user can be checked against the authenticated one).
+        // Step 5 (before auth so the AOR user can be checked against the authenticated one):
+        // the To URI is an AOR of a domain this registrar serves.
         let to = req.to()?;
         let Some(aor) = canonical_aor(to.uri()) else {
             return req
@@ -428,6 +573,12 @@ impl<S: LocationStore> Registrar<S> {
                 .reason("Not Found (address-of-record)")
                 .build();
         };
+        if !self.serves_domain(to_host(&aor)) {
+            return req
+                .response(404)
+                .reason("Not Found (domain of the address-of-record)")
+                .build();
+        }
         // Steps 3–4: authentication and authorization.
         match self.authenticate_step(req, &aor, flow.remote.ip(), wall)? {
             AuthStep::Proceed => {}
@@ -442,13 +593,22 @@ impl<S: LocationStore> Registrar<S> {
                 if bindings
                     .iter()
                     .any(|b| &*b.call_id == call_id && b.cseq == cseq)
-                    || self.removed_by(call_id, cseq, now)
                 {
                     tracing::debug!(%aor, "retransmitted REGISTER answered again");
                     return self.ok_response(req, &bindings, now, wall);
                 }
                 let source = flow.remote.ip();
-                return self.auth_failure(req, source, user.as_deref(), Rejection::Replay, wall);
+                // Not in the response cache: a true replay, unless the cache had to forget
+                // answers that may still be retransmitted (then it proves nothing).
+                let evidence = self.cache.as_ref().is_none_or(|c| c.vouches_new(now));
+                return self.auth_failure(
+                    req,
+                    source,
+                    user.as_deref(),
+                    Rejection::Replay,
+                    evidence,
+                    wall,
+                );
             }
         }
         // Step 6: the contacts.
@@ -490,6 +650,9 @@ impl<S: LocationStore> Registrar<S> {
                 reg_id: addr.reg_id(),
             });
         }
+        if let Err(e) = self.config.field_limits.check(&change) {
+            return req.response(e.status).reason(e.reason).build();
+        }
         if change.remove_all && (!change.contacts.is_empty() || header_expires != Some(0)) {
             return req
                 .response(400)
@@ -528,12 +691,6 @@ impl<S: LocationStore> Registrar<S> {
                 }
             }
         };
-        if changes
-            .iter()
-            .any(|c| matches!(c, BindingChange::Removed(_)))
-        {
-            self.remember_removal(req, now);
-        }
         for ch in changes {
             let event = match ch {
                 BindingChange::Added(b) => {
@@ -562,212 +719,6 @@ impl<S: LocationStore> Registrar<S> {
         }
         inc(&self.stats.accepted);
         self.ok_response(req, &bindings, now, wall)
-    }
-
-    /// The stateless first step of digest authentication (what an
-    /// [`Endpoint`](crate::endpoint::Endpoint) calls through [`StatelessResponder`](crate::endpoint::StatelessResponder) before any
-    /// transaction exists): a REGISTER for a served domain without credentials for our realm
-    /// gets its 401 challenge (or 403 when its source is throttled) with no state kept, as
-    /// high-rate registrars do; everything else returns `None` and takes the full path.
-    pub fn stateless_challenge(
-        &self,
-        req: &Message,
-        flow: Flow,
-        wall: SystemTime,
-    ) -> Option<Message> {
-        if req.method() != Some(Method::Register) || self.digest.is_none() {
-            return None;
-        }
-        let has_credentials = req
-            .header_lines(HeaderName::Authorization)
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .filter_map(|v| Credentials::parse(v).ok())
-            .any(|c| c.is_digest() && c.realm.as_deref() == Some(self.config.realm.as_str()));
-        if has_credentials {
-            return None;
-        }
-        // Requests that §10.3 steps 1, 2 and 5 refuse before authentication take the full path.
-        let ruri = req.request_uri()?.ok()?;
-        if !self.config.domains.is_empty()
-            && !self
-                .config
-                .domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(ruri.host_str()))
-        {
-            return None;
-        }
-        if req
-            .values(HeaderName::Require)
-            .any(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
-        {
-            return None;
-        }
-        let aor = canonical_aor(req.to().ok()?.uri())?;
-        inc(&self.stats.registers);
-        self.authenticate(req, &aor, flow.remote.ip(), wall)
-            .ok()
-            .flatten()
-    }
-
-    fn remember_removal(&self, req: &Message, now: Instant) {
-        let (Some(call_id), Ok(cseq)) = (req.call_id(), req.cseq()) else {
-            return;
-        };
-        let mut r = self.removals.lock().unwrap_or_else(|e| e.into_inner());
-        while r
-            .front()
-            .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > REMOVAL_MEMORY)
-            || r.len() >= MAX_REMOVALS
-        {
-            r.pop_front();
-        }
-        r.push_back((now, call_id.into(), cseq.seq));
-    }
-
-    fn removed_by(&self, call_id: &str, cseq: u32, now: Instant) -> bool {
-        let r = self.removals.lock().unwrap_or_else(|e| e.into_inner());
-        r.iter().any(|(t, c, n)| {
-            &**c == call_id && *n == cseq && now.saturating_duration_since(*t) <= REMOVAL_MEMORY
-        })
-    }
-
-    /// Returns `Some(response)` when the request must be refused or challenged.
-    fn authenticate(
-        &self,
-        req: &Message,
-        aor: &str,
-        source: IpAddr,
-        wall: SystemTime,
-    ) -> sip_core::Result<Option<Message>> {
-        match self.authenticate_step(req, aor, source, wall)? {
-            AuthStep::Proceed => Ok(None),
-            AuthStep::Respond(m) => Ok(Some(m)),
-            AuthStep::Replayed(user) => self
-                .auth_failure(req, source, user.as_deref(), Rejection::Replay, wall)
-                .map(Some),
-        }
-    }
-
-    fn authenticate_step(
-        &self,
-        req: &Message,
-        aor: &str,
-        source: IpAddr,
-        wall: SystemTime,
-    ) -> sip_core::Result<AuthStep> {
-        let (Some(digest), AuthMode::Digest(users)) = (&self.digest, &self.config.auth) else {
-            return Ok(AuthStep::Proceed);
-        };
-        // The credentials for our realm, if any (others are ignored, §22.4).
-        let creds: Option<Credentials<'_>> = req
-            .header_lines(HeaderName::Authorization)
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .filter_map(|v| Credentials::parse(v).ok())
-            .find(|c| c.is_digest() && c.realm.as_deref() == Some(self.config.realm.as_str()));
-        let username_owned: Option<String> = creds
-            .as_ref()
-            .and_then(|c| c.username.as_deref().map(str::to_owned));
-        let username = username_owned.as_deref();
-        if let Some(throttle) = &self.throttle {
-            let t = throttle.lock().unwrap_or_else(|e| e.into_inner());
-            if let ThrottleDecision::Blocked { retry_after } = t.check(wall, Some(source), username)
-            {
-                inc(&self.stats.throttled);
-                tracing::warn!(%source, user = username.unwrap_or("-"), "throttled: too many failed authentications");
-                return req
-                    .response(403)
-                    .reason("Too Many Failed Attempts")
-                    .header("Retry-After", retry_after.as_secs().max(1).to_string())
-                    .build()
-                    .map(AuthStep::Respond);
-            }
-        }
-        let mut server = digest.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(creds) = creds else {
-            // An unanswered first challenge is not a failure.
-            inc(&self.stats.challenges);
-            return self
-                .challenge(req, &mut server, wall, false)
-                .map(AuthStep::Respond);
-        };
-        let uri = req.uri_str().unwrap_or_default();
-        let request = DigestRequest::new("REGISTER", uri, req.body());
-        match server.verify(wall, &creds, &request, &**users) {
-            Outcome::Authenticated(who) => {
-                if let Some(t) = &self.throttle {
-                    t.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .record_success(&who.username);
-                }
-                let user_of_aor = aor
-                    .split_once(':')
-                    .and_then(|(_, r)| r.split_once('@'))
-                    .map(|(u, _)| u);
-                if self.config.same_user_only && user_of_aor != Some(who.username.as_str()) {
-                    tracing::warn!(user = %who.username, %aor, "authenticated user may not register this AOR");
-                    return req.response(403).build().map(AuthStep::Respond);
-                }
-                Ok(AuthStep::Proceed)
-            }
-            Outcome::Stale => {
-                inc(&self.stats.challenges);
-                self.challenge(req, &mut server, wall, true)
-                    .map(AuthStep::Respond)
-            }
-            // The same request again: a retransmission when its Call-ID and CSeq are those of
-            // a binding it created (handled by the caller, which can read the store).
-            Outcome::Rejected(Rejection::Replay) => Ok(AuthStep::Replayed(username_owned)),
-            Outcome::Rejected(why) => {
-                drop(server);
-                self.auth_failure(req, source, username, why, wall)
-                    .map(AuthStep::Respond)
-            }
-        }
-    }
-
-    /// A failed authentication: counted, fed to the throttle, answered 400 (malformed) or
-    /// with a fresh challenge.
-    fn auth_failure(
-        &self,
-        req: &Message,
-        source: IpAddr,
-        username: Option<&str>,
-        why: Rejection,
-        wall: SystemTime,
-    ) -> sip_core::Result<Message> {
-        inc(&self.stats.auth_failures);
-        tracing::warn!(%source, user = username.unwrap_or("-"), reason = %why, "authentication failed");
-        if let Some(t) = &self.throttle {
-            let _ = t.lock().unwrap_or_else(|e| e.into_inner()).record_failure(
-                wall,
-                Some(source),
-                username,
-            );
-        }
-        if why.is_malformed() {
-            return req.response(400).reason("Bad Authorization").build();
-        }
-        let Some(digest) = &self.digest else {
-            return req.response(403).build();
-        };
-        let mut server = digest.lock().unwrap_or_else(|e| e.into_inner());
-        inc(&self.stats.challenges);
-        self.challenge(req, &mut server, wall, false)
-    }
-
-    fn challenge(
-        &self,
-        req: &Message,
-        server: &mut DigestServer,
-        wall: SystemTime,
-        stale: bool,
-    ) -> sip_core::Result<Message> {
-        let mut b: ResponseBuilder = req.response(401);
-        for ch in server.challenges(wall, stale) {
-            b = b.header("WWW-Authenticate", ch.to_string());
-        }
-        b.build()
     }
 
     fn ok_response(
@@ -805,16 +756,9 @@ impl<S: LocationStore> Registrar<S> {
     }
 }
 
-/// Where authentication leaves a request (moved once; boxing would cost an allocation).
-#[allow(clippy::large_enum_variant)]
-enum AuthStep {
-    /// Authenticated (or no authentication configured): go on.
-    Proceed,
-    /// Answer with this (challenge, refusal).
-    Respond(Message),
-    /// Authentic credentials whose nonce count was already used: a retransmission if the
-    /// request was already applied, else a replay (the username, for the failure count).
-    Replayed(Option<String>),
+/// The host of a canonical AOR (`sip:user@host`).
+fn to_host(aor: &str) -> &str {
+    aor.rsplit_once('@').map_or("", |(_, h)| h)
 }
 
 fn q_string(q: u16) -> String {
@@ -871,3 +815,5 @@ pub fn is_star(c: &ContactValue<'_>) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_field;

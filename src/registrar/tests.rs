@@ -9,7 +9,7 @@ use sip_core::{Flow, HeaderName, Message, Transport};
 
 use super::*;
 
-fn flow(transport: Transport, port: u16) -> Flow {
+pub(super) fn flow(transport: Transport, port: u16) -> Flow {
     Flow {
         transport,
         local: "127.0.0.1:5060".parse().unwrap(),
@@ -17,19 +17,19 @@ fn flow(transport: Transport, port: u16) -> Flow {
     }
 }
 
-const UDP: u16 = 40000;
+pub(super) const UDP: u16 = 40000;
 
-struct Req {
-    user: &'static str,
-    call_id: &'static str,
-    cseq: u32,
-    contacts: Vec<String>,
-    extra: Vec<String>,
-    ruri: &'static str,
+pub(super) struct Req {
+    pub(super) user: &'static str,
+    pub(super) call_id: &'static str,
+    pub(super) cseq: u32,
+    pub(super) contacts: Vec<String>,
+    pub(super) extra: Vec<String>,
+    pub(super) ruri: &'static str,
 }
 
 impl Req {
-    fn new(user: &'static str) -> Req {
+    pub(super) fn new(user: &'static str) -> Req {
         Req {
             user,
             call_id: "call-1",
@@ -39,34 +39,35 @@ impl Req {
             ruri: "sip:example.com",
         }
     }
-    fn cseq(mut self, n: u32) -> Req {
+    pub(super) fn cseq(mut self, n: u32) -> Req {
         self.cseq = n;
         self
     }
-    fn call_id(mut self, c: &'static str) -> Req {
+    pub(super) fn call_id(mut self, c: &'static str) -> Req {
         self.call_id = c;
         self
     }
-    fn contacts(mut self, c: &[&str]) -> Req {
+    pub(super) fn contacts(mut self, c: &[&str]) -> Req {
         self.contacts = c.iter().map(|s| s.to_string()).collect();
         self
     }
-    fn header(mut self, h: &str) -> Req {
+    pub(super) fn header(mut self, h: &str) -> Req {
         self.extra.push(h.to_owned());
         self
     }
-    fn ruri(mut self, r: &'static str) -> Req {
+    pub(super) fn ruri(mut self, r: &'static str) -> Req {
         self.ruri = r;
         self
     }
-    fn build(&self) -> Message {
+    pub(super) fn build(&self) -> Message {
         let mut s = format!(
-            "REGISTER {} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{UDP};branch=z9hG4bK{}{}\r\n\
+            "REGISTER {} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{UDP};branch=z9hG4bK{u}{}{}{}\r\n\
              Max-Forwards: 70\r\nTo: <sip:{u}@example.com>\r\nFrom: <sip:{u}@example.com>;tag=ft\r\n\
              Call-ID: {}\r\nCSeq: {} REGISTER\r\n",
             self.ruri,
             self.call_id,
             self.cseq,
+            self.extra.len() + self.contacts.len(),
             self.call_id,
             self.cseq,
             u = self.user
@@ -82,14 +83,14 @@ impl Req {
     }
 }
 
-fn t0() -> (Instant, SystemTime) {
+pub(super) fn t0() -> (Instant, SystemTime) {
     (
         Instant::now(),
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     )
 }
 
-async fn send<S: LocationStore>(
+pub(super) async fn send<S: LocationStore>(
     r: &Registrar<S>,
     m: &Message,
     now: Instant,
@@ -100,7 +101,7 @@ async fn send<S: LocationStore>(
         .unwrap()
 }
 
-fn contact_expires(resp: &Message) -> Vec<(String, u32)> {
+pub(super) fn contact_expires(resp: &Message) -> Vec<(String, u32)> {
     resp.contacts()
         .map(|c| {
             let c = c.unwrap();
@@ -267,6 +268,7 @@ async fn q_values_order_and_caps() {
     cfg.limits = StoreLimits {
         max_bindings_per_aor: 2,
         max_bindings: 3,
+        ..StoreLimits::default()
     };
     let r = Registrar::open(cfg);
     let (now, wall) = t0();
@@ -303,11 +305,20 @@ async fn domain_check_and_require() {
     )
     .await;
     assert_eq!(resp.status(), Some(404));
-    let m = Req::new("a").header("Require: path, frobnicate").build();
+    let m = Req::new("a")
+        .cseq(2)
+        .header("Require: path, frobnicate")
+        .build();
     let resp = send(&r, &m, now, wall).await;
     assert_eq!(resp.status(), Some(420));
     assert_eq!(resp.header(HeaderName::Unsupported), Some("frobnicate"));
-    let resp = send(&r, &Req::new("a").ruri("tel:+1234").build(), now, wall).await;
+    let resp = send(
+        &r,
+        &Req::new("a").cseq(3).ruri("tel:+1234").build(),
+        now,
+        wall,
+    )
+    .await;
     assert_eq!(resp.status(), Some(404));
 }
 
@@ -358,7 +369,7 @@ async fn expiry_sweep_reports_expired() {
     ));
 }
 
-fn digest_registrar() -> Registrar {
+pub(super) fn digest_registrar() -> Registrar {
     let mut users = MemoryStore::new();
     users.insert_password("alice", "example.com", "secret");
     let mut cfg = RegistrarConfig::new("example.com");
@@ -366,7 +377,7 @@ fn digest_registrar() -> Registrar {
     Registrar::open(cfg)
 }
 
-fn answer(client: &mut DigestClient, challenge_resp: &Message, req: &Req) -> Message {
+pub(super) fn answer(client: &mut DigestClient, challenge_resp: &Message, req: &Req) -> Message {
     let challenges: Vec<Challenge<'_>> = challenge_resp
         .header_lines(HeaderName::WwwAuthenticate)
         .map(|v| Challenge::parse(std::str::from_utf8(v).unwrap()).unwrap())
