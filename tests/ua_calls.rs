@@ -361,3 +361,220 @@ async fn registration_with_digest_refresh_and_close() {
         .await
         .is_empty());
 }
+
+/// A raw endpoint playing a proxy that challenges the INVITE with 407 once: the UA answers
+/// with Proxy-Authorization for the realm and CSeq + 1; its ACK and BYE follow that CSeq.
+#[tokio::test]
+async fn invite_digest_retry_with_cseq_plus_one() {
+    use sip_stack::core::{HeaderName, Method};
+    use sip_stack::endpoint::ServerEvent;
+    let server = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let addr = server.local_addr(Transport::Udp).unwrap();
+    let alice = ua("alice").await;
+    let mut call = alice
+        .call(&format!("sip:bob@{addr}"), Bytes::from_static(b"v=0"))
+        .await
+        .unwrap();
+    // The caller hangs up as soon as it is answered.
+    let caller = tokio::spawn(async move {
+        let answered = until_final(&mut call).await;
+        call.bye().await.unwrap();
+        answered
+    });
+    let mut seen = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(LIMIT, server.next_event()).await {
+        match ev {
+            ServerEvent::Request(txn) => {
+                let req = txn.request().clone();
+                let auth = req
+                    .header(HeaderName::ProxyAuthorization)
+                    .map(str::to_owned);
+                seen.push((
+                    req.method().unwrap().as_str().to_owned(),
+                    req.cseq().unwrap().seq,
+                    auth.is_some(),
+                ));
+                let resp = match (req.method(), auth) {
+                    (Some(Method::Invite), None) => txn
+                        .response(407)
+                        .header(
+                            "Proxy-Authenticate",
+                            "Digest realm=\"example.com\", nonce=\"n1\", qop=\"auth\"",
+                        )
+                        .build(),
+                    (Some(Method::Invite), Some(a)) => {
+                        assert!(a.contains("username=\"alice\""), "{a}");
+                        assert!(a.contains("realm=\"example.com\""), "{a}");
+                        txn.response(200)
+                            .header("Contact", format!("<sip:bob@{addr}>"))
+                            .build()
+                    }
+                    _ => txn.response(200).build(),
+                };
+                txn.respond(resp.unwrap()).await.unwrap();
+                if req.method() == Some(Method::Bye) {
+                    break;
+                }
+            }
+            ServerEvent::Ack { request, .. } => {
+                seen.push(("ACK".into(), request.cseq().unwrap().seq, false))
+            }
+            _ => {}
+        }
+    }
+    assert!(matches!(caller.await.unwrap(), CallEvent::Answered { .. }));
+    assert_eq!(
+        seen,
+        [
+            ("INVITE".to_string(), 1, false),
+            ("INVITE".to_string(), 2, true),
+            ("ACK".to_string(), 2, false),
+            ("BYE".to_string(), 3, false),
+        ]
+    );
+}
+
+/// Registered over TCP; the registrar closes the connection: the UA registers again at once
+/// (RFC 5626 §4.4.1 behaviour for a lost flow), long before its refresh time.
+#[tokio::test]
+async fn registration_over_tcp_comes_back_after_the_flow_closes() {
+    let reg_ep = Endpoint::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let registrar = Arc::new(Registrar::open(RegistrarConfig::new("example.com")));
+    tokio::spawn(serve(
+        reg_ep.clone(),
+        registrar.clone(),
+        ServiceOptions::default(),
+    ));
+    let ep = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let alice = UserAgent::builder(ep)
+        .aor("sip:alice@example.com")
+        .transport(Transport::Tcp)
+        .build()
+        .unwrap();
+    let addr = reg_ep.local_addr(Transport::Tcp).unwrap();
+    let mut reg = alice
+        .register(&format!("sip:{addr};transport=tcp"), 3600)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(LIMIT, reg.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, RegistrationState::Registered { .. }),
+        "{first:?}"
+    );
+    let flows = reg_ep.transport().flows();
+    assert!(!flows.is_empty());
+    for f in &flows {
+        reg_ep.transport().close_flow(f);
+    }
+    let again = tokio::time::timeout(LIMIT, reg.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(again, RegistrationState::Registered { .. }),
+        "{again:?}"
+    );
+    // A new connection carries the new binding.
+    assert!(reg_ep
+        .transport()
+        .flows()
+        .iter()
+        .all(|f| !flows.contains(f)));
+    reg.close().await;
+}
+
+/// A caller that never ACKs: the answering UA retransmits its 2xx (T1, 2·T1… capped at T2)
+/// and after 64·T1 ends the call with a BYE (RFC 3261 §13.3.1.4).
+#[tokio::test]
+async fn no_ack_means_retransmitted_2xx_then_bye() {
+    use sip_stack::core::builder::RequestBuilder;
+    use sip_stack::core::{Method, Target};
+    use sip_stack::endpoint::ServerEvent;
+    let bob = ua("bob").await;
+    let mut answered = answer_calls(&bob, "v=0 bob");
+    let caller = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .transaction_config(Config::default().with_t1(T1))
+        .build()
+        .await
+        .unwrap();
+    let me = caller.local_addr(Transport::Udp).unwrap();
+    let bob_addr = bob.endpoint().local_addr(Transport::Udp).unwrap();
+    let invite = RequestBuilder::new(Method::Invite, &format!("sip:bob@{bob_addr}"))
+        .header("Via", caller.via(Transport::Udp))
+        .from_addr(None, "sip:mute@example.com", "m1")
+        .to_addr(None, &format!("sip:bob@{bob_addr}"), None)
+        .call_id(&caller.new_call_id())
+        .cseq(1)
+        .contact(&format!("sip:mute@{me}"))
+        .build()
+        .unwrap();
+    let mut txn = caller
+        .request(invite, Target::new(Transport::Udp, bob_addr))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut oks = 0;
+    // 2xx copies come on the transaction (Accepted) and then as stray responses.
+    let on_txn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = tokio::spawn({
+        let on_txn = on_txn.clone();
+        async move {
+            while let Some(r) = txn.next_response().await {
+                if r.status() == Some(200) {
+                    on_txn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let mut bobs = answered.recv().await.unwrap();
+    let bye = loop {
+        match tokio::time::timeout(LIMIT, caller.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ServerEvent::Request(t) if t.request().method() == Some(Method::Bye) => {
+                t.respond(t.response(200).build().unwrap()).await.unwrap();
+                break started.elapsed();
+            }
+            ServerEvent::StrayResponse { response, .. } if response.status() == Some(200) => {
+                oks += 1
+            }
+            _ => {}
+        }
+    };
+    assert!(bye >= T1 * 60, "BYE after {bye:?}");
+    assert_eq!(
+        next(&mut bobs).await,
+        CallEvent::Ended {
+            cause: CallEnd::AckTimeout
+        }
+    );
+    counting.abort();
+    let retransmitted = bob.dialog_stats();
+    assert_eq!(retransmitted.early + retransmitted.confirmed, 0);
+    assert_eq!(
+        retransmitted.ended_by(sip_stack::dialog::EndCause::Timeout),
+        1
+    );
+    // The 2xx came again and again before the BYE (T1 = 50 ms: at 50, 150, 350… ms).
+    let on_txn = on_txn.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(on_txn + oks >= 5, "2xx seen {on_txn} + {oks} times");
+}

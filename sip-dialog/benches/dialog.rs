@@ -15,7 +15,8 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sip_core::{HeaderName, Message, Method};
-use sip_dialog::{Dialog, DialogTable};
+use sip_dialog::invite::InviteUsage;
+use sip_dialog::{Dialog, DialogTable, Entry};
 
 const DIALOGS: usize = 10_000;
 const VIA: &str = "SIP/2.0/UDP client.atlanta.example.com:5060;branch=z9hG4bKbench";
@@ -40,7 +41,7 @@ fn with_call_id(msg: &Message, i: usize) -> Message {
 fn benches(c: &mut Criterion) {
     let invite = corpus("invite_sdp.sip");
     let ok = corpus("response_200_sdp.sip");
-    let mut table: DialogTable<()> = DialogTable::default();
+    let mut table: DialogTable<InviteUsage> = DialogTable::default();
     for i in 0..DIALOGS {
         let d = Dialog::uac(
             &with_call_id(&invite, i),
@@ -48,7 +49,7 @@ fn benches(c: &mut Criterion) {
             "sip:alice@client.atlanta.example.com",
         )
         .expect("dialog");
-        table.insert(d, ()).expect("room");
+        table.insert(d, InviteUsage::default()).expect("room");
     }
     let probe = with_call_id(&ok, DIALOGS / 2);
     let mut g = c.benchmark_group("dialog");
@@ -71,17 +72,19 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(Dialog::uac(black_box(&invite), black_box(&ok), "sip:alice@a").is_ok()))
     });
     g.finish();
-    let one = table
-        .iter()
-        .next()
-        .map(|e| e.dialog.heap_size())
-        .unwrap_or(0);
+    // Per confirmed dialog, stored messages aside: the entry inline (dialog + INVITE usage),
+    // the dialog's heap strings, and the table's per-Call-ID key and list.
+    let heap = table.stats().bytes / table.len().max(1);
+    let inline = std::mem::size_of::<Entry<InviteUsage>>();
+    let key = std::mem::size_of::<(String, Vec<Entry<InviteUsage>>)>()
+        + table
+            .iter()
+            .next()
+            .map_or(0, |e| e.dialog.id().call_id.len());
     eprintln!(
-        "memory: {} dialogs, {} heap bytes in all ({} per dialog), {} bytes inline per dialog",
-        table.len(),
-        table.stats().bytes,
-        one,
-        std::mem::size_of::<Dialog>()
+        "memory per confirmed dialog: {} bytes ({inline} inline entry + {heap} heap + {key} table key and list), {} dialogs",
+        inline + heap + key,
+        table.len()
     );
 }
 

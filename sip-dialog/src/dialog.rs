@@ -77,6 +77,17 @@ impl Dialog {
         response: &Message,
         local_contact: &str,
     ) -> Result<Dialog, Error> {
+        Dialog::uac_with(request, response, local_contact, false)
+    }
+
+    /// As [`Dialog::uac`], but a 2xx without Contact is taken with the Request-URI as remote
+    /// target: only to ACK and end such a malformed answer (§12.1.2 makes it an error).
+    pub(crate) fn uac_with(
+        request: &Message,
+        response: &Message,
+        local_contact: &str,
+        lenient: bool,
+    ) -> Result<Dialog, Error> {
         let status = response.status().unwrap_or(0);
         if !(101..300).contains(&status) {
             return Err(Error::NotDialogForming(status));
@@ -87,7 +98,7 @@ impl Dialog {
         let seq = request.cseq().map_err(|_| Error::Header("CSeq"))?.seq;
         let remote_target = match contact_uri(response) {
             Some(c) => c,
-            None if status < 200 => request.uri_str().unwrap_or_default().to_owned(),
+            None if status < 200 || lenient => request.uri_str().unwrap_or_default().to_owned(),
             None => return Err(Error::NoContact),
         };
         let state = if status < 200 {
@@ -335,6 +346,19 @@ impl Dialog {
             + self.local_contact.capacity()
             + self.route_set.heap_size()
     }
+}
+
+/// RFC 3261 §12.1.1: a dialog-forming response (101–299 to INVITE, SUBSCRIBE, REFER…) must
+/// carry a Contact; a 2xx to INVITE without one is an error, caught here before it is sent.
+pub fn check_dialog_response(response: &Message) -> Result<(), Error> {
+    let status = response.status().unwrap_or(0);
+    let forming = response
+        .cseq()
+        .is_ok_and(|c| matches!(c.method, Method::Invite | Method::Subscribe | Method::Refer));
+    if forming && (200..300).contains(&status) && contact_uri(response).is_none() {
+        return Err(Error::NoContact);
+    }
+    Ok(())
 }
 
 /// Target refresh requests (RFC 3261 §12.2: re-INVITE; RFC 3311 UPDATE, RFC 6665 SUBSCRIBE

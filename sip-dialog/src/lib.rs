@@ -63,7 +63,7 @@ pub mod invite;
 mod route;
 mod table;
 
-pub use dialog::{is_target_refresh, Dialog, EndCause, Reject, State};
+pub use dialog::{check_dialog_response, is_target_refresh, Dialog, EndCause, Reject, State};
 pub use error::Error;
 pub use id::{DialogId, Role};
 pub use route::{RequestTarget, RouteSet};

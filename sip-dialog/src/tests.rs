@@ -558,3 +558,30 @@ fn confirmed_dialog_stays_under_one_kilobyte() {
         + usage.heap_size();
     assert!(total <= 1024, "{total} bytes");
 }
+
+#[test]
+fn a_2xx_without_contact_is_acked_and_reported_invalid() {
+    let t0 = Instant::now();
+    let mut c = InviteClient::new(invite(), "sip:a@a", T1).unwrap();
+    let bare = invite().response(200).to_tag("nc").build().unwrap();
+    let ClientEvent::InvalidAnswer { dialog, ack } = c.on_response(t0, &bare, VIA) else {
+        panic!()
+    };
+    // ACKed to the Request-URI so that the 2xx stops; retransmissions get the same ACK.
+    assert_eq!(ack.uri_str(), Some("sip:bob@example.com"));
+    assert_eq!(dialog.id().remote_tag, "nc");
+    assert!(matches!(
+        c.on_response(t0, &bare, VIA),
+        ClientEvent::Reack(_)
+    ));
+    // A real answer from another fork afterwards is an extra fork to end.
+    assert!(matches!(
+        c.on_response(t0, &response(200, "ok"), VIA),
+        ClientEvent::ExtraFork { .. }
+    ));
+    // The UAS side's check before sending.
+    assert_eq!(crate::check_dialog_response(&bare), Err(Error::NoContact));
+    assert_eq!(crate::check_dialog_response(&response(200, "ok")), Ok(()));
+    let ringing = invite().response(180).to_tag("r").build().unwrap();
+    assert_eq!(crate::check_dialog_response(&ringing), Ok(()));
+}

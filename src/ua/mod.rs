@@ -43,7 +43,9 @@
 //! ```
 
 mod call;
+mod in_dialog;
 mod incoming;
+mod pump;
 mod registration;
 mod retransmit;
 mod shared;
@@ -163,7 +165,8 @@ impl UserAgentBuilder {
         self
     }
 
-    /// The Contact URI to advertise (default: `sip:USER@LOCAL-ADDRESS`, with the transport).
+    /// The Contact URI to advertise (default: `sip:USER@HOST:PORT` from the endpoint's advertised
+    /// address for the transport, with a `transport` parameter when not UDP).
     pub fn contact(mut self, contact: impl Into<String>) -> Self {
         self.contact = Some(contact.into());
         self
@@ -200,8 +203,8 @@ impl UserAgentBuilder {
             None => {
                 let addr = self
                     .endpoint
-                    .local_addr(self.transport)
-                    .or_else(|| self.endpoint.local_addr(Transport::Udp))
+                    .advertised(self.transport)
+                    .or_else(|| self.endpoint.advertised(Transport::Udp))
                     .ok_or_else(|| UaError::Config("the endpoint has no listener".into()))?;
                 match self.transport {
                     Transport::Udp => format!("sip:{user}@{addr}"),
@@ -235,7 +238,7 @@ impl UserAgentBuilder {
             digest: Mutex::new(digest),
             flow_closed,
         });
-        let pump = tokio::spawn(incoming::pump(shared.clone()));
+        let pump = tokio::spawn(pump::pump(shared.clone()));
         Ok(UserAgent {
             shared,
             pump: Arc::new(pump),

@@ -50,6 +50,15 @@ pub enum ClientEvent {
         /// Its ACK.
         ack: Message,
     },
+    /// A 2xx without Contact (RFC 3261 §12.1.2 makes it an error): it is ACKed (to the
+    /// Request-URI, along its Record-Route) so that it stops; the call should be ended with
+    /// BYE and reported failed.
+    InvalidAnswer {
+        /// A dialog formed only to ACK and end it.
+        dialog: Box<Dialog>,
+        /// Its ACK.
+        ack: Message,
+    },
     /// A non-2xx final (or a timeout): every early dialog ended.
     Failed {
         /// The status (408 for Timer B).
@@ -195,13 +204,14 @@ impl InviteClient {
             Some(i) => {
                 let mut d = self.early.swap_remove(i);
                 if d.confirm(response).is_err() {
-                    return ClientEvent::Ignored;
+                    // §12.1.2: a 2xx without Contact forms no usable dialog; ACK it, give up.
+                    return self.invalid(now, response, tag, via);
                 }
                 d
             }
             None => match Dialog::uac(&self.invite, response, &self.local_contact) {
                 Ok(d) => d,
-                // §12.1.2: a 2xx without Contact forms no usable dialog.
+                Err(Error::NoContact) => return self.invalid(now, response, tag, via),
                 Err(_) => return ClientEvent::Ignored,
             },
         };
@@ -223,6 +233,28 @@ impl InviteClient {
                 dialog: Box::new(dialog),
                 ack,
             }
+        }
+    }
+
+    fn invalid(&mut self, now: Instant, response: &Message, tag: String, via: &str) -> ClientEvent {
+        let Ok(dialog) = Dialog::uac_with(&self.invite, response, &self.local_contact, true) else {
+            return ClientEvent::Ignored;
+        };
+        let Ok(ack) = dialog.ack(self.seq, via).build() else {
+            return ClientEvent::Ignored;
+        };
+        self.acked.push((tag, ack.clone()));
+        if self.acked.len() == 1 && !self.failed {
+            self.failed = true;
+            self.linger_until = Some(now + self.t1.saturating_mul(64));
+            for d in &mut self.early {
+                d.terminate(EndCause::Rejected);
+            }
+            self.early.clear();
+        }
+        ClientEvent::InvalidAnswer {
+            dialog: Box::new(dialog),
+            ack,
         }
     }
 
