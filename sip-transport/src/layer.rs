@@ -286,7 +286,7 @@ impl TransportHandle {
         match dest {
             Destination::Flow(flow) => match flow.transport {
                 Transport::Udp => self.send_udp(Some(flow.local), flow.remote, data, notice),
-                Transport::Tcp | Transport::Tls => {
+                _ => {
                     let conn = self.conn(&flow).ok_or(SendError::FlowClosed(flow))?;
                     conn.enqueue(&self.shared().stats, Item { data, notice })?;
                     Ok(Outcome::Queued(Some(flow)))
@@ -294,7 +294,7 @@ impl TransportHandle {
             },
             Destination::Target(t) => match t.transport {
                 Transport::Udp => self.send_udp(None, t.addr, data, notice),
-                Transport::Tcp | Transport::Tls => self.to_target(&t, Item { data, notice }),
+                _ => self.to_target(&t, Item { data, notice }),
             },
         }
     }

@@ -58,6 +58,8 @@ mod inbound;
 mod layer;
 mod queue;
 mod registry;
+#[cfg(feature = "dns")]
+pub mod resolve;
 mod response;
 mod stats;
 mod stream;
@@ -69,6 +71,8 @@ pub use config::TransportConfig;
 pub use error::{SendError, TlsConfigError};
 pub use event::{CloseReason, TransportEvent};
 pub use layer::{Destination, TransportBuilder, TransportHandle, TransportLayer};
+#[cfg(feature = "dns")]
+pub use resolve::{ResolveError, Resolver, ResolverConfig};
 pub use response::destination as response_destination;
 pub use sip_core::{Flow, Target, Transport};
 pub use stats::{Stats, TransportStats};

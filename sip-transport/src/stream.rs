@@ -156,7 +156,13 @@ pub(crate) fn plan(shared: &Shared, target: &Target) -> Result<Plan, SendError> 
             Some(c) => tokio_rustls::TlsConnector::from(c.inner.clone()),
             None => return Err(SendError::TlsNotConfigured),
         }),
-        _ => None,
+        Transport::Ws | Transport::Wss => {
+            return Err(SendError::NoTransport {
+                transport: target.transport,
+                addr: target.addr,
+            })
+        }
+        Transport::Udp | Transport::Tcp => None,
     };
     let server_name = match &target.server_name {
         Some(n) => {
