@@ -53,6 +53,8 @@
 mod driver;
 mod handles;
 mod identity;
+#[cfg(feature = "dns")]
+mod resolve;
 mod tu;
 
 use std::io;
@@ -70,6 +72,8 @@ use sip_transport::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use handles::{ClientTransaction, ServerTransaction};
+#[cfg(feature = "dns")]
+pub use resolve::next_hop;
 pub use sip_transaction::Destination;
 
 /// A fresh random tag (RFC 3261 §19.3).
@@ -119,6 +123,10 @@ pub enum EndpointError {
     /// The endpoint is shutting down or gone.
     #[error("endpoint is shut down")]
     Shutdown,
+    /// RFC 3263 found no server for the request's next hop (a proxy answers 503).
+    #[cfg(feature = "dns")]
+    #[error(transparent)]
+    Resolve(#[from] sip_transport::ResolveError),
 }
 
 /// Configuration of an [`Endpoint`].
@@ -135,6 +143,8 @@ pub struct EndpointBuilder {
     stateless_methods: Vec<sip_core::Method<'static>>,
     advertise: Vec<(Transport, String)>,
     cancel_mode: CancelMode,
+    #[cfg(feature = "dns")]
+    resolver: resolve::ResolverSlot,
 }
 
 impl Default for EndpointBuilder {
@@ -152,6 +162,8 @@ impl Default for EndpointBuilder {
             stateless_methods: Vec::new(),
             advertise: Vec::new(),
             cancel_mode: CancelMode::Ua,
+            #[cfg(feature = "dns")]
+            resolver: resolve::ResolverSlot::default(),
         }
     }
 }
@@ -267,6 +279,8 @@ impl EndpointBuilder {
 
     /// Binds the listeners and starts the driver task. Must be called within a tokio runtime.
     pub async fn build(self) -> Result<Endpoint, EndpointError> {
+        #[cfg(feature = "dns")]
+        let resolver = self.take_resolver();
         let mut tb = sip_transport::TransportLayer::builder().config(self.transport);
         for a in self.udp {
             tb = tb.udp(a);
@@ -311,6 +325,8 @@ impl EndpointBuilder {
                 counters: counters_rx,
                 user_agent: self.user_agent,
                 done: Mutex::new(Some(done)),
+                #[cfg(feature = "dns")]
+                resolver,
             }),
         })
     }
@@ -326,6 +342,8 @@ struct Inner {
     counters: watch::Receiver<Counters>,
     user_agent: Option<String>,
     done: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    #[cfg(feature = "dns")]
+    resolver: resolve::ResolverSlot,
 }
 
 /// A SIP endpoint: transports, transactions and timers on tokio. Cheap to clone.
@@ -494,6 +512,8 @@ impl Endpoint {
             responses,
             ended,
             cmd: self.inner.cmd.clone(),
+            #[cfg(feature = "dns")]
+            failover: None,
         })
     }
 
