@@ -55,6 +55,8 @@ pub struct TransportBuilder {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
+    #[cfg(feature = "ws")]
+    ws: Vec<(SocketAddr, Option<TlsServerConfig>)>,
     tls_client: Option<TlsClientConfig>,
     config: TransportConfig,
 }
@@ -76,6 +78,20 @@ impl TransportBuilder {
     /// Adds a TLS listener with its server configuration.
     pub fn tls(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
         self.tls.push((addr, config));
+        self
+    }
+
+    /// Adds a WebSocket listener (RFC 7118: HTTP upgrade with `Sec-WebSocket-Protocol: sip`).
+    #[cfg(feature = "ws")]
+    pub fn ws(mut self, addr: SocketAddr) -> Self {
+        self.ws.push((addr, None));
+        self
+    }
+
+    /// Adds a secure WebSocket listener (TLS, then the RFC 7118 upgrade).
+    #[cfg(feature = "ws")]
+    pub fn wss(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
+        self.ws.push((addr, Some(config)));
         self
     }
 
@@ -115,6 +131,19 @@ impl TransportBuilder {
             listeners.push((Transport::Tls, l.local_addr()?));
             tcp.push((l, Some(tokio_rustls::TlsAcceptor::from(tls.inner))));
         }
+        #[cfg(feature = "ws")]
+        let mut ws = Vec::new();
+        #[cfg(feature = "ws")]
+        for (addr, tls) in self.ws {
+            let l = stream::listen(addr)?;
+            let t = if tls.is_some() {
+                Transport::Wss
+            } else {
+                Transport::Ws
+            };
+            listeners.push((t, l.local_addr()?));
+            ws.push((l, tls.map(|c| tokio_rustls::TlsAcceptor::from(c.inner))));
+        }
         let (tx, rx) = mpsc::channel(cfg.event_capacity.max(1));
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -134,6 +163,10 @@ impl TransportBuilder {
         }
         for (l, tls) in tcp {
             tokio::spawn(stream::accept_loop(shared.clone(), l, tls));
+        }
+        #[cfg(feature = "ws")]
+        for (l, tls) in ws {
+            tokio::spawn(crate::ws::accept_loop(shared.clone(), l, tls));
         }
         for (t, a) in &shared.listeners {
             info!(transport = %t, addr = %a, "listening");

@@ -66,6 +66,8 @@ mod stream;
 mod tls;
 mod udp;
 mod via;
+#[cfg(feature = "ws")]
+mod ws;
 
 pub use config::TransportConfig;
 pub use error::{SendError, TlsConfigError};
@@ -78,3 +80,5 @@ pub use sip_core::{Flow, Target, Transport};
 pub use stats::{Stats, TransportStats};
 pub use tls::{TlsClientConfig, TlsServerConfig};
 pub use via::stamp_via;
+#[cfg(feature = "ws")]
+pub use ws::{message_from_frame, SUBPROTOCOL as WS_SUBPROTOCOL};
