@@ -134,6 +134,8 @@ pub struct EndpointBuilder {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
+    #[cfg(feature = "ws")]
+    ws: Vec<(SocketAddr, Option<TlsServerConfig>)>,
     tls_client: Option<TlsClientConfig>,
     transport: TransportConfig,
     timers: TxnConfig,
@@ -153,6 +155,8 @@ impl Default for EndpointBuilder {
             udp: Vec::new(),
             tcp: Vec::new(),
             tls: Vec::new(),
+            #[cfg(feature = "ws")]
+            ws: Vec::new(),
             tls_client: None,
             transport: TransportConfig::default(),
             timers: TxnConfig::default(),
@@ -184,6 +188,20 @@ impl EndpointBuilder {
     /// Listens on TLS at `addr` with this certificate.
     pub fn tls(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
         self.tls.push((addr, config));
+        self
+    }
+
+    /// Listens for SIP over WebSocket at `addr` (RFC 7118; browsers' softphones).
+    #[cfg(feature = "ws")]
+    pub fn ws(mut self, addr: SocketAddr) -> Self {
+        self.ws.push((addr, None));
+        self
+    }
+
+    /// Listens for SIP over secure WebSocket at `addr` with this certificate (RFC 7118).
+    #[cfg(feature = "ws")]
+    pub fn wss(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
+        self.ws.push((addr, Some(config)));
         self
     }
 
@@ -290,6 +308,13 @@ impl EndpointBuilder {
         }
         for (a, c) in self.tls {
             tb = tb.tls(a, c);
+        }
+        #[cfg(feature = "ws")]
+        for (a, c) in self.ws {
+            tb = match c {
+                Some(c) => tb.wss(a, c),
+                None => tb.ws(a),
+            };
         }
         if let Some(c) = self.tls_client {
             tb = tb.tls_client(c);
