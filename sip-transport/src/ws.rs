@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
@@ -367,7 +368,9 @@ where
 
 fn close_reason(e: &WsError) -> CloseReason {
     match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseReason::PeerClosed,
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => CloseReason::PeerClosed,
         WsError::Io(io) => CloseReason::Io(io.kind()),
         WsError::Capacity(_) => CloseReason::BufferLimit,
         _ => CloseReason::Io(std::io::ErrorKind::InvalidData),
