@@ -1,5 +1,5 @@
-//! SIP transports on tokio: UDP, TCP and TLS (RFC 3261 §18), flows and connection reuse,
-//! RFC 5626 keep-alives, and the limits a server on the open internet needs.
+//! SIP transports on tokio: UDP, TCP, TLS (RFC 3261 §18) and WebSocket (RFC 7118), flows and
+//! connection reuse, RFC 5626 keep-alives, and the limits a server on the open internet needs.
 //!
 //! This is the only layer of the stack besides the root crate that touches sockets. It turns
 //! datagrams and byte streams into parsed, validated [`sip_core::Message`]s whose top Via
@@ -16,6 +16,10 @@
 //!   [`TransportHandle::send_request`] adds the `sips:` check and the UDP→TCP switch of
 //!   §18.1.1; [`TransportHandle::send_response`] routes per §18.2.2.
 //! - Every limit is in [`TransportConfig`]; counters are read with [`TransportHandle::stats`].
+//! - Feature `ws` (default): SIP over WebSocket and secure WebSocket (RFC 7118),
+//!   [`TransportBuilder::ws`] / [`TransportBuilder::wss`] listeners and outbound connections to
+//!   `Ws`/`Wss` targets; [`message_from_frame`] is the one-message-per-frame rule.
+//! - Feature `dns` (default): RFC 3263 server location, [`Resolver`] (module [`resolve`]).
 //!
 //! ```
 //! use bytes::Bytes;
