@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) listeners: Vec<(Transport, SocketAddr)>,
     pub(crate) tls_client: Option<TlsClientConfig>,
     pub(crate) shutdown: watch::Sender<bool>,
+    #[cfg(feature = "dns")]
+    pub(crate) resolver: Option<crate::resolve::Resolver>,
 }
 
 /// Entry point: `TransportLayer::builder()`.
@@ -59,6 +61,8 @@ pub struct TransportBuilder {
     ws: Vec<(SocketAddr, Option<TlsServerConfig>)>,
     tls_client: Option<TlsClientConfig>,
     config: TransportConfig,
+    #[cfg(feature = "dns")]
+    resolver: Option<crate::resolve::Resolver>,
 }
 
 impl TransportBuilder {
@@ -99,6 +103,14 @@ impl TransportBuilder {
     /// TLS target fails with [`SendError::TlsNotConfigured`]).
     pub fn tls_client(mut self, config: TlsClientConfig) -> Self {
         self.tls_client = Some(config);
+        self
+    }
+
+    /// The RFC 3263 resolver for responses whose top Via has a sent-by name and no `received`
+    /// (§5, RFC 3261 §18.2.2); without it they fail with [`SendError::NoRoute`].
+    #[cfg(feature = "dns")]
+    pub fn resolver(mut self, resolver: crate::resolve::Resolver) -> Self {
+        self.resolver = Some(resolver);
         self
     }
 
@@ -155,6 +167,8 @@ impl TransportBuilder {
             listeners,
             tls_client: self.tls_client,
             shutdown,
+            #[cfg(feature = "dns")]
+            resolver: self.resolver,
         });
         for g in &shared.udp {
             for s in &g.sockets {
@@ -498,8 +512,9 @@ impl TransportHandle {
     /// over TCP/TLS to `received` (or the sent-by address) and the sent-by port, reusing or
     /// opening a connection; over UDP (from the flow's local socket) to `maddr`, else
     /// `received`:`rport` (RFC 3581), else `received` or sent-by and the sent-by port. A
-    /// sent-by domain name without `received` needs RFC 3263 resolution, which is the
-    /// caller's: [`SendError::NoRoute`].
+    /// sent-by domain name without `received` is resolved per RFC 3263 §5 when the layer has a
+    /// resolver ([`TransportBuilder::resolver`]); otherwise it is [`SendError::NoRoute`]. A
+    /// WebSocket request whose connection closed cannot be answered (RFC 7118 §5).
     pub async fn send_response(
         &self,
         msg: &Message,
@@ -547,11 +562,92 @@ impl TransportHandle {
                 &parsed
             }
         };
-        let target = response::destination(msg)?;
+        let target = match response::destination(msg) {
+            Ok(t) => t,
+            Err(e @ SendError::NoRoute(_)) => {
+                #[cfg(feature = "dns")]
+                if self.shared().resolver.is_some() {
+                    if let Some(sent_by) = crate::resolve::sent_by_name(msg) {
+                        return Ok(self.resolve_response(sent_by, data, notice));
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match flow.filter(|f| f.transport == Transport::Udp && target.transport == Transport::Udp) {
             Some(f) => self.send_udp(Some(f.local), target.addr, data, notice),
             None => self.dispatch(Destination::Target(target), data, notice),
         }
+    }
+
+    /// RFC 3263 §5: resolves a response's sent-by name in a task of its own (the caller never
+    /// waits), then sends to the first target that takes it; a failure is reported through the
+    /// notice like any later send failure.
+    #[cfg(feature = "dns")]
+    fn resolve_response(
+        &self,
+        sent_by: crate::resolve::SentBy,
+        data: Bytes,
+        notice: Notice,
+    ) -> Outcome {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let Some(resolver) = handle.shared().resolver.clone() else {
+                return;
+            };
+            let targets = resolver
+                .resolve_sent_by(sent_by.transport, &sent_by.host, sent_by.port)
+                .await
+                .unwrap_or_default();
+            let mut notice = notice;
+            for t in targets {
+                debug!(target = %t, host = %sent_by.host, "response to a sent-by name (RFC 3263 §5)");
+                let dest = Destination::Target(t.clone());
+                let sent = match notice {
+                    Notice::Done(tx) => {
+                        let (inner, rx) = oneshot::channel();
+                        match handle.dispatch(dest, data.clone(), Notice::Done(inner)) {
+                            Ok(Outcome::Written(f)) => {
+                                let _ = tx.send(Ok(f));
+                                return;
+                            }
+                            Ok(Outcome::Queued(_)) => {
+                                let _ = tx.send(rx.await.unwrap_or(Err(SendError::Shutdown)));
+                                return;
+                            }
+                            Err(e) => {
+                                notice = Notice::Done(tx);
+                                Err(e)
+                            }
+                        }
+                    }
+                    other => {
+                        let kept = match &other {
+                            Notice::Tag(tag) => Notice::Tag(*tag),
+                            _ => Notice::None,
+                        };
+                        let r = handle.dispatch(dest, data.clone(), other);
+                        notice = kept;
+                        r
+                    }
+                };
+                match sent {
+                    Ok(_) => return,
+                    Err(e) => {
+                        debug!(target = %t, error = %e, "response not sent there; next target");
+                        resolver.mark_down(&t);
+                    }
+                }
+            }
+            Counters::bump(&handle.shared().stats.send_errors);
+            let item = Item { data, notice };
+            crate::conn::fail_items(&handle.shared().events, vec![item], || {
+                SendError::NoRoute("the sent-by name did not resolve (RFC 3263 §5)")
+            })
+            .await;
+        });
+        Outcome::Queued(None)
     }
 
     /// The bound addresses of every listener (with the ports the system chose for port 0).

@@ -219,3 +219,39 @@ async fn a_silent_nameserver_is_a_timeout_error() {
     assert_eq!(e.response_status(), 503);
     println!("silent nameserver: {e}");
 }
+
+#[tokio::test]
+async fn a_response_to_a_sent_by_name_is_sent_to_its_address() {
+    // RFC 3263 §5 / RFC 3261 §18.2.2: no `received`, a sent-by name: resolve it.
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let mut z = Zone::new();
+    z.addr("client.example.com.", "127.0.0.1");
+    let dns = TestDns::start(z).await;
+    let (layer, _rx) = sip_transport::TransportLayer::builder()
+        .udp(sa("127.0.0.1:0"))
+        .resolver(resolver(&dns))
+        .build()
+        .await
+        .unwrap();
+    let raw = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP client.example.com:{port};branch=z9hG4bK5\r\n\
+         To: <sip:a@b>;tag=2\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: sb1\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let resp = sip_core::Message::parse(raw.into_bytes()).unwrap();
+    let flow = layer.send_response(&resp, None).await.unwrap();
+    assert_eq!(flow.remote, sa(&format!("127.0.0.1:{port}")));
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(common::WAIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK"));
+    // A name that does not resolve is an error, not silence.
+    let raw = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP nowhere.example.com;branch=z9hG4bK6\r\n\
+               To: <sip:a@b>;tag=2\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: sb2\r\nCSeq: 1 OPTIONS\r\n\
+               Content-Length: 0\r\n\r\n";
+    let resp = sip_core::Message::parse(raw.as_bytes().to_vec()).unwrap();
+    assert!(layer.send_response(&resp, None).await.is_err());
+}

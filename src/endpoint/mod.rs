@@ -319,6 +319,11 @@ impl EndpointBuilder {
         if let Some(c) = self.tls_client {
             tb = tb.tls_client(c);
         }
+        // RFC 3263 §5: responses to a Via sent-by name are resolved by the same resolver.
+        #[cfg(feature = "dns")]
+        if let Ok(r) = resolver.get() {
+            tb = tb.resolver(r);
+        }
         let (transport, transport_events) = tb.build().await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(self.event_capacity);
         let (event_tx, event_rx) = mpsc::channel(self.event_capacity);

@@ -26,7 +26,7 @@ pub(crate) struct ResolverSlot {
 }
 
 impl ResolverSlot {
-    fn get(&self) -> Result<Resolver, ResolveError> {
+    pub(crate) fn get(&self) -> Result<Resolver, ResolveError> {
         self.cell
             .get_or_init(|| Resolver::new(self.config.clone().unwrap_or_default()))
             .clone()

@@ -436,6 +436,32 @@ impl Resolver {
     }
 }
 
+/// A response's top Via sent-by when it is a name (RFC 3263 §5).
+#[derive(Debug, Clone)]
+pub(crate) struct SentBy {
+    pub(crate) transport: Transport,
+    pub(crate) host: String,
+    pub(crate) port: Option<u16>,
+}
+
+/// The top Via's sent-by of a response, when it is a domain name and no `received` says the
+/// address (then RFC 3263 §5 applies).
+pub(crate) fn sent_by_name(msg: &sip_core::Message) -> Option<SentBy> {
+    let via = msg.via().ok()?;
+    let transport = Transport::from_name(via.transport())?;
+    if transport.is_websocket() || via.received_addr().is_some() {
+        return None;
+    }
+    match via.sent_by_host() {
+        sip_core::uri::Host::Domain(d) => Some(SentBy {
+            transport,
+            host: (*d).to_owned(),
+            port: via.sent_by_port(),
+        }),
+        _ => None,
+    }
+}
+
 fn dns_name(name: &str) -> Result<Name, ResolveError> {
     Name::from_ascii(name).map_err(|_| ResolveError::InvalidName(name.to_owned()))
 }
