@@ -136,3 +136,43 @@ async fn browser_registers_over_ws_is_reached_and_dropped_on_close() {
     let (aors, bindings) = sip_stack::registrar::LocationStore::counts(registrar.store()).await;
     assert_eq!((aors, bindings), (0, 0));
 }
+
+#[cfg(feature = "dns")]
+#[tokio::test]
+async fn request_to_a_transport_ws_uri_opens_a_websocket() {
+    let server = Endpoint::builder()
+        .ws("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let ws_addr = server.local_addr(Transport::Ws).unwrap();
+    let answering = server.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = answering.next_event().await {
+            if let sip_stack::endpoint::ServerEvent::Request(txn) = ev {
+                assert_eq!(txn.flow().transport, Transport::Ws);
+                let ok = txn.request().response(200).build().unwrap();
+                txn.respond(ok).await.unwrap();
+            }
+        }
+    });
+    let client = Endpoint::builder()
+        .udp("127.0.0.1:0".parse().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let uri = format!("sip:{ws_addr};transport=ws");
+    let options = RequestBuilder::new(Method::Options, &uri)
+        .header("Via", client.via(Transport::Udp))
+        .header("From", "<sip:client@example.com>;tag=c1")
+        .header("To", format!("<{uri}>"))
+        .header("Call-ID", client.new_call_id())
+        .header("CSeq", "1 OPTIONS")
+        .build()
+        .unwrap();
+    let mut txn = client.request_to_uri(options).await.unwrap();
+    let ok = timeout(WAIT, txn.final_response()).await.unwrap().unwrap();
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.via().unwrap().transport(), "WS");
+    assert_eq!(client.transport().flows().len(), 1);
+}

@@ -190,3 +190,38 @@ async fn outbound_wss_with_a_verified_certificate() {
     assert_eq!(flow.transport, Transport::Wss);
     assert_eq!(msg.call_id(), Some("ws1"));
 }
+
+#[tokio::test]
+async fn per_ip_cap_and_handshake_timeout() {
+    let cfg = TransportConfig {
+        max_connections_per_ip: 1,
+        handshake_timeout: std::time::Duration::from_millis(200),
+        ..TransportConfig::default()
+    };
+    let (server, mut rx) = TransportLayer::builder()
+        .ws(addr("127.0.0.1:0"))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let ws_addr = server.local_addr(Transport::Ws).unwrap();
+    let _first = ws_client(ws_addr, Some("sip")).await.unwrap();
+    assert!(matches!(
+        next_event(&mut rx).await,
+        TransportEvent::FlowOpened { .. }
+    ));
+    // The same IP again: refused before the upgrade.
+    assert!(ws_client(ws_addr, Some("sip")).await.is_err());
+    assert_eq!(server.stats().refused_connections, 1);
+    drop(_first);
+    next_close(&mut rx).await;
+    // A connection that never sends its upgrade is closed after the handshake timeout.
+    let mut silent = TcpStream::connect(ws_addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut silent, &mut buf))
+        .await
+        .expect("closed by the handshake timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(server.stats().refused_connections, 2);
+}
