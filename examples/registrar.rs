@@ -237,16 +237,27 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
         builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
     }
+    #[cfg(feature = "ws")]
     for a in &args.ws {
         builder = builder.ws(*a);
     }
+    #[cfg(feature = "ws")]
     if let (Some(addr), Some(cert), Some(key)) = (args.wss, &args.cert, &args.key) {
         let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
         let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
         builder = builder.wss(addr, TlsServerConfig::from_pem(&cert, &key)?);
     }
+    #[cfg(not(feature = "ws"))]
+    if !args.ws.is_empty() || args.wss.is_some() {
+        return Err("--ws/--wss: built without the ws feature".into());
+    }
+    #[cfg(feature = "dns")]
     if let Some(ns) = args.dns {
         builder = builder.dns(ns);
+    }
+    #[cfg(not(feature = "dns"))]
+    if args.dns.is_some() {
+        return Err("--dns: built without the dns feature".into());
     }
     let endpoint = builder.build().await?;
     for (t, a) in endpoint.transport().local_addrs() {

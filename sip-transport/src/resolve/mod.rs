@@ -17,6 +17,7 @@
 //! ([`ResolveError::response_status`]).
 
 mod down;
+mod respond;
 mod select;
 
 use std::net::{IpAddr, SocketAddr};
