@@ -12,6 +12,9 @@
 //! | --- | --- |
 //! | `--udp ADDR` / `--tcp ADDR` | listen there (default: both on 127.0.0.1:5060) |
 //! | `--tls ADDR --cert PEM --key PEM` | listen for TLS |
+//! | `--ws ADDR` | listen for SIP over WebSocket (RFC 7118: browsers, JsSIP, SIP.js); repeatable |
+//! | `--wss ADDR --cert PEM --key PEM` | listen for SIP over secure WebSocket |
+//! | `--dns ADDR:PORT` | resolve names (RFC 3263) with only this nameserver (default: the system's) |
 //! | `--realm REALM` | the digest realm and default domain (default `localhost`) |
 //! | `--domain DOMAIN` | accept REGISTERs only for this domain (repeatable; default any) |
 //! | `--users FILE` | require digest auth; lines `user:realm:password` or `user:realm:HA1` |
@@ -52,6 +55,9 @@ struct Args {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     tls: Option<SocketAddr>,
+    ws: Vec<SocketAddr>,
+    wss: Option<SocketAddr>,
+    dns: Option<SocketAddr>,
     cert: Option<String>,
     key: Option<String>,
     realm: String,
@@ -77,6 +83,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: registrar [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
+[--ws ADDR]... [--wss ADDR --cert PEM --key PEM] [--dns ADDR:PORT] \
 [--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] \
 [--probe-failures N] [--probe-in-flight N] [--stats SECS] \
 [--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
@@ -88,6 +95,9 @@ fn parse_args() -> Result<Args, String> {
         udp: vec![],
         tcp: vec![],
         tls: None,
+        ws: vec![],
+        wss: None,
+        dns: None,
         cert: None,
         key: None,
         realm: "localhost".into(),
@@ -119,6 +129,9 @@ fn parse_args() -> Result<Args, String> {
             "--udp" => a.udp.push(addr(value("--udp")?)?),
             "--tcp" => a.tcp.push(addr(value("--tcp")?)?),
             "--tls" => a.tls = Some(addr(value("--tls")?)?),
+            "--ws" => a.ws.push(addr(value("--ws")?)?),
+            "--wss" => a.wss = Some(addr(value("--wss")?)?),
+            "--dns" => a.dns = Some(addr(value("--dns")?)?),
             "--cert" => a.cert = Some(value("--cert")?),
             "--key" => a.key = Some(value("--key")?),
             "--realm" => a.realm = value("--realm")?,
@@ -176,13 +189,14 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
-    if a.udp.is_empty() && a.tcp.is_empty() && a.tls.is_none() {
+    if a.udp.is_empty() && a.tcp.is_empty() && a.tls.is_none() && a.ws.is_empty() && a.wss.is_none()
+    {
         let default: SocketAddr = "127.0.0.1:5060".parse().map_err(|e| format!("{e}"))?;
         a.udp.push(default);
         a.tcp.push(default);
     }
-    if a.tls.is_some() && (a.cert.is_none() || a.key.is_none()) {
-        return Err("--tls needs --cert and --key".into());
+    if (a.tls.is_some() || a.wss.is_some()) && (a.cert.is_none() || a.key.is_none()) {
+        return Err("--tls and --wss need --cert and --key".into());
     }
     if a.open && a.users.is_some() {
         return Err("--open and --users exclude each other".into());
@@ -283,6 +297,28 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
         let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
         builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
+    }
+    #[cfg(feature = "ws")]
+    for a in &args.ws {
+        builder = builder.ws(*a);
+    }
+    #[cfg(feature = "ws")]
+    if let (Some(addr), Some(cert), Some(key)) = (args.wss, &args.cert, &args.key) {
+        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
+        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
+        builder = builder.wss(addr, TlsServerConfig::from_pem(&cert, &key)?);
+    }
+    #[cfg(not(feature = "ws"))]
+    if !args.ws.is_empty() || args.wss.is_some() {
+        return Err("--ws/--wss: built without the ws feature".into());
+    }
+    #[cfg(feature = "dns")]
+    if let Some(ns) = args.dns {
+        builder = builder.dns(ns);
+    }
+    #[cfg(not(feature = "dns"))]
+    if args.dns.is_some() {
+        return Err("--dns: built without the dns feature".into());
     }
     let endpoint = builder.build().await?;
     for (t, a) in endpoint.transport().local_addrs() {

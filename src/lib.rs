@@ -6,7 +6,7 @@
 //! - [`core`] (`sip-core`): the zero-copy message model, parser, serializer, URIs, typed
 //!   headers, builders and the TCP/TLS stream framer.
 //! - [`auth`] (`sip-auth`): digest authentication, server and client side, sans-IO.
-//! - [`transport`] (`sip-transport`): UDP, TCP and TLS on tokio.
+//! - [`transport`] (`sip-transport`): UDP, TCP, TLS and WebSocket on tokio; RFC 3263 resolution.
 //! - [`transaction`] (`sip-transaction`): the RFC 3261 §17 / RFC 6026 state machines, sans-IO.
 //! - [`dialog`] (`sip-dialog`): the RFC 3261 §12-§15 dialog layer, sans-IO.
 //! - [`ua`]: the UserAgent: calls, registrations and MESSAGE on the endpoint.

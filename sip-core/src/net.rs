@@ -13,6 +13,10 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP: reliable stream, for `sips:` (RFC 3261 §26.2).
     Tls,
+    /// WebSocket (RFC 7118): reliable, one message per frame.
+    Ws,
+    /// Secure WebSocket (WebSocket over TLS, RFC 7118): reliable, one message per frame.
+    Wss,
 }
 
 impl Transport {
@@ -22,17 +26,25 @@ impl Transport {
         !matches!(self, Transport::Udp)
     }
 
-    /// Whether the transport is a byte stream (messages framed by Content-Length).
+    /// Whether the transport is a byte stream (messages framed by Content-Length); WebSocket
+    /// frames each message itself (RFC 7118 §5).
     pub fn is_stream(self) -> bool {
-        self.is_reliable()
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
-    /// The name used in a Via sent-protocol (`UDP`, `TCP`, `TLS`).
+    /// Whether the transport is a WebSocket one (RFC 7118).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+
+    /// The name used in a Via sent-protocol (`UDP`, `TCP`, `TLS`, `WS`, `WSS`).
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
     }
 
@@ -50,15 +62,22 @@ impl Transport {
             Some(Transport::Tcp)
         } else if name.eq_ignore_ascii_case("TLS") {
             Some(Transport::Tls)
+        } else if name.eq_ignore_ascii_case("WS") {
+            Some(Transport::Ws)
+        } else if name.eq_ignore_ascii_case("WSS") {
+            Some(Transport::Wss)
         } else {
             None
         }
     }
 
-    /// The default port: 5060, or 5061 for TLS (RFC 3261 §19.1.2).
+    /// The default port: 5060, or 5061 for TLS (RFC 3261 §19.1.2); WS 80 and WSS 443
+    /// (RFC 7118 §5, the HTTP ports).
     pub fn default_port(self) -> u16 {
         match self {
             Transport::Tls => 5061,
+            Transport::Ws => 80,
+            Transport::Wss => 443,
             _ => 5060,
         }
     }

@@ -87,7 +87,7 @@ pub(crate) struct Conn {
     /// no name, and for connections opened to a bare address.
     pub(crate) server_name: Option<String>,
     pub(crate) queue: Arc<WriteQueue>,
-    close: Notify,
+    pub(crate) close: Notify,
     close_reason: Mutex<Option<CloseReason>>,
     created: Instant,
     /// Milliseconds from `created` to the last read or write.
@@ -113,12 +113,12 @@ impl Conn {
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = self.created.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
         self.last_activity_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
-    fn last_activity(&self) -> Instant {
+    pub(crate) fn last_activity(&self) -> Instant {
         self.created + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
     }
 
@@ -130,7 +130,7 @@ impl Conn {
         self.close.notify_one();
     }
 
-    fn take_close_reason(&self) -> CloseReason {
+    pub(crate) fn take_close_reason(&self) -> CloseReason {
         self.close_reason
             .lock()
             .ok()
@@ -280,7 +280,7 @@ fn new_framer(shared: &Shared, outbound: bool) -> Framer {
 /// A future that completes an event delivery the channel could not take at once. Boxed, so
 /// that the long-lived connection task does not reserve room for an event (a whole message)
 /// in its own state: an idle connection stays small.
-type Pending<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+pub(crate) type Pending<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// Hands an event to the channel: at once when there is room, otherwise as a future that
 /// waits for room (back-pressure). `Err(())`: the receiver is gone.
@@ -298,7 +298,7 @@ pub(crate) fn deliver(
 }
 
 /// Delivers an event, waiting for room; `false` when the receiver is gone.
-async fn deliver_wait(tx: &mpsc::Sender<TransportEvent>, ev: TransportEvent) -> bool {
+pub(crate) async fn deliver_wait(tx: &mpsc::Sender<TransportEvent>, ev: TransportEvent) -> bool {
     match deliver(tx, ev) {
         Ok(None) => true,
         Ok(Some(wait)) => wait.await,

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) listeners: Vec<(Transport, SocketAddr)>,
     pub(crate) tls_client: Option<TlsClientConfig>,
     pub(crate) shutdown: watch::Sender<bool>,
+    #[cfg(feature = "dns")]
+    pub(crate) resolver: Option<crate::resolve::Resolver>,
 }
 
 /// Entry point: `TransportLayer::builder()`.
@@ -55,8 +57,12 @@ pub struct TransportBuilder {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
+    #[cfg(feature = "ws")]
+    ws: Vec<(SocketAddr, Option<TlsServerConfig>)>,
     tls_client: Option<TlsClientConfig>,
     config: TransportConfig,
+    #[cfg(feature = "dns")]
+    resolver: Option<crate::resolve::Resolver>,
 }
 
 impl TransportBuilder {
@@ -79,10 +85,32 @@ impl TransportBuilder {
         self
     }
 
+    /// Adds a WebSocket listener (RFC 7118: HTTP upgrade with `Sec-WebSocket-Protocol: sip`).
+    #[cfg(feature = "ws")]
+    pub fn ws(mut self, addr: SocketAddr) -> Self {
+        self.ws.push((addr, None));
+        self
+    }
+
+    /// Adds a secure WebSocket listener (TLS, then the RFC 7118 upgrade).
+    #[cfg(feature = "ws")]
+    pub fn wss(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
+        self.ws.push((addr, Some(config)));
+        self
+    }
+
     /// The configuration for connections we open to TLS targets (without it, sending to a
     /// TLS target fails with [`SendError::TlsNotConfigured`]).
     pub fn tls_client(mut self, config: TlsClientConfig) -> Self {
         self.tls_client = Some(config);
+        self
+    }
+
+    /// The RFC 3263 resolver for responses whose top Via has a sent-by name and no `received`
+    /// (§5, RFC 3261 §18.2.2); without it they fail with [`SendError::NoRoute`].
+    #[cfg(feature = "dns")]
+    pub fn resolver(mut self, resolver: crate::resolve::Resolver) -> Self {
+        self.resolver = Some(resolver);
         self
     }
 
@@ -120,6 +148,19 @@ impl TransportBuilder {
             listeners.push((Transport::Tls, l.local_addr()?));
             tcp.push((l, Some(tokio_rustls::TlsAcceptor::from(tls.inner))));
         }
+        #[cfg(feature = "ws")]
+        let mut ws = Vec::new();
+        #[cfg(feature = "ws")]
+        for (addr, tls) in self.ws {
+            let l = stream::listen(addr)?;
+            let t = if tls.is_some() {
+                Transport::Wss
+            } else {
+                Transport::Ws
+            };
+            listeners.push((t, l.local_addr()?));
+            ws.push((l, tls.map(|c| tokio_rustls::TlsAcceptor::from(c.inner))));
+        }
         let (tx, rx) = mpsc::channel(cfg.event_capacity.max(1));
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -131,6 +172,8 @@ impl TransportBuilder {
             listeners,
             tls_client: self.tls_client,
             shutdown,
+            #[cfg(feature = "dns")]
+            resolver: self.resolver,
         });
         for g in &shared.udp {
             for s in &g.sockets {
@@ -139,6 +182,10 @@ impl TransportBuilder {
         }
         for (l, tls) in tcp {
             tokio::spawn(stream::accept_loop(shared.clone(), l, tls));
+        }
+        #[cfg(feature = "ws")]
+        for (l, tls) in ws {
+            tokio::spawn(crate::ws::accept_loop(shared.clone(), l, tls));
         }
         for (t, a) in &shared.listeners {
             info!(transport = %t, addr = %a, "listening");
@@ -153,7 +200,7 @@ impl TransportBuilder {
 }
 
 /// How a send went at once.
-enum Outcome {
+pub(crate) enum Outcome {
     /// A datagram was written (a waiting sender's notice is not needed).
     Written(Flow),
     /// Queued: the notice will be answered (the flow, when known).
@@ -220,7 +267,7 @@ impl std::fmt::Debug for TransportHandle {
 }
 
 impl TransportHandle {
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.owner.shared
     }
 
@@ -279,7 +326,7 @@ impl TransportHandle {
         }
     }
 
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         dest: Destination,
         data: Bytes,
@@ -291,7 +338,7 @@ impl TransportHandle {
         match dest {
             Destination::Flow(flow) => match flow.transport {
                 Transport::Udp => self.send_udp(Some(flow.local), flow.remote, data, notice),
-                Transport::Tcp | Transport::Tls => {
+                _ => {
                     let conn = self.conn(&flow).ok_or(SendError::FlowClosed(flow))?;
                     conn.enqueue(&self.shared().stats, Item { data, notice })?;
                     Ok(Outcome::Queued(Some(flow)))
@@ -299,7 +346,7 @@ impl TransportHandle {
             },
             Destination::Target(t) => match t.transport {
                 Transport::Udp => self.send_udp(None, t.addr, data, notice),
-                Transport::Tcp | Transport::Tls => self.to_target(&t, Item { data, notice }),
+                _ => self.to_target(&t, Item { data, notice }),
             },
         }
     }
@@ -470,8 +517,9 @@ impl TransportHandle {
     /// over TCP/TLS to `received` (or the sent-by address) and the sent-by port, reusing or
     /// opening a connection; over UDP (from the flow's local socket) to `maddr`, else
     /// `received`:`rport` (RFC 3581), else `received` or sent-by and the sent-by port. A
-    /// sent-by domain name without `received` needs RFC 3263 resolution, which is the
-    /// caller's: [`SendError::NoRoute`].
+    /// sent-by domain name without `received` is resolved per RFC 3263 §5 when the layer has a
+    /// resolver ([`TransportBuilder::resolver`]); otherwise it is [`SendError::NoRoute`]. A
+    /// WebSocket request whose connection closed cannot be answered (RFC 7118 §5).
     pub async fn send_response(
         &self,
         msg: &Message,
@@ -519,7 +567,19 @@ impl TransportHandle {
                 &parsed
             }
         };
-        let target = response::destination(msg)?;
+        let target = match response::destination(msg) {
+            Ok(t) => t,
+            Err(e @ SendError::NoRoute(_)) => {
+                #[cfg(feature = "dns")]
+                if self.shared().resolver.is_some() {
+                    if let Some(sent_by) = crate::resolve::sent_by_name(msg) {
+                        return Ok(self.resolve_response(sent_by, data, notice));
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match flow.filter(|f| f.transport == Transport::Udp && target.transport == Transport::Udp) {
             Some(f) => self.send_udp(Some(f.local), target.addr, data, notice),
             None => self.dispatch(Destination::Target(target), data, notice),

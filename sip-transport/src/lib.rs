@@ -1,5 +1,5 @@
-//! SIP transports on tokio: UDP, TCP and TLS (RFC 3261 §18), flows and connection reuse,
-//! RFC 5626 keep-alives, and the limits a server on the open internet needs.
+//! SIP transports on tokio: UDP, TCP, TLS (RFC 3261 §18) and WebSocket (RFC 7118), flows and
+//! connection reuse, RFC 5626 keep-alives, and the limits a server on the open internet needs.
 //!
 //! This is the only layer of the stack besides the root crate that touches sockets. It turns
 //! datagrams and byte streams into parsed, validated [`sip_core::Message`]s whose top Via
@@ -16,6 +16,10 @@
 //!   [`TransportHandle::send_request`] adds the `sips:` check and the UDP→TCP switch of
 //!   §18.1.1; [`TransportHandle::send_response`] routes per §18.2.2.
 //! - Every limit is in [`TransportConfig`]; counters are read with [`TransportHandle::stats`].
+//! - Feature `ws` (default): SIP over WebSocket and secure WebSocket (RFC 7118),
+//!   [`TransportBuilder::ws`] / [`TransportBuilder::wss`] listeners and outbound connections to
+//!   `Ws`/`Wss` targets; [`message_from_frame`] is the one-message-per-frame rule.
+//! - Feature `dns` (default): RFC 3263 server location, [`Resolver`] (module [`resolve`]).
 //!
 //! ```
 //! use bytes::Bytes;
@@ -58,19 +62,27 @@ mod inbound;
 mod layer;
 mod queue;
 mod registry;
+#[cfg(feature = "dns")]
+pub mod resolve;
 mod response;
 mod stats;
 mod stream;
 mod tls;
 mod udp;
 mod via;
+#[cfg(feature = "ws")]
+mod ws;
 
 pub use config::TransportConfig;
 pub use error::{SendError, TlsConfigError};
 pub use event::{CloseReason, TransportEvent};
 pub use layer::{Destination, TransportBuilder, TransportHandle, TransportLayer};
+#[cfg(feature = "dns")]
+pub use resolve::{ResolveError, Resolver, ResolverConfig};
 pub use response::destination as response_destination;
 pub use sip_core::{Flow, Target, Transport};
 pub use stats::{Stats, TransportStats};
 pub use tls::{TlsClientConfig, TlsServerConfig};
 pub use via::stamp_via;
+#[cfg(feature = "ws")]
+pub use ws::{message_from_frame, SUBPROTOCOL as WS_SUBPROTOCOL};

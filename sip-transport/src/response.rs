@@ -19,8 +19,15 @@ use crate::error::SendError;
 pub fn destination(msg: &Message) -> Result<Target, SendError> {
     let via = msg.via()?;
     let transport = Transport::from_name(via.transport()).ok_or(SendError::NoRoute(
-        "top Via transport is not UDP, TCP or TLS",
+        "top Via transport is not UDP, TCP, TLS, WS or WSS",
     ))?;
+    if transport.is_websocket() {
+        // RFC 7118 §5: a WebSocket client cannot be connected to; its responses go back on
+        // its connection only.
+        return Err(SendError::NoRoute(
+            "the request's WebSocket connection is closed",
+        ));
+    }
     let default_port = via.sent_by_port().unwrap_or(transport.default_port());
     let sent_by_ip = match via.sent_by_host() {
         Host::Ipv4(a) => Some(IpAddr::V4(*a)),

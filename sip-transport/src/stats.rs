@@ -26,6 +26,10 @@ pub struct Stats {
     pub tcp: TransportStats,
     /// TLS traffic.
     pub tls: TransportStats,
+    /// WebSocket traffic (RFC 7118).
+    pub ws: TransportStats,
+    /// Secure WebSocket traffic (RFC 7118).
+    pub wss: TransportStats,
     /// Inputs that failed to parse, frame or validate.
     pub parse_failures: u64,
     /// Malformed requests answered here (400, 505, 513…).
@@ -86,7 +90,7 @@ impl PerTransport {
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    per: [PerTransport; 3],
+    per: [PerTransport; 5],
     pub(crate) parse_failures: AtomicU64,
     pub(crate) malformed_answered: AtomicU64,
     pub(crate) oversized: AtomicU64,
@@ -111,6 +115,8 @@ fn index(t: Transport) -> usize {
         Transport::Udp => 0,
         Transport::Tcp => 1,
         Transport::Tls => 2,
+        Transport::Ws => 3,
+        Transport::Wss => 4,
     }
 }
 
@@ -144,6 +150,8 @@ impl Counters {
             udp: self.per[0].snapshot(),
             tcp: self.per[1].snapshot(),
             tls: self.per[2].snapshot(),
+            ws: self.per[3].snapshot(),
+            wss: self.per[4].snapshot(),
             parse_failures: self.parse_failures.load(Relaxed),
             malformed_answered: self.malformed_answered.load(Relaxed),
             oversized: self.oversized.load(Relaxed),

@@ -145,8 +145,8 @@ fn new_queue(shared: &Shared) -> Arc<WriteQueue> {
 
 /// What opening a connection needs, checked before anything is queued for it.
 pub(crate) struct Plan {
-    connector: Option<tokio_rustls::TlsConnector>,
-    server_name: ServerName<'static>,
+    pub(crate) connector: Option<tokio_rustls::TlsConnector>,
+    pub(crate) server_name: ServerName<'static>,
 }
 
 /// Checks that a connection to `target` can be attempted (TLS configured, a valid server name).
@@ -156,7 +156,21 @@ pub(crate) fn plan(shared: &Shared, target: &Target) -> Result<Plan, SendError> 
             Some(c) => tokio_rustls::TlsConnector::from(c.inner.clone()),
             None => return Err(SendError::TlsNotConfigured),
         }),
-        _ => None,
+        #[cfg(feature = "ws")]
+        Transport::Wss => Some(match &shared.tls_client {
+            Some(c) => tokio_rustls::TlsConnector::from(c.inner.clone()),
+            None => return Err(SendError::TlsNotConfigured),
+        }),
+        #[cfg(not(feature = "ws"))]
+        Transport::Ws | Transport::Wss => {
+            return Err(SendError::NoTransport {
+                transport: target.transport,
+                addr: target.addr,
+            })
+        }
+        #[cfg(feature = "ws")]
+        Transport::Ws => None,
+        Transport::Udp | Transport::Tcp => None,
     };
     let server_name = match &target.server_name {
         Some(n) => {
@@ -188,6 +202,12 @@ pub(crate) fn begin_connect(
     let queue = new_queue(shared);
     let key = pending_key(target);
     registry.insert_pending(key.clone(), queue.clone());
+    #[cfg(feature = "ws")]
+    if target.transport.is_websocket() {
+        let opening = crate::ws::open(shared.clone(), target.clone(), key, plan, queue.clone());
+        tokio::spawn(opening);
+        return Ok(queue);
+    }
     tokio::spawn(open(
         shared.clone(),
         target.clone(),

@@ -154,6 +154,9 @@ pub struct ClientTransaction {
     pub(crate) responses: mpsc::Receiver<Box<Message>>,
     pub(crate) ended: oneshot::Receiver<TerminationReason>,
     pub(crate) cmd: mpsc::Sender<Command>,
+    /// The targets left for a request sent to a URI (RFC 3263 §4.3).
+    #[cfg(feature = "dns")]
+    pub(crate) failover: Option<Box<super::resolve::Failover>>,
 }
 
 impl ClientTransaction {
@@ -163,18 +166,35 @@ impl ClientTransaction {
     }
 
     /// The next response (provisional or final; for an INVITE, further 2xx from other forks
-    /// follow the first). `None` once the transaction has terminated.
+    /// follow the first). `None` once the transaction has terminated. For a request sent with
+    /// [`Endpoint::request_to_uri`](super::Endpoint::request_to_uri), a target that fails
+    /// before any response is replaced by the next one here (RFC 3263 §4.3).
     pub async fn next_response(&mut self) -> Option<Message> {
-        self.responses.recv().await.map(|r| *r)
+        loop {
+            if let Some(r) = self.responses.recv().await {
+                #[cfg(feature = "dns")]
+                self.note_response();
+                return Some(*r);
+            }
+            #[cfg(feature = "dns")]
+            if self.fail_over().await {
+                continue;
+            }
+            return None;
+        }
     }
 
     /// Waits for the final response, skipping provisionals. A transaction that ends without
     /// one gives [`EndpointError::NoFinalResponse`] (timeout: 408, transport error: 503).
     pub async fn final_response(&mut self) -> Result<Message, EndpointError> {
-        while let Some(r) = self.responses.recv().await {
+        while let Some(r) = self.next_response().await {
             if r.status().is_some_and(|s| s >= 200) {
-                return Ok(*r);
+                return Ok(r);
             }
+        }
+        #[cfg(feature = "dns")]
+        if let Some(reason) = self.failover_reason() {
+            return Err(EndpointError::NoFinalResponse(reason));
         }
         match (&mut self.ended).await {
             Ok(reason) => Err(EndpointError::NoFinalResponse(reason)),

@@ -53,6 +53,8 @@
 mod driver;
 mod handles;
 mod identity;
+#[cfg(feature = "dns")]
+mod resolve;
 mod tu;
 
 use std::io;
@@ -70,6 +72,8 @@ use sip_transport::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use handles::{ClientTransaction, ServerTransaction};
+#[cfg(feature = "dns")]
+pub use resolve::next_hop;
 pub use sip_transaction::Destination;
 
 /// A fresh random tag (RFC 3261 §19.3).
@@ -119,6 +123,10 @@ pub enum EndpointError {
     /// The endpoint is shutting down or gone.
     #[error("endpoint is shut down")]
     Shutdown,
+    /// RFC 3263 found no server for the request's next hop (a proxy answers 503).
+    #[cfg(feature = "dns")]
+    #[error(transparent)]
+    Resolve(#[from] sip_transport::ResolveError),
 }
 
 /// Configuration of an [`Endpoint`].
@@ -126,6 +134,8 @@ pub struct EndpointBuilder {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
+    #[cfg(feature = "ws")]
+    ws: Vec<(SocketAddr, Option<TlsServerConfig>)>,
     tls_client: Option<TlsClientConfig>,
     transport: TransportConfig,
     timers: TxnConfig,
@@ -135,6 +145,8 @@ pub struct EndpointBuilder {
     stateless_methods: Vec<sip_core::Method<'static>>,
     advertise: Vec<(Transport, String)>,
     cancel_mode: CancelMode,
+    #[cfg(feature = "dns")]
+    resolver: resolve::ResolverSlot,
 }
 
 impl Default for EndpointBuilder {
@@ -143,6 +155,8 @@ impl Default for EndpointBuilder {
             udp: Vec::new(),
             tcp: Vec::new(),
             tls: Vec::new(),
+            #[cfg(feature = "ws")]
+            ws: Vec::new(),
             tls_client: None,
             transport: TransportConfig::default(),
             timers: TxnConfig::default(),
@@ -152,6 +166,8 @@ impl Default for EndpointBuilder {
             stateless_methods: Vec::new(),
             advertise: Vec::new(),
             cancel_mode: CancelMode::Ua,
+            #[cfg(feature = "dns")]
+            resolver: resolve::ResolverSlot::default(),
         }
     }
 }
@@ -172,6 +188,20 @@ impl EndpointBuilder {
     /// Listens on TLS at `addr` with this certificate.
     pub fn tls(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
         self.tls.push((addr, config));
+        self
+    }
+
+    /// Listens for SIP over WebSocket at `addr` (RFC 7118; browsers' softphones).
+    #[cfg(feature = "ws")]
+    pub fn ws(mut self, addr: SocketAddr) -> Self {
+        self.ws.push((addr, None));
+        self
+    }
+
+    /// Listens for SIP over secure WebSocket at `addr` with this certificate (RFC 7118).
+    #[cfg(feature = "ws")]
+    pub fn wss(mut self, addr: SocketAddr, config: TlsServerConfig) -> Self {
+        self.ws.push((addr, Some(config)));
         self
     }
 
@@ -267,6 +297,8 @@ impl EndpointBuilder {
 
     /// Binds the listeners and starts the driver task. Must be called within a tokio runtime.
     pub async fn build(self) -> Result<Endpoint, EndpointError> {
+        #[cfg(feature = "dns")]
+        let resolver = self.take_resolver();
         let mut tb = sip_transport::TransportLayer::builder().config(self.transport);
         for a in self.udp {
             tb = tb.udp(a);
@@ -277,8 +309,20 @@ impl EndpointBuilder {
         for (a, c) in self.tls {
             tb = tb.tls(a, c);
         }
+        #[cfg(feature = "ws")]
+        for (a, c) in self.ws {
+            tb = match c {
+                Some(c) => tb.wss(a, c),
+                None => tb.ws(a),
+            };
+        }
         if let Some(c) = self.tls_client {
             tb = tb.tls_client(c);
+        }
+        // RFC 3263 §5: responses to a Via sent-by name are resolved by the same resolver.
+        #[cfg(feature = "dns")]
+        if let Ok(r) = resolver.get() {
+            tb = tb.resolver(r);
         }
         let (transport, transport_events) = tb.build().await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(self.event_capacity);
@@ -311,6 +355,8 @@ impl EndpointBuilder {
                 counters: counters_rx,
                 user_agent: self.user_agent,
                 done: Mutex::new(Some(done)),
+                #[cfg(feature = "dns")]
+                resolver,
             }),
         })
     }
@@ -326,6 +372,8 @@ struct Inner {
     counters: watch::Receiver<Counters>,
     user_agent: Option<String>,
     done: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    #[cfg(feature = "dns")]
+    resolver: resolve::ResolverSlot,
 }
 
 /// A SIP endpoint: transports, transactions and timers on tokio. Cheap to clone.
@@ -494,6 +542,8 @@ impl Endpoint {
             responses,
             ended,
             cmd: self.inner.cmd.clone(),
+            #[cfg(feature = "dns")]
+            failover: None,
         })
     }
 

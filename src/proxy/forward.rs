@@ -143,6 +143,8 @@ fn rr_value(i: &Interface) -> String {
         Transport::Udp => format!("<sip:{};lr>", i.advertised),
         Transport::Tcp => format!("<sip:{};transport=tcp;lr>", i.advertised),
         Transport::Tls => format!("<sip:{};transport=tls;lr>", i.advertised),
+        Transport::Ws => format!("<sip:{};transport=ws;lr>", i.advertised),
+        Transport::Wss => format!("<sips:{};transport=ws;lr>", i.advertised),
     }
 }
 
