@@ -15,7 +15,9 @@
 //!   challenged with 407.
 //!
 //! Flags: `--udp ADDR`, `--tcp ADDR` (repeatable; default both on 127.0.0.1:5060), `--tls ADDR
-//! --cert PEM --key PEM`, `--realm REALM` (default `localhost`), `--users FILE` (lines
+//! --cert PEM --key PEM`, `--ws ADDR` (SIP over WebSocket, RFC 7118; repeatable), `--wss ADDR`
+//! (with `--cert`/`--key`), `--dns ADDR:PORT` (RFC 3263 lookups with only that nameserver),
+//! `--realm REALM` (default `localhost`), `--users FILE` (lines
 //! `user:realm:password`) or `--open`, `--algorithms md5|sha256,...` (default `md5,sha256`),
 //! `--no-record-route`, `--refuse-foreign`, `--stats SECS` (default 10; 0: never),
 //! `--max-transactions N` (default 1 000 000), `--metrics ADDR` (Prometheus text format over
@@ -45,6 +47,9 @@ struct Args {
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     tls: Option<SocketAddr>,
+    ws: Vec<SocketAddr>,
+    wss: Option<SocketAddr>,
+    dns: Option<SocketAddr>,
     cert: Option<String>,
     key: Option<String>,
     realm: String,
@@ -60,6 +65,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: proxy [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
+[--ws ADDR]... [--wss ADDR --cert PEM --key PEM] [--dns ADDR:PORT] \
 [--realm REALM] (--open | --users FILE) [--algorithms LIST] [--no-record-route] [--refuse-foreign] \
 [--stats SECS] [--max-transactions N] [--metrics ADDR]";
 
@@ -84,6 +90,9 @@ fn parse_args() -> Result<Args, String> {
         udp: vec![],
         tcp: vec![],
         tls: None,
+        ws: vec![],
+        wss: None,
+        dns: None,
         cert: None,
         key: None,
         realm: "localhost".into(),
@@ -105,6 +114,9 @@ fn parse_args() -> Result<Args, String> {
             "--udp" => a.udp.push(addr(value("--udp")?)?),
             "--tcp" => a.tcp.push(addr(value("--tcp")?)?),
             "--tls" => a.tls = Some(addr(value("--tls")?)?),
+            "--ws" => a.ws.push(addr(value("--ws")?)?),
+            "--wss" => a.wss = Some(addr(value("--wss")?)?),
+            "--dns" => a.dns = Some(addr(value("--dns")?)?),
             "--cert" => a.cert = Some(value("--cert")?),
             "--key" => a.key = Some(value("--key")?),
             "--realm" => a.realm = value("--realm")?,
@@ -122,13 +134,14 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
-    if a.udp.is_empty() && a.tcp.is_empty() && a.tls.is_none() {
+    if a.udp.is_empty() && a.tcp.is_empty() && a.tls.is_none() && a.ws.is_empty() && a.wss.is_none()
+    {
         let default: SocketAddr = "127.0.0.1:5060".parse().map_err(|e| format!("{e}"))?;
         a.udp.push(default);
         a.tcp.push(default);
     }
-    if a.tls.is_some() && (a.cert.is_none() || a.key.is_none()) {
-        return Err("--tls needs --cert and --key".into());
+    if (a.tls.is_some() || a.wss.is_some()) && (a.cert.is_none() || a.key.is_none()) {
+        return Err("--tls and --wss need --cert and --key".into());
     }
     if a.open == a.users.is_some() {
         return Err(format!(
@@ -213,6 +226,28 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
         let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
         builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
+    }
+    #[cfg(feature = "ws")]
+    for a in &args.ws {
+        builder = builder.ws(*a);
+    }
+    #[cfg(feature = "ws")]
+    if let (Some(addr), Some(cert), Some(key)) = (args.wss, &args.cert, &args.key) {
+        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
+        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
+        builder = builder.wss(addr, TlsServerConfig::from_pem(&cert, &key)?);
+    }
+    #[cfg(not(feature = "ws"))]
+    if !args.ws.is_empty() || args.wss.is_some() {
+        return Err("--ws/--wss: built without the ws feature".into());
+    }
+    #[cfg(feature = "dns")]
+    if let Some(ns) = args.dns {
+        builder = builder.dns(ns);
+    }
+    #[cfg(not(feature = "dns"))]
+    if args.dns.is_some() {
+        return Err("--dns: built without the dns feature".into());
     }
     let endpoint = builder.build().await?;
     for (t, a) in endpoint.transport().local_addrs() {

@@ -52,5 +52,5 @@ sipp "127.0.0.1:$PORT" -sf "$WORK/reg.xml" -m "$N" -r "$R" -l 1000 -t u1 -p 5196
 kill -INT "$PID"
 wait "$PID" || true
 total=$(grep -E '^(summary|totals):' "$WORK/cg.out" | head -1 | awk '{print $2}')
-ok=$(grep -Eo 'Successful call[^0-9]*[0-9]+' "$WORK/sipp.log" | tail -1 | grep -Eo '[0-9]+$' || echo "?")
+ok=$(grep 'Successful call' "$WORK/sipp.log" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
 echo "callgrind-registrar: $BIN $*: $total instructions, $N REGISTERs ($ok answered 200 per SIPp), $((total / N)) per REGISTER"

@@ -202,7 +202,7 @@ fn address_of(uri: &Uri<'_>) -> NextHop {
 /// from (NAT). Only the address is compared: a contact on the source's own address but another
 /// port (a tool registering on behalf of a UA on the same host) is reached at its contact.
 pub fn use_registered_flow(target: &ProxyTarget, flow: &Flow) -> bool {
-    if target.outbound || flow.transport.is_stream() || !target.path.is_empty() {
+    if target.outbound || flow.transport.is_reliable() || !target.path.is_empty() {
         return true;
     }
     match Uri::parse(&target.uri) {
