@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # JsSIP, the browser softphone library, registers to the example registrar over SIP over
 # WebSocket (RFC 7118), in Node with the `ws` package as its WebSocket (no browser runs here):
-# 200 to its REGISTER, 405 to a MESSAGE on the same socket (the registrar is no proxy), then it
-# exits without unregistering and the registrar must drop the binding when the socket closes.
+# 200 to its REGISTER, 415 to a MESSAGE on the same socket (the registrar takes only GB28181
+# keepalives), then it exits without unregistering and the registrar must drop the binding when
+# the socket closes.
 # Loopback only, bounded in time. Installs jssip and ws from the npm registry into a temporary
 # folder (pinned versions).
 #

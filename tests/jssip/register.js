@@ -1,7 +1,7 @@
 // A real browser softphone library (JsSIP) in Node, over the `ws` WebSocket client: registers
 // with the registrar over SIP over WebSocket (RFC 7118), sends a MESSAGE on the same socket
-// (the registrar answers 405: it is no proxy), then exits without unregistering, so that the
-// registrar sees the flow close. Usage: node register.js ws://127.0.0.1:PORT
+// (the registrar answers 415 with Accept: it takes only GB28181 keepalive MESSAGEs), then exits
+// without unregistering, so that the registrar sees the flow close. Usage: node register.js ws://127.0.0.1:PORT
 'use strict';
 global.WebSocket = require('ws');
 const JsSIP = require('jssip');
@@ -29,7 +29,7 @@ ua.on('registered', (e) => {
       succeeded: () => fail('MESSAGE accepted by a registrar'),
       failed: (ev) => {
         const code = ev.response && ev.response.status_code;
-        if (code !== 405) fail(`MESSAGE: expected 405, got ${ev.cause} ${code}`);
+        if (code !== 415) fail(`MESSAGE: expected 415, got ${ev.cause} ${code}`);
         console.log(`jssip: MESSAGE answered ${code} over the same WebSocket`);
         clearTimeout(timer);
         // Leave without unregistering: the registrar must drop the binding when the socket goes.
