@@ -41,7 +41,7 @@ use sip_stack::proxy::{
     identity_of, ForeignPolicy, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
 };
 use sip_stack::registrar::{AuthMode, Registrar, RegistrarConfig};
-use sip_transport::{TlsServerConfig, TransportConfig};
+use sip_transport::TransportConfig;
 
 struct Args {
     udp: Vec<SocketAddr>,
@@ -216,39 +216,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .transaction_config(txn_config)
         .stateless(registrar.clone())
         .stateless_methods(&[sip_stack::core::Method::Register]);
-    for a in &args.udp {
-        builder = builder.udp(*a);
-    }
-    for a in &args.tcp {
-        builder = builder.tcp(*a);
-    }
-    if let (Some(addr), Some(cert), Some(key)) = (args.tls, &args.cert, &args.key) {
-        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
-        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
-        builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
-    }
-    #[cfg(feature = "ws")]
-    for a in &args.ws {
-        builder = builder.ws(*a);
-    }
-    #[cfg(feature = "ws")]
-    if let (Some(addr), Some(cert), Some(key)) = (args.wss, &args.cert, &args.key) {
-        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
-        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
-        builder = builder.wss(addr, TlsServerConfig::from_pem(&cert, &key)?);
-    }
-    #[cfg(not(feature = "ws"))]
-    if !args.ws.is_empty() || args.wss.is_some() {
-        return Err("--ws/--wss: built without the ws feature".into());
-    }
-    #[cfg(feature = "dns")]
-    if let Some(ns) = args.dns {
-        builder = builder.dns(ns);
-    }
-    #[cfg(not(feature = "dns"))]
-    if args.dns.is_some() {
-        return Err("--dns: built without the dns feature".into());
-    }
+    let listeners = common::Listeners {
+        udp: &args.udp,
+        tcp: &args.tcp,
+        tls: args.tls,
+        ws: &args.ws,
+        wss: args.wss,
+        dns: args.dns,
+        cert: args.cert.as_deref(),
+        key: args.key.as_deref(),
+    };
+    builder = listeners.apply(builder)?;
     let endpoint = builder.build().await?;
     for (t, a) in endpoint.transport().local_addrs() {
         tracing::info!(transport = %t, addr = %a, "listening");

@@ -49,7 +49,6 @@ use sip_stack::endpoint::Endpoint;
 use sip_stack::registrar::{
     serve, AuthMode, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
 };
-use sip_transport::TlsServerConfig;
 
 struct Args {
     udp: Vec<SocketAddr>,
@@ -287,39 +286,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let registrar = Arc::new(Registrar::open(config));
     let workers = args.workers;
     let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
-    for a in &args.udp {
-        builder = builder.udp(*a);
-    }
-    for a in &args.tcp {
-        builder = builder.tcp(*a);
-    }
-    if let (Some(addr), Some(cert), Some(key)) = (args.tls, &args.cert, &args.key) {
-        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
-        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
-        builder = builder.tls(addr, TlsServerConfig::from_pem(&cert, &key)?);
-    }
-    #[cfg(feature = "ws")]
-    for a in &args.ws {
-        builder = builder.ws(*a);
-    }
-    #[cfg(feature = "ws")]
-    if let (Some(addr), Some(cert), Some(key)) = (args.wss, &args.cert, &args.key) {
-        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
-        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
-        builder = builder.wss(addr, TlsServerConfig::from_pem(&cert, &key)?);
-    }
-    #[cfg(not(feature = "ws"))]
-    if !args.ws.is_empty() || args.wss.is_some() {
-        return Err("--ws/--wss: built without the ws feature".into());
-    }
-    #[cfg(feature = "dns")]
-    if let Some(ns) = args.dns {
-        builder = builder.dns(ns);
-    }
-    #[cfg(not(feature = "dns"))]
-    if args.dns.is_some() {
-        return Err("--dns: built without the dns feature".into());
-    }
+    let listeners = common::Listeners {
+        udp: &args.udp,
+        tcp: &args.tcp,
+        tls: args.tls,
+        ws: &args.ws,
+        wss: args.wss,
+        dns: args.dns,
+        cert: args.cert.as_deref(),
+        key: args.key.as_deref(),
+    };
+    builder = listeners.apply(builder)?;
     let endpoint = builder.build().await?;
     for (t, a) in endpoint.transport().local_addrs() {
         tracing::info!(transport = %t, addr = %a, "listening");

@@ -9,3 +9,67 @@ pub fn init_tracing() {
         )
         .init();
 }
+
+/// The listener flags the `registrar` and `proxy` examples share: `--udp`, `--tcp`, `--tls`,
+/// `--ws`, `--wss` (with `--cert`/`--key`) and `--dns`.
+#[allow(dead_code)] // not every example that includes this module listens
+pub struct Listeners<'a> {
+    pub udp: &'a [std::net::SocketAddr],
+    pub tcp: &'a [std::net::SocketAddr],
+    pub tls: Option<std::net::SocketAddr>,
+    pub ws: &'a [std::net::SocketAddr],
+    pub wss: Option<std::net::SocketAddr>,
+    pub dns: Option<std::net::SocketAddr>,
+    pub cert: Option<&'a str>,
+    pub key: Option<&'a str>,
+}
+
+#[allow(dead_code)]
+impl Listeners<'_> {
+    /// Adds every listener (and the nameserver) to an Endpoint builder.
+    pub fn apply(
+        &self,
+        mut builder: sip_stack::endpoint::EndpointBuilder,
+    ) -> Result<sip_stack::endpoint::EndpointBuilder, Box<dyn std::error::Error>> {
+        for a in self.udp {
+            builder = builder.udp(*a);
+        }
+        for a in self.tcp {
+            builder = builder.tcp(*a);
+        }
+        if let Some(addr) = self.tls {
+            builder = builder.tls(addr, self.tls_config()?);
+        }
+        #[cfg(feature = "ws")]
+        for a in self.ws {
+            builder = builder.ws(*a);
+        }
+        #[cfg(feature = "ws")]
+        if let Some(addr) = self.wss {
+            builder = builder.wss(addr, self.tls_config()?);
+        }
+        #[cfg(not(feature = "ws"))]
+        if !self.ws.is_empty() || self.wss.is_some() {
+            return Err("--ws/--wss: built without the ws feature".into());
+        }
+        #[cfg(feature = "dns")]
+        if let Some(ns) = self.dns {
+            builder = builder.dns(ns);
+        }
+        #[cfg(not(feature = "dns"))]
+        if self.dns.is_some() {
+            return Err("--dns: built without the dns feature".into());
+        }
+        Ok(builder)
+    }
+
+    /// The certificate and key of `--tls`/`--wss`.
+    fn tls_config(&self) -> Result<sip_transport::TlsServerConfig, Box<dyn std::error::Error>> {
+        let (Some(cert), Some(key)) = (self.cert, self.key) else {
+            return Err("--tls and --wss need --cert and --key".into());
+        };
+        let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
+        let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
+        Ok(sip_transport::TlsServerConfig::from_pem(&cert, &key)?)
+    }
+}
