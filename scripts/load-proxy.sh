@@ -371,11 +371,11 @@ memory() { # $1: kind
   before=$(rss_kib "$SERVER_PID")
   mkdir -p "$WORK/mem-$kind"
   (cd "$WORK/mem-$kind" && exec timeout 900 sipp "127.0.0.1:$PORT" -sf "$WORK/uac-ring.xml" \
-    -i 127.0.0.1 -p "$UAC_PORT" -t u1 -r 1000 -m "$n" -l "$n" -nostdin -fd 3600 \
+    -i 127.0.0.1 -p "$UAC_PORT" -t u1 -r "${MEM_RATE:-1000}" -m "$n" -l "$n" -nostdin -fd 3600 \
     -buff_size 4194304 -trace_stat -stf stat.csv >sipp.out 2>&1) &
   local uac=$!
   # All calls placed and ringing: n / 1000 s, plus slack.
-  sleep $((n / 1000 + 5))
+  sleep $((n / ${MEM_RATE:-1000} + 5))
   after=$(rss_kib "$SERVER_PID")
   kill "$uac" 2>/dev/null || true
   wait "$uac" 2>/dev/null || true

@@ -41,7 +41,7 @@ enum CancelState {
 }
 
 struct Client {
-    responses: Option<mpsc::Sender<Box<Message>>>,
+    responses: Option<super::queue::ResponseSender>,
     ended: Option<oneshot::Sender<TerminationReason>>,
     target: Target,
     span: Span,
@@ -51,8 +51,9 @@ struct Client {
 
 /// A server transaction the TU holds.
 struct Server {
-    /// The INVITE, kept until its final response to answer a CANCEL with 487.
-    invite: Option<Message>,
+    /// The INVITE, kept until its final response to answer a CANCEL with 487 (in
+    /// [`CancelMode::Ua`] only; boxed, as most entries never hold one).
+    invite: Option<Box<Message>>,
     to_tag: ToTag,
     span: Span,
 }
@@ -226,7 +227,7 @@ impl Driver {
         t: Instant,
         mut request: Message,
         target: Target,
-        responses: mpsc::Sender<Box<Message>>,
+        responses: super::queue::ResponseSender,
     ) -> Result<(TransactionKey, oneshot::Receiver<TerminationReason>), EndpointError> {
         if self.shutdown.is_some() {
             return Err(EndpointError::Shutdown);
@@ -436,7 +437,9 @@ impl Driver {
             Some(_) => txn_span(&request, &flow),
             None => Span::none(),
         };
-        let invite = (request.method() == Some(Method::Invite)).then(|| request.clone());
+        let invite = (self.cancel_mode == CancelMode::Ua
+            && request.method() == Some(Method::Invite))
+        .then(|| Box::new(request.clone()));
         let txn = ServerTransaction {
             key,
             request,
@@ -596,8 +599,8 @@ impl Driver {
             if first_final || room > 1 {
                 match tx.try_send(Box::new(response)) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => self.c.responses_dropped += 1,
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(super::queue::SendError::Full) => self.c.responses_dropped += 1,
+                    Err(super::queue::SendError::Closed) => {}
                 }
             } else {
                 self.c.responses_dropped += 1;

@@ -88,12 +88,15 @@ impl ServerTransaction {
         let is_final = response.status().is_some_and(|s| s >= 200);
         let Some(key) = self.key else {
             self.cmd
-                .send(Command::Stateless {
-                    message: response,
-                    destination: Destination::Flow(self.flow),
-                })
+                .reserve()
                 .await
-                .map_err(|_| EndpointError::Shutdown)?;
+                .map_err(|_| EndpointError::Shutdown)
+                .map(|slot| {
+                    slot.send(Command::Stateless {
+                        message: response,
+                        destination: Destination::Flow(self.flow),
+                    })
+                })?;
             if is_final {
                 self.final_sent.store(true, Ordering::Relaxed);
             }
@@ -101,14 +104,17 @@ impl ServerTransaction {
         };
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Command::Respond {
-                key,
-                response,
-                to_tag: self.to_tag.clone(),
-                reply,
-            })
+            .reserve()
             .await
-            .map_err(|_| EndpointError::Shutdown)?;
+            .map_err(|_| EndpointError::Shutdown)
+            .map(|slot| {
+                slot.send(Command::Respond {
+                    key,
+                    response,
+                    to_tag: self.to_tag.clone(),
+                    reply,
+                })
+            })?;
         let r = rx.await.map_err(|_| EndpointError::Shutdown)?;
         if r.is_ok() && is_final {
             self.final_sent.store(true, Ordering::Relaxed);
@@ -151,7 +157,7 @@ impl Drop for ServerTransaction {
 #[derive(Debug)]
 pub struct ClientTransaction {
     pub(crate) key: TransactionKey,
-    pub(crate) responses: mpsc::Receiver<Box<Message>>,
+    pub(crate) responses: super::queue::ResponseReceiver,
     pub(crate) ended: oneshot::Receiver<TerminationReason>,
     pub(crate) cmd: mpsc::Sender<Command>,
     /// The targets left for a request sent to a URI (RFC 3263 §4.3).
@@ -170,14 +176,23 @@ impl ClientTransaction {
     /// [`Endpoint::request_to_uri`](super::Endpoint::request_to_uri), a target that fails
     /// before any response is replaced by the next one here (RFC 3263 §4.3).
     pub async fn next_response(&mut self) -> Option<Message> {
+        self.next_response_boxed().await.map(|r| *r)
+    }
+
+    /// [`next_response`](Self::next_response), the message left in the box it travelled
+    /// in: a task that waits on many transactions keeps a pointer across its awaits, not
+    /// the message.
+    pub async fn next_response_boxed(&mut self) -> Option<Box<Message>> {
         loop {
             if let Some(r) = self.responses.recv().await {
                 #[cfg(feature = "dns")]
                 self.note_response();
-                return Some(*r);
+                return Some(r);
             }
+            // Boxed: the fail-over (a new transaction to the next address) is rare and its
+            // future large; inline it would weigh on every waiting transaction's task.
             #[cfg(feature = "dns")]
-            if self.fail_over().await {
+            if Box::pin(self.fail_over()).await {
                 continue;
             }
             return None;
@@ -208,12 +223,15 @@ impl ClientTransaction {
     pub async fn cancel(&self) -> Result<(), EndpointError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Command::Cancel {
-                key: self.key,
-                reply,
-            })
+            .reserve()
             .await
-            .map_err(|_| EndpointError::Shutdown)?;
+            .map_err(|_| EndpointError::Shutdown)
+            .map(|slot| {
+                slot.send(Command::Cancel {
+                    key: self.key,
+                    reply,
+                })
+            })?;
         rx.await.map_err(|_| EndpointError::Shutdown)?
     }
 }

@@ -53,6 +53,7 @@
 mod driver;
 mod handles;
 mod identity;
+mod queue;
 #[cfg(feature = "dns")]
 mod resolve;
 mod tu;
@@ -438,7 +439,7 @@ pub(crate) enum Command {
     Request {
         request: Message,
         target: Target,
-        responses: mpsc::Sender<Box<Message>>,
+        responses: queue::ResponseSender,
         reply: oneshot::Sender<
             Result<(TransactionKey, oneshot::Receiver<TerminationReason>), EndpointError>,
         >,
@@ -524,18 +525,21 @@ impl Endpoint {
         request: Message,
         target: Target,
     ) -> Result<ClientTransaction, EndpointError> {
-        let (responses_tx, responses) = mpsc::channel(driver::RESPONSE_QUEUE);
+        let (responses_tx, responses) = queue::response_queue(driver::RESPONSE_QUEUE);
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
-            .send(Command::Request {
-                request,
-                target,
-                responses: responses_tx,
-                reply,
-            })
+            .reserve()
             .await
-            .map_err(|_| EndpointError::Shutdown)?;
+            .map_err(|_| EndpointError::Shutdown)
+            .map(|slot| {
+                slot.send(Command::Request {
+                    request,
+                    target,
+                    responses: responses_tx,
+                    reply,
+                })
+            })?;
         let (key, ended) = rx.await.map_err(|_| EndpointError::Shutdown)??;
         Ok(ClientTransaction {
             key,
@@ -566,12 +570,15 @@ impl Endpoint {
     ) -> Result<(), EndpointError> {
         self.inner
             .cmd
-            .send(Command::Stateless {
-                message,
-                destination,
-            })
+            .reserve()
             .await
             .map_err(|_| EndpointError::Shutdown)
+            .map(|slot| {
+                slot.send(Command::Stateless {
+                    message,
+                    destination,
+                })
+            })
     }
 
     /// The bound address of the first listener of a transport.

@@ -12,7 +12,7 @@ use sip_core::uri::Uri;
 use sip_core::{Message, Target, Transport};
 use sip_transaction::TerminationReason;
 use sip_transport::{ResolveError, Resolver, ResolverConfig};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use super::{driver, ClientTransaction, Command, Endpoint, EndpointBuilder, EndpointError};
@@ -180,7 +180,7 @@ impl Endpoint {
 
 type Started = (
     sip_transaction::TransactionKey,
-    mpsc::Receiver<Box<Message>>,
+    super::queue::ResponseReceiver,
     oneshot::Receiver<TerminationReason>,
 );
 
@@ -194,19 +194,22 @@ impl Failover {
             .push_via(&self.endpoint.via(target.transport))
             .map_err(sip_transaction::Error::from)?;
         self.current = target.clone();
-        let (responses_tx, responses) = mpsc::channel(driver::RESPONSE_QUEUE);
+        let (responses_tx, responses) = super::queue::response_queue(driver::RESPONSE_QUEUE);
         let (reply, rx) = oneshot::channel();
         self.endpoint
             .inner
             .cmd
-            .send(Command::Request {
-                request,
-                target: target.clone(),
-                responses: responses_tx,
-                reply,
-            })
+            .reserve()
             .await
-            .map_err(|_| EndpointError::Shutdown)?;
+            .map_err(|_| EndpointError::Shutdown)
+            .map(|slot| {
+                slot.send(Command::Request {
+                    request,
+                    target: target.clone(),
+                    responses: responses_tx,
+                    reply,
+                })
+            })?;
         match rx.await.map_err(|_| EndpointError::Shutdown)? {
             Ok((key, ended)) => Ok((key, responses, ended)),
             Err(e) => {

@@ -79,8 +79,9 @@ pub struct ResponseContext {
     branches: Vec<Branch>,
     /// Groups of a sequential search not started yet.
     pending_groups: VecDeque<Vec<ProxyTarget>>,
-    /// The best final response so far (non-2xx), with our Via removed.
-    best: Option<Message>,
+    /// The best final response so far (non-2xx), with our Via removed. Boxed: most
+    /// contexts never hold one, and each holds it for a short while.
+    best: Option<Box<Message>>,
     /// Challenges from every 401/407 (§16.7 step 7).
     challenges: Vec<(HeaderName, String)>,
     /// A final response went upstream.
@@ -343,7 +344,7 @@ impl ResponseContext {
         let new = resp.status().map(rank);
         let old = self.best.as_ref().and_then(|b| b.status()).map(rank);
         if old.is_none() || new < old {
-            self.best = Some(resp);
+            self.best = Some(Box::new(resp));
         }
     }
 
@@ -359,7 +360,7 @@ impl ResponseContext {
             }
         }
         let best = match self.best.take() {
-            Some(b) => b,
+            Some(b) => *b,
             None => match self.request.response(408).build() {
                 Ok(r) => r,
                 Err(_) => return,

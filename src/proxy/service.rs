@@ -32,6 +32,31 @@ enum Input {
     Ended(BranchId, BranchEnd),
 }
 
+/// One request in the proxy, boxed when it arrives: its server transaction, response
+/// context and CANCEL watch.
+struct Call {
+    txn: ServerTransaction,
+    ctx: ResponseContext,
+    flow: Flow,
+    is_invite: bool,
+    started: Instant,
+    /// Arrival, until the first final response went upstream (for the latency metric).
+    unanswered: Option<Instant>,
+    /// The INVITE's key in `pending` (§16.10).
+    key: Option<TransactionKey>,
+    cancelled: Option<oneshot::Receiver<()>>,
+}
+
+/// Where [`Proxy::prepare`] left a request.
+enum Prepared {
+    /// Answered or dropped.
+    Done,
+    /// One branch, started (`None`: it could not be, and the context has its answer).
+    Single(Option<ClientTransaction>),
+    /// Several targets: a context with a pump per branch.
+    Fork(Box<Message>, Vec<Vec<ProxyTarget>>),
+}
+
 /// A stateful proxy running on an endpoint.
 pub struct Proxy<R: Router> {
     endpoint: Endpoint,
@@ -113,8 +138,8 @@ impl<R: Router> Proxy<R> {
     pub async fn handle_event(self: &Arc<Self>, ev: ServerEvent) {
         match ev {
             ServerEvent::Request(txn) => {
-                let me = self.clone();
-                tokio::spawn(async move { me.handle_request(txn).await });
+                let call = self.call(txn);
+                tokio::spawn(self.clone().handle_call(call));
             }
             ServerEvent::Cancelled { invite, .. } => self.handle_cancel(invite),
             ServerEvent::Ack { request, flow } => self.handle_ack(request, flow).await,
@@ -138,123 +163,166 @@ impl<R: Router> Proxy<R> {
 
     /// A request in its server transaction: §16.3–16.5, then the branches.
     pub async fn handle_request(self: Arc<Self>, txn: ServerTransaction) {
+        let call = self.call(txn);
+        self.handle_call(call).await
+    }
+
+    fn call(&self, txn: ServerTransaction) -> Box<Call> {
+        let ctx = ResponseContext::new(txn.request().clone(), self.core.config().timer_c);
+        Box::new(Call {
+            flow: txn.flow(),
+            is_invite: txn.request().method() == Some(Method::Invite),
+            txn,
+            ctx,
+            started: now(),
+            unanswered: None,
+            key: None,
+            cancelled: None,
+        })
+    }
+
+    /// [`handle_request`](Self::handle_request) on the boxed state. The steps that do not
+    /// wait for the network's answers (routing, sending, answering) run in boxed futures of
+    /// their own, so that the task of a live request holds little more than a pointer to
+    /// its [`Call`] while it waits for responses.
+    async fn handle_call(self: Arc<Self>, mut call: Box<Call>) {
+        match Box::pin(self.prepare(&mut call)).await {
+            Prepared::Done => {}
+            Prepared::Single(ct) => self.run_single(call, ct).await,
+            Prepared::Fork(req, groups) => Box::pin(self.run_context(call, *req, groups)).await,
+        }
+    }
+
+    /// §16.3–16.5 and, for a single target, its branch started.
+    async fn prepare(&self, call: &mut Call) -> Prepared {
         inc(&self.stats.requests);
-        let started = now();
-        let flow = txn.flow();
-        let (req, groups) = match self.core.receive(txn.request().clone(), &flow) {
-            Step::Respond(r) => return self.answer(&txn, r, started).await,
-            Step::Drop => return,
+        let started = call.started;
+        let (req, groups) = match self.core.receive(call.txn.request().clone(), &call.flow) {
+            Step::Respond(r) => {
+                self.answer(&call.txn, r, started).await;
+                return Prepared::Done;
+            }
+            Step::Drop => return Prepared::Done,
             Step::Forward(req, target) => (req, vec![vec![target]]),
             Step::Route(req) => {
                 if let Some(auth) = &self.auth {
                     if let AuthCheck::Refuse(r) =
-                        auth.check(&req, flow.remote.ip(), SystemTime::now())
+                        auth.check(&req, call.flow.remote.ip(), SystemTime::now())
                     {
                         if let Some(resp) = r.response(&req) {
-                            self.answer(&txn, resp, started).await;
+                            self.answer(&call.txn, resp, started).await;
                         }
-                        return;
+                        return Prepared::Done;
                     }
                 }
-                let decision = self.router.route(&req, Instant::now()).await;
+                let decision = Box::pin(self.router.route(&req, Instant::now())).await;
                 match self.core.decide(&req, decision) {
                     Routed::Fork(groups) => (req, groups),
-                    Routed::Respond(resp) => return self.answer(&txn, resp, started).await,
+                    Routed::Respond(resp) => {
+                        self.answer(&call.txn, resp, started).await;
+                        return Prepared::Done;
+                    }
                 }
             }
         };
+        call.unanswered = Some(started);
+        self.watch_cancel(call);
+        self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
         // One target (in-dialog requests, single-contact users): no pump task.
-        if groups.len() == 1 && groups.first().is_some_and(|g| g.len() == 1) {
-            if let Some(target) = groups.into_iter().flatten().next() {
-                self.run_single(txn, req, target, started).await;
+        let mut groups = groups;
+        if let [group] = groups.as_mut_slice() {
+            if group.len() == 1 {
+                if let Some(target) = group.pop() {
+                    return Prepared::Single(self.start_single(call, req, target).await);
+                }
             }
-            return;
         }
-        self.run_context(txn, req, groups, started).await;
+        Prepared::Fork(Box::new(req), groups)
+    }
+
+    /// Starts the one branch of a single-target request; `None` when it could not be sent
+    /// (the context then has its 503).
+    async fn start_single(
+        &self,
+        call: &mut Call,
+        req: Message,
+        target: ProxyTarget,
+    ) -> Option<ClientTransaction> {
+        let id = call.ctx.add_branch(now())?;
+        let ct = match self.core.forward(&req, Some(&call.flow), &target, id) {
+            Ok(f) => self.send_branch(f).await,
+            Err(e) => {
+                debug!(error = %e, target = %target.uri, "cannot forward");
+                None
+            }
+        };
+        if ct.is_some() {
+            self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let actions = call.ctx.on_branch_ended(id, BranchEnd::TransportError);
+            self.apply_single(call, actions, &mut None).await;
+        }
+        ct
+    }
+
+    /// Carries out the core's actions for a single-target request.
+    async fn apply_single(
+        &self,
+        call: &mut Call,
+        actions: Vec<Action>,
+        ct: &mut Option<ClientTransaction>,
+    ) {
+        for a in actions {
+            match a {
+                Action::Upstream(m) => self.upstream(call, m).await,
+                Action::Cancel(_) => {
+                    if let Some(c) = ct {
+                        inc(&self.stats.cancels_sent);
+                        if let Err(e) = c.cancel().await {
+                            debug!(error = %e, "CANCEL not sent");
+                        }
+                    }
+                }
+                Action::Abandon(_) => *ct = None,
+                Action::Fork(_) => {}
+            }
+        }
     }
 
     /// The response context of a request with one target, driven in this task: the branch's
     /// responses are read here, then (an INVITE's client transaction lives on for 2xx
     /// retransmissions) forwarded statelessly until it ends.
-    async fn run_single(
-        self: &Arc<Self>,
-        txn: ServerTransaction,
-        req: Message,
-        target: ProxyTarget,
-        started: Instant,
-    ) {
-        let mut unanswered = Some(started);
-        let flow = txn.flow();
-        let is_invite = req.method() == Some(Method::Invite);
-        let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
-        self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
-        let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
-        let mut ct: Option<ClientTransaction> = None;
-        let mut actions = Vec::new();
-        if let Some(id) = ctx.add_branch(now()) {
-            ct = match self.core.forward(&req, Some(&flow), &target, id) {
-                Ok(f) => self.send_branch(f).await,
-                Err(e) => {
-                    debug!(error = %e, target = %target.uri, "cannot forward");
-                    None
-                }
-            };
-            if ct.is_none() {
-                actions = ctx.on_branch_ended(id, BranchEnd::TransportError);
-            } else {
-                self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    async fn run_single(self: &Arc<Self>, mut call: Box<Call>, mut ct: Option<ClientTransaction>) {
         let had_branch = ct.is_some();
-        loop {
-            for a in std::mem::take(&mut actions) {
-                match a {
-                    Action::Upstream(m) => self.upstream(&txn, m, is_invite, &mut unanswered).await,
-                    Action::Cancel(_) => {
-                        if let Some(c) = &ct {
-                            inc(&self.stats.cancels_sent);
-                            if let Err(e) = c.cancel().await {
-                                debug!(error = %e, "CANCEL not sent");
-                            }
-                        }
+        while !call.ctx.is_done() {
+            let deadline = call.ctx.poll_timeout();
+            let actions = tokio::select! {
+                r = next_response(&mut ct) => match r {
+                    Some(m) => call.ctx.on_response(0, *m, now()),
+                    None => {
+                        let why = Box::pin(end_reason(ct.take())).await;
+                        call.ctx.on_branch_ended(0, why)
                     }
-                    Action::Abandon(_) => ct = None,
-                    Action::Fork(_) => {}
-                }
-            }
-            if ctx.is_done() {
-                break;
-            }
-            let deadline = ctx.poll_timeout();
-            tokio::select! {
-                r = next_response(&mut ct) => {
-                    actions = match r {
-                        Some(m) => ctx.on_response(0, m, now()),
-                        None => {
-                            let why = end_reason(ct.take()).await;
-                            ctx.on_branch_ended(0, why)
-                        }
-                    };
-                }
-                _ = wait_cancel(&mut cancelled) => {
-                    cancelled = None;
-                    actions = ctx.on_cancel();
+                },
+                _ = wait_cancel(&mut call.cancelled) => {
+                    call.cancelled = None;
+                    call.ctx.on_cancel()
                 }
                 _ = sleep_until(deadline) => {
-                    let (a, fired) = ctx.handle_timeout(now());
+                    let (a, fired) = call.ctx.handle_timeout(now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
-                    actions = a;
+                    a
                 }
+            };
+            if !actions.is_empty() {
+                Box::pin(self.apply_single(&mut call, actions, &mut ct)).await;
             }
         }
-        if let Some(k) = key {
-            lock(&self.pending).remove(&k);
-        }
-        self.stats.contexts_live.fetch_sub(1, Ordering::Relaxed);
-        drop(txn);
+        self.end_call(&call);
+        drop(call);
         if let Some(mut c) = ct {
-            while let Some(m) = c.next_response().await {
-                self.forward_late(m).await;
+            while let Some(m) = c.next_response_boxed().await {
+                Box::pin(self.forward_late(*m)).await;
             }
         }
         if had_branch {
@@ -262,20 +330,22 @@ impl<R: Router> Proxy<R> {
         }
     }
 
-    /// For an INVITE, registers the server transaction for CANCEL; returns its key and the
-    /// receiver that fires when a CANCEL matches it.
-    fn watch_cancel(
-        &self,
-        txn: &ServerTransaction,
-        is_invite: bool,
-    ) -> (Option<TransactionKey>, Option<oneshot::Receiver<()>>) {
-        match txn.key().filter(|_| is_invite) {
-            Some(k) => {
-                let (tx, rx) = oneshot::channel();
-                lock(&self.pending).insert(k, tx);
-                (Some(k), Some(rx))
-            }
-            None => (None, None),
+    /// The request's context is over: no more CANCEL for it.
+    fn end_call(&self, call: &Call) {
+        if let Some(k) = call.key {
+            lock(&self.pending).remove(&k);
+        }
+        self.stats.contexts_live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// For an INVITE, registers the server transaction for CANCEL: the call's receiver
+    /// fires when a CANCEL matches it.
+    fn watch_cancel(&self, call: &mut Call) {
+        if let Some(k) = call.txn.key().filter(|_| call.is_invite) {
+            let (tx, rx) = oneshot::channel();
+            lock(&self.pending).insert(k, tx);
+            call.key = Some(k);
+            call.cancelled = Some(rx);
         }
     }
 
@@ -298,29 +368,20 @@ impl<R: Router> Proxy<R> {
     /// has its final.
     async fn run_context(
         self: &Arc<Self>,
-        txn: ServerTransaction,
+        mut call: Box<Call>,
         req: Message,
         groups: Vec<Vec<ProxyTarget>>,
-        started: Instant,
     ) {
-        let mut unanswered = Some(started);
-        let flow = txn.flow();
-        let is_invite = req.method() == Some(Method::Invite);
-        let (key, mut cancelled) = self.watch_cancel(&txn, is_invite);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.stats.contexts_live.fetch_add(1, Ordering::Relaxed);
-        let mut ctx = ResponseContext::new(req.clone(), self.core.config().timer_c);
         let mut groups = groups.into_iter();
         let first = groups.next().unwrap_or_default();
-        ctx.queue_groups(groups);
+        call.ctx.queue_groups(groups);
         let mut cancels: Vec<Option<mpsc::UnboundedSender<()>>> = Vec::new();
-        let mut actions = self
-            .fork(&mut ctx, &req, &flow, first, &tx, &mut cancels)
-            .await;
+        let mut actions = self.fork(&mut call, &req, first, &tx, &mut cancels).await;
         loop {
             for a in std::mem::take(&mut actions) {
                 match a {
-                    Action::Upstream(m) => self.upstream(&txn, m, is_invite, &mut unanswered).await,
+                    Action::Upstream(m) => Box::pin(self.upstream(&mut call, m)).await,
                     Action::Cancel(b) => {
                         if let Some(Some(c)) = cancels.get(b) {
                             inc(&self.stats.cancels_sent);
@@ -333,9 +394,7 @@ impl<R: Router> Proxy<R> {
                         }
                     }
                     Action::Fork(targets) => {
-                        let more = self
-                            .fork(&mut ctx, &req, &flow, targets, &tx, &mut cancels)
-                            .await;
+                        let more = self.fork(&mut call, &req, targets, &tx, &mut cancels).await;
                         actions.extend(more);
                     }
                 }
@@ -343,61 +402,57 @@ impl<R: Router> Proxy<R> {
             if !actions.is_empty() {
                 continue;
             }
-            if ctx.is_done() {
+            if call.ctx.is_done() {
                 break;
             }
-            let deadline = ctx.poll_timeout();
+            let deadline = call.ctx.poll_timeout();
             let input = tokio::select! {
                 i = rx.recv() => i,
-                _ = wait_cancel(&mut cancelled) => {
-                    cancelled = None;
-                    actions = ctx.on_cancel();
+                _ = wait_cancel(&mut call.cancelled) => {
+                    call.cancelled = None;
+                    actions = call.ctx.on_cancel();
                     continue;
                 }
                 _ = sleep_until(deadline) => {
-                    let (a, fired) = ctx.handle_timeout(now());
+                    let (a, fired) = call.ctx.handle_timeout(now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
                     actions = a;
                     continue;
                 }
             };
             actions = match input {
-                Some(Input::Response(b, m)) => ctx.on_response(b, *m, now()),
-                Some(Input::Ended(b, why)) => ctx.on_branch_ended(b, why),
+                Some(Input::Response(b, m)) => call.ctx.on_response(b, *m, now()),
+                Some(Input::Ended(b, why)) => call.ctx.on_branch_ended(b, why),
                 None => break,
             };
         }
-        if let Some(k) = key {
-            lock(&self.pending).remove(&k);
-        }
-        self.stats.contexts_live.fetch_sub(1, Ordering::Relaxed);
+        self.end_call(&call);
     }
 
     /// Starts one branch per target (§16.6); a target that cannot be reached counts as a
     /// branch that ended with 503 (§16.9).
     async fn fork(
         self: &Arc<Self>,
-        ctx: &mut ResponseContext,
+        call: &mut Call,
         req: &Message,
-        flow: &Flow,
         targets: Vec<ProxyTarget>,
         tx: &mpsc::UnboundedSender<Input>,
         cancels: &mut Vec<Option<mpsc::UnboundedSender<()>>>,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         for target in targets {
-            let Some(id) = ctx.add_branch(now()) else {
+            let Some(id) = call.ctx.add_branch(now()) else {
                 break;
             };
-            let started = match self.core.forward(req, Some(flow), &target, id) {
-                Ok(f) => self.start_branch(id, f, tx.clone()).await,
+            let started = match self.core.forward(req, Some(&call.flow), &target, id) {
+                Ok(f) => Box::pin(self.start_branch(id, f, tx.clone())).await,
                 Err(e) => {
                     debug!(error = %e, target = %target.uri, "cannot forward");
                     None
                 }
             };
             if started.is_none() {
-                actions.extend(ctx.on_branch_ended(id, BranchEnd::TransportError));
+                actions.extend(call.ctx.on_branch_ended(id, BranchEnd::TransportError));
             }
             cancels.push(started);
         }
@@ -430,12 +485,12 @@ impl<R: Router> Proxy<R> {
         let mut cancel_open = true;
         loop {
             tokio::select! {
-                r = ct.next_response() => match r {
+                r = ct.next_response_boxed() => match r {
                     Some(m) => {
                         if let Err(mpsc::error::SendError(Input::Response(_, m))) =
-                            tx.send(Input::Response(id, Box::new(m)))
+                            tx.send(Input::Response(id, m))
                         {
-                            self.forward_late(*m).await;
+                            Box::pin(self.forward_late(*m)).await;
                         }
                     }
                     None => {
@@ -468,26 +523,20 @@ impl<R: Router> Proxy<R> {
 
     /// Sends a response upstream on the server transaction; a 2xx the transaction no longer
     /// takes goes statelessly to the upstream Via.
-    async fn upstream(
-        &self,
-        txn: &ServerTransaction,
-        m: Message,
-        is_invite: bool,
-        unanswered: &mut Option<Instant>,
-    ) {
+    async fn upstream(&self, call: &mut Call, m: Message) {
         let status = m.status().unwrap_or(0);
         if status >= 200 {
-            if let Some(t0) = unanswered.take() {
-                record_latency(txn.request(), now().saturating_duration_since(t0));
+            if let Some(t0) = call.unanswered.take() {
+                record_latency(call.txn.request(), now().saturating_duration_since(t0));
             }
         }
         let is_2xx = (200..300).contains(&status);
         let retry = if is_2xx { Some(m.clone()) } else { None };
-        match txn.respond(m).await {
+        match call.txn.respond(m).await {
             Ok(()) => {
                 if status >= 200 {
                     self.stats.best(status);
-                    if is_invite {
+                    if call.is_invite {
                         inc(&self.stats.invites_completed);
                     }
                 }
@@ -495,12 +544,17 @@ impl<R: Router> Proxy<R> {
             Err(e) => {
                 debug!(error = %e, status, "response not taken by the server transaction");
                 if let Some(m) = retry {
-                    if let Ok(hop) = stateless::upstream_hop(&m) {
-                        if let Some(d) = response_destination(hop).await {
-                            let _ = self.endpoint.send_stateless(m, d).await;
-                        }
-                    }
+                    Box::pin(self.upstream_stateless(m)).await;
                 }
+            }
+        }
+    }
+
+    /// A 2xx that the server transaction no longer takes, to the upstream Via.
+    async fn upstream_stateless(&self, m: Message) {
+        if let Ok(hop) = stateless::upstream_hop(&m) {
+            if let Some(d) = response_destination(hop).await {
+                let _ = self.endpoint.send_stateless(m, d).await;
             }
         }
     }

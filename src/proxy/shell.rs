@@ -83,9 +83,9 @@ pub(super) async fn wait_cancel(rx: &mut Option<oneshot::Receiver<()>>) {
 }
 
 /// The next response of a branch, or never when there is none.
-pub(super) async fn next_response(ct: &mut Option<ClientTransaction>) -> Option<Message> {
+pub(super) async fn next_response(ct: &mut Option<ClientTransaction>) -> Option<Box<Message>> {
     match ct {
-        Some(c) => c.next_response().await,
+        Some(c) => c.next_response_boxed().await,
         None => std::future::pending().await,
     }
 }
