@@ -15,6 +15,12 @@
 #                                                 # (20 000 calls left ringing)
 #   QUICK=1 scripts/load-proxy.sh                 # CI: 500/s for 2 s, then 10 000 calls at
 #                                                 # 1000/s, no Kamailio; exits 1 below 99.9 %
+#   CALLGRIND=1 scripts/load-proxy.sh             # instructions per call instead of CPU time:
+#                                                 # each server under valgrind's callgrind
+#                                                 # (every process, Kamailio's children too),
+#                                                 # counters zeroed once the UAS registered and
+#                                                 # dumped after the calls; 2000 calls at 100/s.
+#                                                 # Repeatable on a busy machine, unlike seconds.
 #
 # A step passes with >= 99.9 % successful calls and >= 85 % of the offered rate reached (SIPp,
 # twice, shares the 2 cores with the proxy: past some rate it cannot offer more). Stepping stops
@@ -24,6 +30,12 @@ cd "$(dirname "$0")/.."
 
 command -v sipp >/dev/null 2>&1 || { echo "load-proxy: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 
+CALLGRIND="${CALLGRIND:-0}"
+if [ "$CALLGRIND" = 1 ]; then
+  command -v valgrind >/dev/null 2>&1 || { echo "load-proxy: valgrind not found" >&2; exit 1; }
+  RATES="${RATES:-100}"
+  SECS="${SECS:-20}"
+fi
 if [ "${QUICK:-0}" = 1 ]; then
   RATES="${RATES:-500}"
   SECS="${SECS:-2}"
@@ -276,22 +288,35 @@ rss_kib() {
   echo "$total"
 }
 
+# Runs a server (in the background: it execs). Under CALLGRIND=1 it runs under callgrind,
+# every process writing its own counts.
+wrap() { # $1: kind, then the command
+  local kind=$1
+  shift
+  if [ "$CALLGRIND" = 1 ]; then
+    exec valgrind --tool=callgrind --trace-children=yes --dump-instr=no \
+      --callgrind-out-file="$WORK/cg-$kind.%p" "$@"
+  else
+    exec "$@"
+  fi
+}
+
 start_server() { # $1: sip-stack|kamailio
   if [ "$1" = sip-stack ]; then
-    "$BIN" --udp "127.0.0.1:$PORT" --realm localhost --open --stats 0 \
+    wrap "$1" "$BIN" --udp "127.0.0.1:$PORT" --realm localhost --open --stats 0 \
       --max-transactions 2000000 >"$WORK/$1.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 50); do
+    for _ in $(seq 300); do
       grep -q "listening" "$WORK/$1.log" && break
       sleep 0.1
     done
   else
     mkdir -p "$WORK/kamrun"
-    kamailio -f scripts/load/kamailio-proxy.cfg -l "udp:127.0.0.1:$PORT" -DD -E \
-      -m 2048 -M 64 -x tlsf -Y "$WORK/kamrun" -P "$WORK/kamrun/kamailio.pid" \
+    wrap "$1" kamailio -f scripts/load/kamailio-proxy.cfg -l "udp:127.0.0.1:$PORT" -DD -E \
+      -m "$([ "$CALLGRIND" = 1 ] && echo 256 || echo 2048)" -M 64 -x tlsf -Y "$WORK/kamrun" -P "$WORK/kamrun/kamailio.pid" \
       >"$WORK/$1.log" 2>&1 &
     SERVER_PID=$!
-    sleep 2
+    sleep "$([ "$CALLGRIND" = 1 ] && echo 15 || echo 2)"
   fi
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$1.log" >&2; exit 1; }
   # The UAS registers from the port it then answers on.
@@ -363,6 +388,28 @@ steps() { # $1: kind
   fi
 }
 
+# instructions KIND: the calls of one step, counted by callgrind in every server process.
+instructions() {
+  local kind=$1 m=$((RATES * SECS)) total out
+  out="$WORK/cgrun-$kind"
+  mkdir -p "$out"
+  callgrind_control -z >/dev/null 2>&1 || true
+  rm -f "$WORK"/cg-"$kind".*
+  (cd "$out" && timeout $((m / RATES * 4 + 120)) sipp "127.0.0.1:$PORT" -sf "$WORK/uac.xml" \
+    -i 127.0.0.1 -p "$UAC_PORT" -t u1 -r "$RATES" -rp 1000 -m "$m" -l $((RATES * 20)) \
+    -timeout $((m / RATES * 4 + 100))s -recv_timeout 30000 -nostdin -trace_stat -stf stat.csv \
+    >sipp.out 2>&1) || true
+  sleep 2
+  callgrind_control -d >/dev/null 2>&1 || true
+  sleep 2
+  total=$(for f in "$WORK"/cg-"$kind".*; do awk '/^totals:/ { print $2; exit }' "$f"; done | awk '{ s += $1 } END { print s + 0 }')
+  local succ
+  succ=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "SuccessfulCall(C)") c = i }
+    NR > 1 { last = $c } END { print last + 0 }' "$out/stat.csv" 2>/dev/null || echo 0)
+  SUMMARY+=("$(printf '%-10s %s of %s calls at %s/s succeeded; %s instructions in all server processes, %s per call' \
+    "$kind" "$succ" "$m" "$RATES" "$total" "$([ "$succ" -gt 0 ] && echo $((total / succ)) || echo -)")")
+}
+
 memory() { # $1: kind
   local kind=$1 n=$MEMORY before after
   start_server "$kind"
@@ -384,7 +431,14 @@ memory() { # $1: kind
   stop
 }
 
-if [ "${MEMORY:-0}" -gt 0 ]; then
+if [ "$CALLGRIND" = 1 ]; then
+  for kind in sip-stack $([ "$KAMAILIO" = 1 ] && echo kamailio); do
+    start_server "$kind"
+    start_uas uas.xml
+    instructions "$kind"
+    stop
+  done
+elif [ "${MEMORY:-0}" -gt 0 ]; then
   memory sip-stack
   if [ "$KAMAILIO" = 1 ]; then memory kamailio; fi
 else

@@ -1,7 +1,12 @@
 //! The transaction table: creation and removal, the TU actions, timers and the output queues
 //! (matching of received messages is in [`inbound`](crate::inbound)).
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// The layer's maps: foldhash (seeded per process) instead of SipHash, about three times
+/// faster on these short keys. Keys built from network input (branches, tags) are hashed with
+/// its quality variant, seeded at random, so that collisions cannot be chosen from outside.
+pub(crate) type HashMap<K, V> = StdHashMap<K, V, foldhash::quality::RandomState>;
 use std::time::Instant;
 
 use sip_core::{Flow, Message, Method, Target};
@@ -50,10 +55,10 @@ impl TransactionLayer {
     pub fn new(config: Config) -> TransactionLayer {
         TransactionLayer {
             config,
-            txns: HashMap::new(),
-            client_index: HashMap::new(),
-            server_index: HashMap::new(),
-            merge_index: HashMap::new(),
+            txns: HashMap::default(),
+            client_index: HashMap::default(),
+            server_index: HashMap::default(),
+            merge_index: HashMap::default(),
             next_id: 1,
             out: Out::default(),
             scratch: Vec::with_capacity(128),

@@ -1,7 +1,7 @@
 //! Who "we" are (RFC 3261 §16.4): every address we listen on or advertise, and every domain we
 //! are responsible for. A Route, Record-Route or Request-URI naming any of them names us.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use sip_core::uri::{Host, Uri};
 use sip_core::Transport;
@@ -33,7 +33,64 @@ impl Interface {
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
     interfaces: Vec<Interface>,
+    /// Each interface's advertised host and port, split once (matching allocates nothing).
+    advertised: Vec<Advertised>,
     domains: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Advertised {
+    /// Lower-cased; an IPv6 address in brackets.
+    host: String,
+    port: Option<u16>,
+    /// The host, when it is an address.
+    ip: Option<IpAddr>,
+}
+
+/// A host to match: a name, or an address however it was written.
+#[derive(Clone, Copy)]
+enum HostRef<'a> {
+    Name(&'a str),
+    Ip(IpAddr),
+}
+
+impl<'a> HostRef<'a> {
+    fn from_text(s: &'a str) -> HostRef<'a> {
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => HostRef::Ip(ip),
+            Err(_) => HostRef::Name(s),
+        }
+    }
+
+    fn from_uri(h: &'a Host<'a>) -> HostRef<'a> {
+        match h {
+            Host::Domain(d) => HostRef::from_text(d),
+            Host::Ipv4(a) => HostRef::Ip(IpAddr::V4(*a)),
+            Host::Ipv6(a) => HostRef::Ip(IpAddr::V6(*a)),
+        }
+    }
+}
+
+impl Advertised {
+    fn of(i: &Interface) -> Advertised {
+        let (host, port) = split_host_port(&i.advertised);
+        let ip = match HostRef::from_text(&host) {
+            HostRef::Ip(ip) => Some(ip),
+            HostRef::Name(_) => None,
+        };
+        Advertised { host, port, ip }
+    }
+
+    fn names(&self, h: HostRef<'_>) -> bool {
+        match h {
+            HostRef::Name(n) => self.host.eq_ignore_ascii_case(n),
+            HostRef::Ip(ip) => self.ip == Some(ip),
+        }
+    }
 }
 
 /// Splits `host[:port]` (IPv6 in brackets) into a lower-cased host and an optional port.
@@ -62,6 +119,7 @@ impl Identity {
     /// An identity with these interfaces and domains.
     pub fn new(interfaces: Vec<Interface>, domains: Vec<String>) -> Identity {
         Identity {
+            advertised: interfaces.iter().map(Advertised::of).collect(),
             interfaces,
             domains: domains
                 .into_iter()
@@ -99,13 +157,16 @@ impl Identity {
 
     /// Whether `host[:port]` (a Via sent-by, as written) is one of our interfaces.
     pub fn is_our_sent_by(&self, host: &str, port: Option<u16>, transport: Transport) -> bool {
-        let host = host.to_ascii_lowercase();
+        self.is_our_host_port(HostRef::from_text(host), port, transport)
+    }
+
+    fn is_our_host_port(&self, host: HostRef<'_>, port: Option<u16>, transport: Transport) -> bool {
         let port = port.unwrap_or(transport.default_port());
-        self.interfaces.iter().any(|i| {
-            let (h, p) = split_host_port(&i.advertised);
-            let ours = p.unwrap_or(i.transport.default_port()) == port
-                && (h == host || i.local.ip().to_string() == host);
-            ours || (i.local.port() == port && i.local.ip().to_string() == host)
+        let local_ip = |i: &Interface| matches!(host, HostRef::Ip(ip) if ip == i.local.ip());
+        self.interfaces.iter().zip(&self.advertised).any(|(i, a)| {
+            let ours = a.port.unwrap_or(i.transport.default_port()) == port
+                && (a.names(host) || local_ip(i));
+            ours || (i.local.port() == port && local_ip(i))
         })
     }
 
@@ -120,13 +181,15 @@ impl Identity {
                 } else {
                     Transport::Udp
                 });
-        let host = host_text(uri.host());
-        self.is_our_sent_by(&host, uri.port(), transport)
+        let h = uri.host();
+        let host = HostRef::from_uri(&h);
+        self.is_our_host_port(host, uri.port(), transport)
             || (uri.port().is_none()
-                && self.interfaces.iter().any(|i| {
-                    let (h, _) = split_host_port(&i.advertised);
-                    h == host && i.local.port() == transport.default_port()
-                }))
+                && self
+                    .interfaces
+                    .iter()
+                    .zip(&self.advertised)
+                    .any(|(i, a)| a.names(host) && i.local.port() == transport.default_port()))
     }
 
     /// Whether `host` is one of our domains.
@@ -142,7 +205,11 @@ impl Identity {
 
     /// Whether the Request-URI's host is a domain we are responsible for, or our own address.
     pub fn serves(&self, uri: &Uri<'_>) -> bool {
-        self.is_our_domain(&host_text(uri.host())) || self.is_our_address(uri)
+        let named = match uri.host() {
+            Host::Domain(d) => self.is_our_domain(d),
+            h => self.is_our_domain(&host_text(&h)),
+        };
+        named || self.is_our_address(uri)
     }
 }
 

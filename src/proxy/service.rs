@@ -65,7 +65,7 @@ pub struct Proxy<R: Router> {
     auth: Option<ProxyAuth<MemoryStore>>,
     stats: ProxyStats,
     /// INVITE server transactions with a live context, for CANCEL (§16.10).
-    pending: Mutex<HashMap<TransactionKey, oneshot::Sender<()>>>,
+    pending: Mutex<HashMap<TransactionKey, oneshot::Sender<()>, foldhash::fast::RandomState>>,
 }
 
 /// Configuration of a [`Proxy`].
@@ -99,7 +99,7 @@ impl<R: Router> ProxyBuilder<R> {
             router: self.router,
             auth: self.auth,
             stats: ProxyStats::default(),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
         })
     }
 }
