@@ -182,7 +182,7 @@ impl Identity {
                     Transport::Udp
                 });
         let h = uri.host();
-        let host = HostRef::from_uri(&h);
+        let host = HostRef::from_uri(h);
         self.is_our_host_port(host, uri.port(), transport)
             || (uri.port().is_none()
                 && self
@@ -207,7 +207,7 @@ impl Identity {
     pub fn serves(&self, uri: &Uri<'_>) -> bool {
         let named = match uri.host() {
             Host::Domain(d) => self.is_our_domain(d),
-            h => self.is_our_domain(&host_text(&h)),
+            h => self.is_our_domain(&host_text(h)),
         };
         named || self.is_our_address(uri)
     }
