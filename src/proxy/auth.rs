@@ -113,6 +113,36 @@ impl<S: CredentialStore + Send + Sync + 'static> ProxyAuth<S> {
             .unwrap_or(false)
     }
 
+    /// Removes the credentials for our realm from a request we authenticated, before it is
+    /// forwarded (RFC 3261 §22.3: a proxy consumes the Proxy-Authorization values of its
+    /// own realm; those of other realms are left for the proxies they are meant for).
+    /// Returns how many were removed.
+    pub fn consume_credentials(&self, req: &mut Message) -> usize {
+        let ours = |v: &str| {
+            Credentials::parse(v)
+                .ok()
+                .is_some_and(|c| c.realm.as_deref() == Some(self.realm.as_str()))
+        };
+        let mut kept: Vec<String> = Vec::new();
+        let mut removed = 0;
+        for v in req.header_lines(HeaderName::ProxyAuthorization) {
+            match std::str::from_utf8(v) {
+                Ok(text) if ours(text) => removed += 1,
+                Ok(text) => kept.push(text.to_owned()),
+                Err(_) => kept.push(String::from_utf8_lossy(v).into_owned()),
+            }
+        }
+        if removed == 0 {
+            return 0;
+        }
+        req.remove_header(HeaderName::ProxyAuthorization);
+        for v in kept {
+            let at = req.header_count().saturating_sub(1);
+            let _ = req.insert_header(at, "Proxy-Authorization", &v);
+        }
+        removed
+    }
+
     /// Checks a request from `source` at wall-clock `now`.
     pub fn check(&self, req: &Message, source: IpAddr, now: SystemTime) -> AuthCheck {
         if !self.applies(req) {
@@ -218,6 +248,30 @@ mod tests {
             ThrottleConfig::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn own_credentials_are_consumed_foreign_ones_kept() {
+        let a = auth();
+        let mut m = invite(
+            "alice@example.com",
+            "Proxy-Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"x\", uri=\"sip:bob@example.com\", response=\"00000000000000000000000000000000\"\r\n\
+             Proxy-Authorization: Digest username=\"alice\", realm=\"other.net\", nonce=\"y\", uri=\"sip:bob@example.com\", response=\"11111111111111111111111111111111\"\r\n",
+        );
+        assert_eq!(a.consume_credentials(&mut m), 1);
+        let left: Vec<&[u8]> = m.header_lines(HeaderName::ProxyAuthorization).collect();
+        assert_eq!(left.len(), 1);
+        assert!(std::str::from_utf8(left[0])
+            .unwrap()
+            .contains("realm=\"other.net\""));
+        let reparsed = Message::parse(m.to_bytes()).unwrap();
+        assert_eq!(
+            reparsed
+                .header_lines(HeaderName::ProxyAuthorization)
+                .count(),
+            1
+        );
+        assert_eq!(a.consume_credentials(&mut m), 0);
     }
 
     fn invite(from: &str, extra: &str) -> Message {

@@ -204,15 +204,19 @@ impl<R: Router> Proxy<R> {
             }
             Step::Drop => return Prepared::Done,
             Step::Forward(req, target) => (req, vec![vec![target]]),
-            Step::Route(req) => {
+            Step::Route(mut req) => {
                 if let Some(auth) = &self.auth {
-                    if let AuthCheck::Refuse(r) =
-                        auth.check(&req, call.flow.remote.ip(), SystemTime::now())
-                    {
-                        if let Some(resp) = r.response(&req) {
-                            self.answer(&call.txn, resp, started).await;
+                    match auth.check(&req, call.flow.remote.ip(), SystemTime::now()) {
+                        AuthCheck::Refuse(r) => {
+                            if let Some(resp) = r.response(&req) {
+                                self.answer(&call.txn, resp, started).await;
+                            }
+                            return Prepared::Done;
                         }
-                        return Prepared::Done;
+                        AuthCheck::Proceed(Some(_)) => {
+                            auth.consume_credentials(&mut req);
+                        }
+                        AuthCheck::Proceed(None) => {}
                     }
                 }
                 let decision = Box::pin(self.router.route(&req, Instant::now())).await;
