@@ -4,7 +4,7 @@
 //! cargo run --release --example ua -- --bind 127.0.0.1:5070 --aor sip:alice@example.com \
 //!     [--password PW] [--registrar HOST:PORT] [--proxy HOST:PORT] [--transport udp|tcp] \
 //!     [--answer] [--call URI [--duration SECS] [--calls N --rate CPS]] \
-//!     [--message URI --text TEXT] [--prack] [--session-timer SECS] [--json]
+//!     [--message URI --text TEXT] [--prack] [--session-timer SECS] [--dns ADDR:PORT] [--json]
 //! ```
 //!
 //! - `--bind`: UDP and TCP listen there. `--registrar`: registers on start (digest with the
@@ -18,6 +18,8 @@
 //!   second, then a summary (succeeded, failed, setup time p50/p99); exit 0 only if all
 //!   succeeded.
 //! - `--message URI --text TEXT`: sends a MESSAGE; exit 0 on a 2xx.
+//! - `--dns ADDR:PORT`: targets (registrar, callee, MESSAGE recipient) are found by RFC 3263
+//!   (NAPTR, SRV, A/AAAA) asking only this nameserver, instead of an address lookup.
 //! - `--json`: one JSON object per event line on stdout.
 //! - `--prack` (RFC 3262) and `--session-timer` (RFC 4028) are not implemented yet: the
 //!   program says so and exits 2.
@@ -35,7 +37,8 @@ use sip_stack::ua::{Call, CallEnd, CallEvent, UserAgent};
 
 const USAGE: &str = "usage: ua --bind ADDR --aor URI [--password PW] [--registrar HOST:PORT] \
 [--proxy HOST:PORT] [--transport udp|tcp] [--answer] [--call URI [--duration SECS] \
-[--calls N --rate CPS]] [--message URI --text TEXT] [--prack] [--session-timer SECS] [--json]";
+[--calls N --rate CPS]] [--message URI --text TEXT] [--prack] [--session-timer SECS] \
+[--dns ADDR:PORT] [--json]";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -54,6 +57,7 @@ struct Args {
     text: Option<String>,
     prack: bool,
     session_timer: Option<u32>,
+    dns: Option<SocketAddr>,
     json: bool,
 }
 
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         text: None,
         prack: false,
         session_timer: None,
+        dns: None,
         json: false,
     };
     let mut bind = None;
@@ -91,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
             "--aor" => a.aor = value("--aor")?,
             "--password" => a.password = Some(value("--password")?),
             "--registrar" => a.registrar = Some(value("--registrar")?),
+            "--dns" => a.dns = Some(value("--dns")?.parse().map_err(|e| format!("--dns: {e}"))?),
             "--proxy" => {
                 a.proxy = Some(
                     value("--proxy")?
@@ -462,9 +468,16 @@ async fn shutdown_signal() {
 }
 
 async fn run(args: Args) -> Result<bool, String> {
-    let endpoint = Endpoint::builder()
-        .udp(args.bind)
-        .tcp(args.bind)
+    let mut eb = Endpoint::builder().udp(args.bind).tcp(args.bind);
+    #[cfg(feature = "dns")]
+    if let Some(ns) = args.dns {
+        eb = eb.dns(ns);
+    }
+    #[cfg(not(feature = "dns"))]
+    if args.dns.is_some() {
+        return Err("--dns: built without the dns feature".into());
+    }
+    let endpoint = eb
         .build()
         .await
         .map_err(|e| format!("binding {}: {e}", args.bind))?;
@@ -481,6 +494,10 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     if let Some(p) = args.proxy {
         b = b.outbound_proxy(Target::new(args.transport, p));
+    }
+    #[cfg(feature = "dns")]
+    if args.dns.is_some() {
+        b = b.rfc3263(true);
     }
     let ua = b.build().map_err(|e| e.to_string())?;
     let log = Log { json: args.json };

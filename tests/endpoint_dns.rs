@@ -202,3 +202,39 @@ async fn a_name_without_records_is_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The UserAgent with `rfc3263(true)`: a MESSAGE to `sip:bob@example.net` reaches the server
+/// that SRV names for the domain (on a port an address lookup of the host would not find).
+#[tokio::test]
+async fn user_agent_finds_its_peer_by_srv() {
+    let (server_ep, mut seen) = server(false).await;
+    let port = server_ep.local_addr(Transport::Udp).unwrap().port();
+    let mut z = Zone::new();
+    z.srv("_sip._udp.example.net.", 0, 0, port, "sip1.example.net.")
+        .addr("sip1.example.net.", "127.0.0.1");
+    let dns = TestDns::start(z).await;
+    let ep = client(&dns).await;
+    let ua = sip_stack::ua::UserAgent::builder(ep)
+        .aor("sip:alice@example.net")
+        .rfc3263(true)
+        .build()
+        .unwrap();
+    let status = timeout(
+        WAIT,
+        ua.message(
+            "sip:bob@example.net",
+            "text/plain",
+            bytes::Bytes::from_static(b"hi"),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status, 200);
+    let (uri, transport) = seen.recv().await.unwrap();
+    assert_eq!(
+        (uri.as_str(), transport),
+        ("sip:bob@example.net", Transport::Udp)
+    );
+    assert!(dns.queries("_sip._udp.example.net.", hickory_proto::rr::RecordType::SRV) >= 1);
+}

@@ -132,6 +132,7 @@ pub struct UserAgentBuilder {
     t1: Duration,
     t2: Duration,
     limits: Limits,
+    rfc3263: bool,
 }
 
 impl UserAgentBuilder {
@@ -185,6 +186,18 @@ impl UserAgentBuilder {
         self
     }
 
+    /// Finds the next hop of requests outside dialogs (and of in-dialog requests that do not
+    /// reuse a connection) by RFC 3263 (NAPTR, SRV, then A/AAAA) with the endpoint's resolver
+    /// ([`EndpointBuilder::dns`](crate::endpoint::EndpointBuilder::dns),
+    /// [`resolver_config`](crate::endpoint::EndpointBuilder::resolver_config)), instead of
+    /// an address lookup of the URI's host. The transport then comes from DNS when the URI
+    /// names none. Needs the `dns` feature.
+    #[cfg(feature = "dns")]
+    pub fn rfc3263(mut self, on: bool) -> Self {
+        self.rfc3263 = on;
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -225,6 +238,7 @@ impl UserAgentBuilder {
                 contact,
                 transport: self.transport,
                 proxy: self.proxy,
+                rfc3263: self.rfc3263,
                 t1: self.t1,
                 t2: self.t2,
             },
@@ -276,6 +290,7 @@ impl UserAgent {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             limits: Limits::default(),
+            rfc3263: false,
         }
     }
 

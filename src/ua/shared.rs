@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub contact: String,
     pub transport: Transport,
     pub proxy: Option<Target>,
+    /// Next hops by RFC 3263 with the endpoint's resolver.
+    pub rfc3263: bool,
     pub t1: std::time::Duration,
     pub t2: std::time::Duration,
 }
@@ -91,7 +93,27 @@ impl Shared {
         if let Some(p) = &self.config.proxy {
             return Ok(p.clone());
         }
+        #[cfg(feature = "dns")]
+        if self.config.rfc3263 {
+            return self.resolve_rfc3263(uri).await;
+        }
         resolve(uri, self.config.transport).await
+    }
+
+    /// The first target RFC 3263 §4 gives for `uri` (a target marked down after a failure
+    /// comes last, as the resolver orders them).
+    #[cfg(feature = "dns")]
+    async fn resolve_rfc3263(&self, uri: &str) -> Result<Target, UaError> {
+        let parsed = Uri::parse(uri).map_err(|_| UaError::BadUri(uri.to_owned()))?;
+        let resolver = self.endpoint.resolver()?;
+        let targets = resolver
+            .resolve(&parsed)
+            .await
+            .map_err(|e| UaError::Endpoint(format!("{uri}: {e}")))?;
+        targets
+            .into_iter()
+            .next()
+            .ok_or_else(|| UaError::BadUri(uri.to_owned()))
     }
 
     /// In a dialog: connection-oriented flows are reused (the peer's connection), otherwise the
