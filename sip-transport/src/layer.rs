@@ -559,26 +559,37 @@ impl TransportHandle {
                 _ => debug!(flow = %f, "request's flow closed: response sent per its Via"),
             }
         }
-        let parsed;
-        let msg = match msg {
-            Some(m) => m,
-            None => {
-                parsed = Message::parse(data.clone())?;
-                &parsed
-            }
+        // Most responses: one Via found in the bytes. Anything unusual (folding, a quoted
+        // parameter, no route from the Via alone): the whole message is parsed.
+        let fast = match msg {
+            Some(_) => None,
+            None => response::destination_from_bytes(&data).and_then(Result::ok),
         };
-        let target = match response::destination(msg) {
-            Ok(t) => t,
-            Err(e @ SendError::NoRoute(_)) => {
-                #[cfg(feature = "dns")]
-                if self.shared().resolver.is_some() {
-                    if let Some(sent_by) = crate::resolve::sent_by_name(msg) {
-                        return Ok(self.resolve_response(sent_by, data, notice));
+        let target = match fast {
+            Some(t) => t,
+            None => {
+                let parsed;
+                let msg = match msg {
+                    Some(m) => m,
+                    None => {
+                        parsed = Message::parse(data.clone())?;
+                        &parsed
                     }
+                };
+                match response::destination(msg) {
+                    Ok(t) => t,
+                    Err(e @ SendError::NoRoute(_)) => {
+                        #[cfg(feature = "dns")]
+                        if self.shared().resolver.is_some() {
+                            if let Some(sent_by) = crate::resolve::sent_by_name(msg) {
+                                return Ok(self.resolve_response(sent_by, data, notice));
+                            }
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
                 }
-                return Err(e);
             }
-            Err(e) => return Err(e),
         };
         match flow.filter(|f| f.transport == Transport::Udp && target.transport == Transport::Udp) {
             Some(f) => self.send_udp(Some(f.local), target.addr, data, notice),

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use sip_core::uri::Host;
+use sip_core::via::Via;
 use sip_core::{Message, Target, Transport};
 
 use crate::error::SendError;
@@ -17,7 +18,50 @@ use crate::error::SendError;
 /// assert_eq!((t.transport, t.addr), (Transport::Udp, "192.0.2.1:4000".parse().unwrap()));
 /// ```
 pub fn destination(msg: &Message) -> Result<Target, SendError> {
-    let via = msg.via()?;
+    via_destination(&msg.via()?)
+}
+
+/// [`destination`] straight from a serialized response, when its top Via can be found by a
+/// scan of the header lines (no folding, no quoted parameter); `None` sends the caller to
+/// the full parse. Most responses the stack sends take this path: the transport then
+/// parses one Via, not the whole message it has just serialized.
+pub(crate) fn destination_from_bytes(data: &[u8]) -> Option<Result<Target, SendError>> {
+    let value = top_via_value(data)?;
+    let via = Via::parse(value).ok()?;
+    Some(via_destination(&via))
+}
+
+/// The first Via value of a message's bytes, found line by line.
+fn top_via_value(data: &[u8]) -> Option<&str> {
+    let mut lines = data.split(|&b| b == b'\n').skip(1);
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].trim_ascii_end();
+        if !(name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")) {
+            continue;
+        }
+        // A folded Via, or one with a quoted parameter: leave it to the parser.
+        if lines
+            .next()
+            .is_some_and(|next| next.first().is_some_and(|&b| b == b' ' || b == b'\t'))
+        {
+            return None;
+        }
+        let value = &line[colon + 1..];
+        if value.contains(&b'"') {
+            return None;
+        }
+        let first = value.split(|&b| b == b',').next()?;
+        return std::str::from_utf8(first.trim_ascii()).ok();
+    }
+    None
+}
+
+fn via_destination(via: &Via<'_>) -> Result<Target, SendError> {
     let transport = Transport::from_name(via.transport()).ok_or(SendError::NoRoute(
         "top Via transport is not UDP, TCP, TLS, WS or WSS",
     ))?;
@@ -67,6 +111,39 @@ mod tests {
     fn dest(via: &str) -> Result<Target, SendError> {
         let raw = format!("SIP/2.0 200 OK\r\nVia: {via}\r\nContent-Length: 0\r\n\r\n");
         destination(&Message::parse(raw.into_bytes()).unwrap())
+    }
+
+    #[test]
+    fn from_bytes_agrees_with_the_parser() {
+        for via in [
+            "SIP/2.0/UDP 10.0.0.1:5070;rport=4000;received=192.0.2.1;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2",
+            "SIP/2.0/TCP 10.0.0.1:5080;received=192.0.2.9;branch=z9hG4bK1",
+            "SIP/2.0/UDP [2001:db8::1]:5062;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;maddr=224.0.1.75;branch=z9hG4bK1",
+        ] {
+            for name in ["Via", "v", "VIA "] {
+                let raw = format!(
+                    "SIP/2.0 200 OK\r\nFrom: <sip:a@b>;tag=1\r\n{name}: {via}\r\nContent-Length: 0\r\n\r\n"
+                );
+                let fast = destination_from_bytes(raw.as_bytes())
+                    .expect("found")
+                    .unwrap();
+                let full = destination(&Message::parse(raw.into_bytes()).unwrap()).unwrap();
+                assert_eq!(
+                    (fast.transport, fast.addr),
+                    (full.transport, full.addr),
+                    "{via}"
+                );
+            }
+        }
+        // Folded, quoted or absent: the full parse decides.
+        let folded = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1\r\n ;branch=z9hG4bK1\r\n\r\n";
+        assert!(destination_from_bytes(folded).is_none());
+        let quoted =
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;x=\"a,b\";branch=z9hG4bK1\r\n\r\n";
+        assert!(destination_from_bytes(quoted).is_none());
+        assert!(destination_from_bytes(b"SIP/2.0 200 OK\r\nTo: <sip:a@b>\r\n\r\n").is_none());
     }
 
     fn addr(via: &str) -> (Transport, String) {
