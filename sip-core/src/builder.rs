@@ -403,7 +403,8 @@ impl Message {
             to,
             to_has_tag,
             to_tag: None,
-            extra: Vec::new(),
+            // Sized once for the few headers a response usually gets.
+            extra: Vec::with_capacity(192),
             extra_lines: 0,
             body: Bytes::new(),
             error,

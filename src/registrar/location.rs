@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,13 +18,15 @@ use sip_core::Flow;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     /// The contact URI as registered (without the angle brackets and header parameters).
-    pub contact: Box<str>,
+    /// Shared: a binding is copied into every lookup and every 200's Contact list, and a
+    /// copy is a reference count, not an allocation.
+    pub contact: Arc<str>,
     /// When the binding expires.
     pub expires_at: Instant,
     /// The q-value in thousandths (1000 when absent).
     pub q: u16,
-    /// The Call-ID of the REGISTER that created or last refreshed it.
-    pub call_id: Box<str>,
+    /// The Call-ID of the REGISTER that created or last refreshed it (shared, as `contact`).
+    pub call_id: Arc<str>,
     /// The CSeq of that REGISTER.
     pub cseq: u32,
     /// The flow the REGISTER arrived on: where to reach the contact behind NAT.

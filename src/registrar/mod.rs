@@ -731,18 +731,28 @@ impl<S: LocationStore> Registrar<S> {
         now: Instant,
         wall: SystemTime,
     ) -> sip_core::Result<Message> {
+        use std::fmt::Write as _;
         let mut b = req.response(200);
         let mut outbound = false;
+        // One buffer for every value written here (the builder copies each).
+        let mut v = String::with_capacity(160);
         for binding in bindings {
-            let mut v = format!("<{}>;expires={}", binding.contact, binding.remaining(now));
+            v.clear();
+            let _ = write!(
+                v,
+                "<{}>;expires={}",
+                binding.contact,
+                binding.remaining(now)
+            );
             if binding.q != 1000 {
-                v.push_str(&format!(";q={}", q_string(binding.q)));
+                v.push_str(";q=");
+                push_q(&mut v, binding.q);
             }
             if let (Some(i), Some(r)) = (binding.instance(), binding.reg_id()) {
-                v.push_str(&format!(";+sip.instance=\"{i}\";reg-id={r}"));
+                let _ = write!(v, ";+sip.instance=\"{i}\";reg-id={r}");
                 outbound = true;
             }
-            b = b.header("Contact", v);
+            b = b.header("Contact", &v);
         }
         // RFC 3327 §5.3: the Path is echoed when the UA supports it.
         if req.has_token(HeaderName::Supported, "path") {
@@ -754,7 +764,9 @@ impl<S: LocationStore> Registrar<S> {
             b = b.header("Require", "outbound");
         }
         // GB28181 devices set their clock from the Date of the 200 (GB/T 28181 §9.1.2).
-        b = b.header("Date", http_date(wall));
+        v.clear();
+        write_http_date(&mut v, wall);
+        b = b.header("Date", &v);
         b.build()
     }
 }
@@ -764,16 +776,30 @@ fn to_host(aor: &str) -> &str {
     aor.rsplit_once('@').map_or("", |(_, h)| h)
 }
 
-fn q_string(q: u16) -> String {
+/// A q-value in thousandths as written in Contact (`1`, `0.5`, `0.125`).
+fn push_q(out: &mut String, q: u16) {
     if q >= 1000 {
-        "1".into()
-    } else {
-        format!("0.{:03}", q).trim_end_matches('0').to_owned()
+        out.push('1');
+        return;
+    }
+    out.push_str("0.");
+    let digits = [q / 100, q / 10 % 10, q % 10];
+    let last = digits.iter().rposition(|&d| d != 0).unwrap_or(0);
+    for d in &digits[..=last] {
+        out.push(char::from(b'0' + *d as u8));
     }
 }
 
 /// RFC 1123 date (RFC 3261 §20.17: always GMT).
 pub fn http_date(t: SystemTime) -> String {
+    let mut s = String::with_capacity(29);
+    write_http_date(&mut s, t);
+    s
+}
+
+/// [`http_date`] appended to `out`.
+pub fn write_http_date(out: &mut String, t: SystemTime) {
+    use std::fmt::Write as _;
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -794,7 +820,10 @@ pub fn http_date(t: SystemTime) -> String {
     let mon = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(month - 1) as usize];
-    format!("{weekday}, {d:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
+    let _ = write!(
+        out,
+        "{weekday}, {d:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT"
+    );
 }
 
 /// A GB28181 keepalive: MESSAGE with an `Application/MANSCDP+xml` body whose CmdType is
