@@ -105,7 +105,8 @@ pub fn forward(
     step3_max_forwards(&mut req, opts)?;
     // Step 6 before 4: the next hop decides the outgoing interface.
     step6_path(&mut req, target)?;
-    let hop = step7_next_hop(&req, target)?;
+    let strict = step6_strict_router(&mut req)?;
+    let hop = step7_next_hop(&req, target, strict)?;
     let out = id
         .interface_for(hop.transport())
         .ok_or(NextHop::transport(&hop))
@@ -173,6 +174,31 @@ fn step6_path(req: &mut Message, target: &ProxyTarget) -> sip_core::Result<()> {
     Ok(())
 }
 
+/// Step 6, the strict-router case: when the first Route URI has no `lr`, the Request-URI goes
+/// to the end of the route set and that first Route value becomes the Request-URI (RFC 3261
+/// §16.6 step 6, §12.2.1.1). Returns whether it was done: the request then goes to the new
+/// Request-URI, the strict router.
+fn step6_strict_router(req: &mut Message) -> Result<bool, ForwardError> {
+    let first = match req.values(HeaderName::Route).next() {
+        Some(v) => NameAddr::parse(v)?,
+        None => return Ok(false),
+    };
+    let Some(uri) = first.sip_uri() else {
+        return Ok(false);
+    };
+    if uri.is_lr() {
+        return Ok(false);
+    }
+    let next = uri.as_str().to_owned();
+    let Some(old_ruri) = req.uri_str().map(str::to_owned) else {
+        return Ok(false);
+    };
+    req.pop_route();
+    req.append_header("Route", &format!("<{old_ruri}>"))?;
+    req.set_request_uri(&next)?;
+    Ok(true)
+}
+
 /// The host, port and transport a SIP URI leads to (RFC 3263 without DNS records: the host as
 /// given, the port or the transport's default).
 fn address_of(uri: &Uri<'_>) -> NextHop {
@@ -217,13 +243,19 @@ pub fn use_registered_flow(target: &ProxyTarget, flow: &Flow) -> bool {
 }
 
 /// Step 7: the next hop: the registration flow, the top Route, or the Request-URI.
-fn step7_next_hop(req: &Message, target: &ProxyTarget) -> Result<NextHop, ForwardError> {
+fn step7_next_hop(
+    req: &Message,
+    target: &ProxyTarget,
+    strict: bool,
+) -> Result<NextHop, ForwardError> {
     if let Some(flow) = &target.flow {
         if use_registered_flow(target, flow) {
             return Ok(NextHop::Flow(*flow));
         }
     }
-    if let Some(route) = req.values(HeaderName::Route).next() {
+    // After the strict-router rewrite the Request-URI is the strict router: no Route decides.
+    let top_route = req.values(HeaderName::Route).next().filter(|_| !strict);
+    if let Some(route) = top_route {
         let a = NameAddr::parse(route)?;
         let uri = a.sip_uri().ok_or(ForwardError::NotSip)?;
         return Ok(address_of(uri));
@@ -238,6 +270,42 @@ fn step7_next_hop(req: &Message, target: &ProxyTarget) -> Result<NextHop, Forwar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strict_router_next_gets_the_request_uri_rewrite() {
+        // §16.6 step 6: the first Route (no lr) becomes the Request-URI, the old Request-URI
+        // the last Route value, and the request goes to the strict router.
+        let received = Message::parse(
+            &b"INVITE sip:bob@192.0.2.20 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKa\r\n\
+               Route: <sip:198.51.100.7:5070>, <sip:203.0.113.5;lr>\r\nFrom: <sip:a@x>;tag=1\r\n\
+               To: <sip:bob@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n\
+               Content-Length: 0\r\n\r\n"[..],
+        )
+        .unwrap();
+        let target = ProxyTarget::uri("sip:bob@192.0.2.20");
+        let f = forward(
+            &received,
+            None,
+            &target,
+            "z9hG4bKsp.1.2",
+            &id(),
+            &ForwardOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(f.request.uri_str(), Some("sip:198.51.100.7:5070"));
+        let routes: Vec<&str> = f.request.values(HeaderName::Route).collect();
+        assert_eq!(routes, ["<sip:203.0.113.5;lr>", "<sip:bob@192.0.2.20>"]);
+        assert_eq!(
+            f.hop,
+            NextHop::Address {
+                transport: Transport::Udp,
+                host: "198.51.100.7".into(),
+                port: 5070
+            }
+        );
+        let again = Message::parse(f.request.to_bytes()).unwrap();
+        assert_eq!(again.values(HeaderName::Route).count(), 2);
+    }
 
     fn id() -> Identity {
         Identity::new(
