@@ -45,6 +45,7 @@ pub use sip_transport as transport;
 
 #[cfg(feature = "redis")]
 pub mod cluster;
+pub mod dispatcher;
 pub mod endpoint;
 pub mod proxy;
 pub mod registrar;
