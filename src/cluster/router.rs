@@ -8,7 +8,9 @@ use std::time::Instant;
 use sip_core::{Message, Method};
 
 use super::store::{Owner, RedisLocationStore};
-use crate::proxy::{Decision, ForeignPolicy, ForkMode, Identity, LocationRouter, ProxyTarget, Router};
+use crate::proxy::{
+    Decision, ForeignPolicy, ForkMode, Identity, LocationRouter, ProxyTarget, Router,
+};
 use crate::registrar::Registrar;
 
 /// The Request-URI parameter that tells a node to reach only the bindings whose flow it holds
@@ -128,4 +130,3 @@ impl Router for ClusterRouter {
         }
     }
 }
-

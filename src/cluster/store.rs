@@ -151,8 +151,7 @@ impl std::fmt::Debug for RedisLocationStore {
 fn valid_node_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -175,12 +174,16 @@ impl RedisLocationStore {
             )));
         }
         let client = redis::Client::open(config.url.as_str())?;
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(&config))?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config(&config))?;
         let (events, _) = broadcast::channel(1024);
         // Pub/sub on its own connection, RESP3 so that messages arrive as pushes; the manager
         // subscribes again after every reconnection.
         let info = client.get_connection_info().clone();
-        let resp3 = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
         let sub_client = redis::Client::open(info.set_redis_settings(resp3))?;
         let tx = events.clone();
         let prefix = config.prefix.clone();
@@ -268,18 +271,25 @@ impl RedisLocationStore {
         Ok(())
     }
 
-    /// Refreshes the heartbeat every [`RedisStoreConfig::heartbeat`] until the store is
-    /// dropped (failures are logged; the next tick tries again).
-    pub fn spawn_heartbeat(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
+    /// Refreshes the heartbeat every [`RedisStoreConfig::heartbeat`] (failures are logged; the
+    /// next tick tries again). Abort the task to stop: the heartbeat then lapses, as it does
+    /// when the node dies.
+    pub fn spawn_heartbeat(&self) -> tokio::task::JoinHandle<()> {
+        let beat = RedisLocationStore {
+            conn: self.conn.clone(),
+            scripts: self.scripts.clone(),
+            config: self.config.clone(),
+            events: self.events.clone(),
+            skew_ms: AtomicI64::new(0),
+            _subscriber: self._subscriber.clone(),
+        };
         let every = self.config.heartbeat;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(store) = weak.upgrade() else { return };
-                if let Err(e) = store.heartbeat().await {
+                if let Err(e) = beat.heartbeat().await {
                     tracing::warn!(error = %e, "redis: heartbeat failed");
                 }
             }

@@ -131,7 +131,9 @@ fn udp() -> Flow {
 
 #[tokio::test]
 async fn concurrent_registers_from_two_nodes_lose_nothing() {
-    let Some(r) = RedisServer::start() else { return };
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
     let limits = StoreLimits {
         max_bindings_per_aor: 500,
         ..StoreLimits::default()
@@ -186,7 +188,9 @@ async fn concurrent_registers_from_two_nodes_lose_nothing() {
 /// (apply_register's rules in Lua).
 #[tokio::test]
 async fn same_rules_as_the_memory_store() {
-    let Some(r) = RedisServer::start() else { return };
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
     let limits = StoreLimits {
         max_bindings_per_aor: 3,
         ..StoreLimits::default()
@@ -211,23 +215,24 @@ async fn same_rules_as_the_memory_store() {
         let now = Instant::now();
         let a = redis.register(AOR, step.clone(), now).await;
         let b = mem.register(AOR, step, now).await;
-        let shape = |r: &Result<(Vec<crate::registrar::Binding>, Vec<BindingChange>), RegisterError>| {
-            r.as_ref()
-                .map(|(bs, chs)| {
-                    let mut c: Vec<String> = bs.iter().map(|b| b.contact.to_string()).collect();
-                    c.sort();
-                    let k: Vec<&str> = chs
-                        .iter()
-                        .map(|c| match c {
-                            BindingChange::Added(_) => "A",
-                            BindingChange::Refreshed(_) => "F",
-                            BindingChange::Removed(_) => "R",
-                        })
-                        .collect();
-                    (c, k)
-                })
-                .map_err(Clone::clone)
-        };
+        let shape =
+            |r: &Result<(Vec<crate::registrar::Binding>, Vec<BindingChange>), RegisterError>| {
+                r.as_ref()
+                    .map(|(bs, chs)| {
+                        let mut c: Vec<String> = bs.iter().map(|b| b.contact.to_string()).collect();
+                        c.sort();
+                        let k: Vec<&str> = chs
+                            .iter()
+                            .map(|c| match c {
+                                BindingChange::Added(_) => "A",
+                                BindingChange::Refreshed(_) => "F",
+                                BindingChange::Removed(_) => "R",
+                            })
+                            .collect();
+                        (c, k)
+                    })
+                    .map_err(Clone::clone)
+            };
         assert_eq!(shape(&a), shape(&b), "step {i}");
     }
     assert_eq!(redis.counts().await, (0, 0));
@@ -235,7 +240,9 @@ async fn same_rules_as_the_memory_store() {
 
 #[tokio::test]
 async fn bindings_expire_in_redis_time_and_every_node_hears() {
-    let Some(r) = RedisServer::start() else { return };
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
     let a = store(&r, "a", StoreLimits::default());
     let b = store(&r, "b", StoreLimits::default());
     let mut events = b.events();
@@ -271,9 +278,13 @@ async fn bindings_expire_in_redis_time_and_every_node_hears() {
     }
 
     let now = Instant::now();
-    a.register(AOR, change("c", 1, &[("sip:bob@198.51.100.7", 60)], udp()), now)
-        .await
-        .unwrap();
+    a.register(
+        AOR,
+        change("c", 1, &[("sip:bob@198.51.100.7", 60)], udp()),
+        now,
+    )
+    .await
+    .unwrap();
     let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .unwrap()
@@ -304,19 +315,34 @@ async fn bindings_expire_in_redis_time_and_every_node_hears() {
 
 #[tokio::test]
 async fn a_dead_nodes_flow_bindings_are_removed_by_the_survivors() {
-    let Some(r) = RedisServer::start() else { return };
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
     let a = store(&r, "a", StoreLimits::default());
     let b = store(&r, "b", StoreLimits::default());
     a.heartbeat().await.unwrap();
     b.heartbeat().await.unwrap();
     let tcp = flow(Transport::Tcp, 40000);
     let now = Instant::now();
-    a.register(AOR, change("t", 1, &[("sip:bob@198.51.100.7:40000;transport=tcp", 600)], tcp), now)
-        .await
-        .unwrap();
-    a.register(AOR, change("u", 1, &[("sip:bob@198.51.100.7:5060", 600)], udp()), now)
-        .await
-        .unwrap();
+    a.register(
+        AOR,
+        change(
+            "t",
+            1,
+            &[("sip:bob@198.51.100.7:40000;transport=tcp", 600)],
+            tcp,
+        ),
+        now,
+    )
+    .await
+    .unwrap();
+    a.register(
+        AOR,
+        change("u", 1, &[("sip:bob@198.51.100.7:5060", 600)], udp()),
+        now,
+    )
+    .await
+    .unwrap();
     let routes = b.lookup_routes(AOR, now).await.unwrap();
     assert!(routes.contains(&(routes[0].0.clone(), routes[0].1.clone())));
     let owners: Vec<&Owner> = routes.iter().map(|(_, o)| o).collect();
@@ -325,7 +351,13 @@ async fn a_dead_nodes_flow_bindings_are_removed_by_the_survivors() {
         name: "a".into(),
         uri: "sip:a.invalid:5060".into()
     }));
-    let mine: Vec<Owner> = a.lookup_routes(AOR, now).await.unwrap().into_iter().map(|(_, o)| o).collect();
+    let mine: Vec<Owner> = a
+        .lookup_routes(AOR, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
     assert!(mine.contains(&Owner::Here));
 
     // A sweep while "a" is alive removes nothing.
@@ -338,7 +370,13 @@ async fn a_dead_nodes_flow_bindings_are_removed_by_the_survivors() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let owners: Vec<Owner> = b.lookup_routes(AOR, now).await.unwrap().into_iter().map(|(_, o)| o).collect();
+    let owners: Vec<Owner> = b
+        .lookup_routes(AOR, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
     assert!(owners.contains(&Owner::Dead("a".into())));
     let lost = b.sweep(Instant::now()).await;
     assert_eq!(lost.len(), 1, "{lost:?}");
@@ -352,23 +390,47 @@ async fn a_dead_nodes_flow_bindings_are_removed_by_the_survivors() {
 
 #[tokio::test]
 async fn a_closed_flow_removes_its_bindings() {
-    let Some(r) = RedisServer::start() else { return };
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
     let a = store(&r, "a", StoreLimits::default());
     let tcp = flow(Transport::Tcp, 40001);
     let now = Instant::now();
-    a.register(AOR, change("t", 1, &[("sip:bob@198.51.100.7:40001;transport=tcp", 600)], tcp), now)
-        .await
-        .unwrap();
-    a.register("sip:al@example.com", change("t2", 1, &[("sip:al@198.51.100.7:40002;transport=tcp", 600)], flow(Transport::Tcp, 40002)), now)
-        .await
-        .unwrap();
+    a.register(
+        AOR,
+        change(
+            "t",
+            1,
+            &[("sip:bob@198.51.100.7:40001;transport=tcp", 600)],
+            tcp,
+        ),
+        now,
+    )
+    .await
+    .unwrap();
+    a.register(
+        "sip:al@example.com",
+        change(
+            "t2",
+            1,
+            &[("sip:al@198.51.100.7:40002;transport=tcp", 600)],
+            flow(Transport::Tcp, 40002),
+        ),
+        now,
+    )
+    .await
+    .unwrap();
     let lost = a.flow_closed(tcp).await;
     assert_eq!(lost.len(), 1);
     assert_eq!(lost[0].aor, AOR);
     assert!(a.lookup(AOR, now).await.is_empty());
     assert_eq!(a.lookup("sip:al@example.com", now).await.len(), 1);
     assert_eq!(a.counts().await, (1, 1));
-    assert_eq!(a.set_offline("sip:al@example.com", flow(Transport::Tcp, 40002), true).await, 1);
+    assert_eq!(
+        a.set_offline("sip:al@example.com", flow(Transport::Tcp, 40002), true)
+            .await,
+        1
+    );
     assert!(a.lookup("sip:al@example.com", now).await[0].offline);
 }
 
@@ -387,20 +449,32 @@ fn register_request(cseq: u32) -> Message {
 
 #[tokio::test]
 async fn redis_restarted_mid_run_is_a_503_then_recovers() {
-    let Some(mut r) = RedisServer::start() else { return };
+    let Some(mut r) = RedisServer::start() else {
+        return;
+    };
     let s = store(&r, "a", StoreLimits::default());
     let mut config = RegistrarConfig::new("example.com");
     config.response_cache = 0;
     let reg = Registrar::with_store(config, s);
     let ok = reg
-        .handle(&register_request(1), udp(), Instant::now(), SystemTime::now())
+        .handle(
+            &register_request(1),
+            udp(),
+            Instant::now(),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert_eq!(ok.status(), Some(200));
 
     r.stop();
     let down = reg
-        .handle(&register_request(2), udp(), Instant::now(), SystemTime::now())
+        .handle(
+            &register_request(2),
+            udp(),
+            Instant::now(),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert_eq!(down.status(), Some(503));
@@ -412,14 +486,22 @@ async fn redis_restarted_mid_run_is_a_503_then_recovers() {
     let mut cseq = 3;
     loop {
         let resp = reg
-            .handle(&register_request(cseq), udp(), Instant::now(), SystemTime::now())
+            .handle(
+                &register_request(cseq),
+                udp(),
+                Instant::now(),
+                SystemTime::now(),
+            )
             .await
             .unwrap();
         if resp.status() == Some(200) {
             break;
         }
         assert_eq!(resp.status(), Some(503));
-        assert!(Instant::now() < deadline, "no recovery after redis came back");
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after redis came back"
+        );
         cseq += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -35,7 +35,11 @@ impl<R: StatelessResponder> LoadReporter<R> {
 
     /// Copies the Endpoint's live transaction count into the reported load every `every`,
     /// until the reporter is dropped.
-    pub fn track(self: &Arc<Self>, endpoint: Endpoint, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn track(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let load = self.load.clone();
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {

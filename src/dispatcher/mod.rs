@@ -153,8 +153,15 @@ impl Dispatcher {
     /// Adds a node while running (see [`NodeSet::add`]).
     pub fn add_node(&self, node: NodeConfig) -> NodeId {
         let target = node.target.clone();
-        let id = self.nodes().add(node);
-        tracing::info!(node = %target.addr, transport = %target.transport, "node added");
+        let (id, added) = {
+            let mut nodes = self.nodes();
+            let before = nodes.len();
+            let id = nodes.add(node);
+            (id, nodes.len() > before)
+        };
+        if added {
+            tracing::info!(node = %target.addr, transport = %target.transport, "node added");
+        }
         id
     }
 
@@ -185,7 +192,10 @@ impl Dispatcher {
         self.transport.shutdown();
     }
 
-    async fn receive(this: std::sync::Weak<Dispatcher>, mut events: mpsc::Receiver<TransportEvent>) {
+    async fn receive(
+        this: std::sync::Weak<Dispatcher>,
+        mut events: mpsc::Receiver<TransportEvent>,
+    ) {
         while let Some(ev) = events.recv().await {
             let Some(d) = this.upgrade() else { return };
             if let TransportEvent::Message { msg, flow } = ev {
@@ -226,7 +236,11 @@ impl Dispatcher {
             .or_else(|| self.identity.interfaces().first())?;
         let uri = match target.transport {
             Transport::Udp => format!("sip:{}", target.addr),
-            t => format!("sip:{};transport={}", target.addr, t.as_str().to_ascii_lowercase()),
+            t => format!(
+                "sip:{};transport={}",
+                target.addr,
+                t.as_str().to_ascii_lowercase()
+            ),
         };
         Some(Bytes::from(format!(
             "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/{} {};rport;branch={PROBE_PREFIX}{id}.{seq}\r\n\
@@ -343,7 +357,10 @@ impl Dispatcher {
         }
         match forward_response(resp, &self.identity) {
             Ok((m, ResponseHop::Address(t, addr))) => {
-                match self.transport.enqueue(Target::new(t, addr), m.to_bytes(), None) {
+                match self
+                    .transport
+                    .enqueue(Target::new(t, addr), m.to_bytes(), None)
+                {
                     Ok(_) => bump(&self.counters.responses),
                     Err(_) => bump(&self.counters.dropped),
                 }

@@ -98,7 +98,10 @@ async fn dispatches_by_method_and_returns_responses_by_via() {
     let (reg_req, reg_flow) = next_request(&reg, &mut reg_rx, 0).await;
     assert_eq!(reg_req.method(), Some(Method::Register));
     assert_eq!(reg_req.count(sip_core::HeaderName::Via), 2);
-    assert_eq!(reg_req.header(sip_core::HeaderName::MaxForwards), Some("69"));
+    assert_eq!(
+        reg_req.header(sip_core::HeaderName::MaxForwards),
+        Some("69")
+    );
     let ok = reg_req.response(200).build().unwrap();
     reg.send_response(&ok, Some(reg_flow)).await.unwrap();
     let (resp, _) = next_message(&mut client_rx).await;
