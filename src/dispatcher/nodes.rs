@@ -376,7 +376,7 @@ mod tests {
         // Headroom 0.1 against 0.9: about 10 % to a.
         assert!((100..=320).contains(&to_a), "{to_a}");
         for (id, seq) in s.probe_round() {
-            s.probe_answered(id, seq, 200, Some(if id == a { 100 } else { 100 }));
+            s.probe_answered(id, seq, 200, Some(100));
         }
         assert_eq!(s.pick(Role::Proxy, "fresh", now), None);
         assert_eq!(s.add(node(Role::Proxy, 2, Some(200))), b);
