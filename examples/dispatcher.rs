@@ -130,7 +130,7 @@ fn read_nodes_file(path: &str, max_load: Option<u64>) -> Result<Vec<NodeConfig>,
     Ok(out)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     common::init_tracing();
     let args = match parse_args() {
