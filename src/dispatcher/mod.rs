@@ -13,8 +13,9 @@
 //!   ([`crate::proxy::stateless::forward_request`]: Max-Forwards, our Via with a
 //!   retransmission-stable branch, no Record-Route: later in-dialog requests go straight to the
 //!   node that record-routed); responses go back by their Via
-//!   ([`crate::proxy::stateless::forward_response`]). Requests that come from a node (toward a
-//!   device) are forwarded by their Route or Request-URI, not dispatched again.
+//!   ([`crate::proxy::stateless::forward_response`]). Requests that carry a Route (in-dialog
+//!   requests naming their node) or come from a node (toward a device) are forwarded by their
+//!   Route or Request-URI, not dispatched.
 //! - Nothing is kept per request except the bounded Call-ID pin table; the dispatcher runs on
 //!   sip-transport's [`TransportHandle`] directly, sending with `enqueue` (it never waits for a
 //!   peer).
@@ -73,7 +74,7 @@ impl Default for DispatcherConfig {
 pub struct DispatcherCounters {
     /// Requests forwarded to a node.
     pub dispatched: u64,
-    /// Requests from a node forwarded on by Route or Request-URI.
+    /// Requests forwarded on by their Route or Request-URI (in-dialog, or from a node).
     pub relayed: u64,
     /// Responses forwarded upstream.
     pub responses: u64,
@@ -277,12 +278,14 @@ impl Dispatcher {
         if crate::proxy::route::preprocess(&mut req, &self.identity).is_err() {
             return self.respond(&req, flow, 400);
         }
-        let from_node = self.nodes().is_node(flow.remote);
+        // Loose-routed (a Route left after ours: an in-dialog request that names its node),
+        // or from a node toward a device: on by Route or Request-URI, not dispatched.
+        let relay = req.has(sip_core::HeaderName::Route) || self.nodes().is_node(flow.remote);
         let Some(uri) = req.uri_str().map(str::to_owned) else {
             return;
         };
         let mut target = ProxyTarget::uri(uri);
-        if !from_node {
+        if !relay {
             let role = if req.method() == Some(Method::Register) {
                 Role::Registrar
             } else {
@@ -331,7 +334,7 @@ impl Dispatcher {
         };
         let out = fwd.request;
         match self.transport.enqueue(dest.clone(), out.to_bytes(), None) {
-            Ok(_) => bump(if from_node {
+            Ok(_) => bump(if relay {
                 &self.counters.relayed
             } else {
                 &self.counters.dispatched

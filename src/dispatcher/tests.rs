@@ -140,3 +140,42 @@ async fn dispatches_by_method_and_returns_responses_by_via() {
     assert_eq!((c.dispatched, c.responses, c.refused), (2, 2, 1));
     d.shutdown();
 }
+
+#[tokio::test]
+async fn in_dialog_requests_follow_their_route() {
+    let (node, mut node_rx, node_addr) = layer().await;
+    let (other, _other_rx, other_addr) = layer().await;
+    let (client, _client_rx, client_addr) = layer().await;
+    let d = Dispatcher::start(
+        DispatcherConfig {
+            udp: vec!["127.0.0.1:0".parse().unwrap()],
+            ..DispatcherConfig::default()
+        },
+        vec![NodeConfig {
+            role: Role::Proxy,
+            target: Target::new(Transport::Udp, other_addr),
+            max_load: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let d_addr = d.transport().local_addr(Transport::Udp).unwrap();
+    // A BYE whose route set names `node` (which record-routed the INVITE) goes there, not to
+    // the node the hash would pick.
+    let bye = format!(
+        "BYE sip:bob@{client_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {client_addr};rport;branch=z9hG4bKbye\r\n\
+         Route: <sip:{node_addr};lr>\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a\r\n\
+         To: <sip:bob@example.com>;tag=b\r\nCall-ID: dlg\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    client
+        .send(Target::new(Transport::Udp, d_addr), Bytes::from(bye))
+        .await
+        .unwrap();
+    let (got, _) = next_request(&node, &mut node_rx, 0).await;
+    assert_eq!(got.method(), Some(Method::Bye));
+    assert_eq!(got.count(sip_core::HeaderName::Route), 1);
+    assert_eq!(d.counters().relayed, 1);
+    assert_eq!(d.stats()[0].forwarded, 0);
+    drop(other);
+    d.shutdown();
+}
