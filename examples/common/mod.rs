@@ -91,6 +91,9 @@ pub fn cluster_store(
     };
     let mut config = sip_stack::cluster::RedisStoreConfig::new(url, node, uri);
     config.limits = limits;
+    // Only "user offline" is logged at info level: the node need not decode every REGISTER
+    // of the cluster (RUST_LOG=debug hears them all).
+    config.registration_events = tracing::enabled!(tracing::Level::DEBUG);
     let store = sip_stack::cluster::RedisLocationStore::open(config)?;
     tracing::info!(%url, %node, "location store in Redis");
     Ok(store)

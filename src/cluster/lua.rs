@@ -13,9 +13,9 @@
 //! | `P nodes` | set | node names seen (to notice a heartbeat that lapsed) |
 //! | `P stats` | hash | `aors`, `bindings` |
 //!
-//! Events go to the channel `P events` as `<kind>\n<aor>\n<binding value>` with kind `A`
-//! (added), `F` (refreshed), `R` (removed by its owner), `E` (expired), `L` (lost: flow closed
-//! or owning node dead).
+//! Events are published as `<kind>\n<aor>\n<binding value>`: on `P events` with kind `A`
+//! (added), `F` (refreshed), `R` (removed by its owner); on `P offline` with `E` (expired) and
+//! `L` (lost: flow closed or owning node dead), so that a node can hear only the latter.
 //!
 //! The keys are built inside the scripts: the store needs one Redis server (or a primary with
 //! replicas), not Redis Cluster.
@@ -46,7 +46,9 @@ local function unown(aor, bid, v)
   end
 end
 local function publish(kind, aor, v)
-  redis.call('PUBLISH', P .. 'events', kind .. '\n' .. aor .. '\n' .. v)
+  local channel = P .. 'events'
+  if kind == 'E' or kind == 'L' then channel = P .. 'offline' end
+  redis.call('PUBLISH', channel, kind .. '\n' .. aor .. '\n' .. v)
 end
 -- Removes one binding that is known to be in the hash, with its indexes and counters.
 local function remove(aor, bid, v, kind)

@@ -37,6 +37,10 @@ pub struct RedisStoreConfig {
     /// Longest wait for Redis, connecting or answering (default 1 s). Past it the operation
     /// fails ([`RegisterError::Unavailable`]: the registrar answers 503).
     pub timeout: Duration,
+    /// Hear every registration of the cluster (added, refreshed, removed), not only bindings
+    /// going offline (expired, lost), which are always heard (default true). Each event heard
+    /// costs the node a decode: a busy node that does not use them turns this off.
+    pub registration_events: bool,
 }
 
 impl RedisStoreConfig {
@@ -54,6 +58,7 @@ impl RedisStoreConfig {
             limits: StoreLimits::default(),
             heartbeat: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            registration_events: true,
         }
     }
 }
@@ -212,7 +217,11 @@ impl RedisLocationStore {
     /// Subscribes to the event channel, retrying until Redis answers (the manager then keeps
     /// the subscription across reconnections).
     fn spawn_subscribe(&self, mut sub: ConnectionManager) {
-        let channel = format!("{}events", self.config.prefix);
+        let p = &self.config.prefix;
+        let mut channel = vec![format!("{p}offline")];
+        if self.config.registration_events {
+            channel.push(format!("{p}events"));
+        }
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(50);
             while let Err(e) = sub.subscribe(&channel).await {
@@ -220,7 +229,7 @@ impl RedisLocationStore {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
-            tracing::debug!(%channel, "subscribed to cluster registration events");
+            tracing::debug!(?channel, "subscribed to cluster registration events");
         });
     }
 
@@ -229,7 +238,8 @@ impl RedisLocationStore {
         &self.config
     }
 
-    /// Registration events of every node (added, refreshed, removed, expired, lost).
+    /// Registration events of every node (added, refreshed, removed, expired, lost; only the
+    /// last two without [`RedisStoreConfig::registration_events`]).
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
         self.events.subscribe()
     }
@@ -464,7 +474,13 @@ fn parse_push(push: &redis::PushInfo, prefix: &str) -> Option<ClusterEvent> {
     let [channel, payload] = push.data.as_slice() else {
         return None;
     };
-    if bytes(channel)? != format!("{prefix}events").as_bytes() {
+    let channel = bytes(channel)?;
+    let ours = |name: &str| {
+        channel.len() == prefix.len() + name.len()
+            && channel.starts_with(prefix.as_bytes())
+            && channel.ends_with(name.as_bytes())
+    };
+    if !ours("events") && !ours("offline") {
         return None;
     }
     let payload = bytes(payload)?;
