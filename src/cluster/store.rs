@@ -170,7 +170,8 @@ fn manager_config(config: &RedisStoreConfig) -> ConnectionManagerConfig {
 
 impl RedisLocationStore {
     /// A store on the Redis at `config.url`. Connections are made lazily: the store is
-    /// returned even while Redis is down, and works once it is up.
+    /// returned even while Redis is down, and works once it is up. Call it within a tokio
+    /// runtime (it spawns the task that subscribes to the event channels).
     pub fn open(config: RedisStoreConfig) -> Result<RedisLocationStore, RedisStoreError> {
         if !valid_node_name(&config.node) {
             return Err(RedisStoreError::Config(format!(
