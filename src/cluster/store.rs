@@ -314,6 +314,19 @@ impl RedisLocationStore {
         aor: &str,
         now: Instant,
     ) -> Result<Vec<(Binding, Owner)>, RedisStoreError> {
+        Ok(self
+            .lookup_stored(aor, now)
+            .await?
+            .into_iter()
+            .map(|(s, o)| (s.binding, o))
+            .collect())
+    }
+
+    async fn lookup_stored(
+        &self,
+        aor: &str,
+        now: Instant,
+    ) -> Result<Vec<(Stored, Owner)>, RedisStoreError> {
         let mut conn = self.conn();
         let v: Vec<Value> = self
             .scripts
@@ -341,9 +354,9 @@ impl RedisLocationStore {
                     uri: String::from_utf8_lossy(uri).into_owned(),
                 },
             };
-            out.push((s.binding, owner));
+            out.push((s, owner));
         }
-        out.sort_by_key(|(b, _)| std::cmp::Reverse(b.q));
+        out.sort_by_key(|(s, _)| std::cmp::Reverse(s.binding.q));
         Ok(out)
     }
 
@@ -594,6 +607,8 @@ impl LocationStore for RedisLocationStore {
         })
     }
 
+    /// The bindings registered through this node (their flows are this node's: the
+    /// registrar's keep-alive prober probes them; each node probes its own).
     async fn all(&self, now: Instant) -> Vec<(String, Binding)> {
         let mut conn = self.conn();
         let pattern = format!("{}aor:*", self.config.prefix);
@@ -622,8 +637,10 @@ impl LocationStore for RedisLocationStore {
         let mut out = Vec::new();
         for key in keys {
             let aor = key.strip_prefix(&strip).unwrap_or(&key).to_owned();
-            for (b, _) in self.lookup_routes(&aor, now).await.unwrap_or_default() {
-                out.push((aor.clone(), b));
+            for (s, _) in self.lookup_stored(&aor, now).await.unwrap_or_default() {
+                if s.node == self.config.node {
+                    out.push((aor.clone(), s.binding));
+                }
             }
         }
         out

@@ -426,6 +426,10 @@ async fn a_closed_flow_removes_its_bindings() {
     assert!(a.lookup(AOR, now).await.is_empty());
     assert_eq!(a.lookup("sip:al@example.com", now).await.len(), 1);
     assert_eq!(a.counts().await, (1, 1));
+    // Each node lists (and probes) the bindings registered through it.
+    let b = store(&r, "b", StoreLimits::default());
+    assert_eq!(a.all(now).await.len(), 1);
+    assert!(b.all(now).await.is_empty());
     assert_eq!(
         a.set_offline("sip:al@example.com", flow(Transport::Tcp, 40002), true)
             .await,
