@@ -24,6 +24,12 @@
 //! HTTP at `http://ADDR/metrics`: every counter of the Endpoint, the registrar and the proxy,
 //! and the latency histograms `sip_proxy_request_seconds{method}` and
 //! `sip_proxy_call_setup_seconds` as p50/p95/p99 summaries).
+//!
+//! Cluster: `--location redis://HOST:PORT/DB --node NAME` keeps the bindings in Redis, shared
+//! with the other nodes (a user registered through any node is reached from every node; one
+//! whose TCP/TLS flow this node does not hold is reached through the node that does); without
+//! `--location` they stay in memory. OPTIONS to the node's own address are answered at once
+//! with its live transaction count in `X-Load`, for the `dispatcher` example's health checks.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -36,11 +42,13 @@ use std::time::{Duration, Instant};
 use sip_auth::{MemoryStore, ThrottleConfig};
 use sip_core::auth::Algorithm;
 use sip_core::random::RandomSource as _;
+use sip_stack::cluster::ClusterRouter;
+use sip_stack::dispatcher::LoadReporter;
 use sip_stack::endpoint::{CancelMode, Endpoint};
 use sip_stack::proxy::{
-    identity_of, ForeignPolicy, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig,
+    identity_of, ForeignPolicy, LocationRouter, Proxy, ProxyAuth, ProxyBuilder, ProxyConfig, Router,
 };
-use sip_stack::registrar::{AuthMode, Registrar, RegistrarConfig};
+use sip_stack::registrar::{AuthMode, LocationStore, Registrar, RegistrarConfig};
 use sip_transport::TransportConfig;
 
 struct Args {
@@ -61,13 +69,15 @@ struct Args {
     stats: u64,
     max_transactions: usize,
     metrics: Option<SocketAddr>,
+    location: Option<String>,
+    node: Option<String>,
 }
 
 const USAGE: &str =
     "usage: proxy [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
 [--ws ADDR]... [--wss ADDR --cert PEM --key PEM] [--dns ADDR:PORT] \
 [--realm REALM] (--open | --users FILE) [--algorithms LIST] [--no-record-route] [--refuse-foreign] \
-[--stats SECS] [--max-transactions N] [--metrics ADDR]";
+[--stats SECS] [--max-transactions N] [--metrics ADDR] [--location redis://HOST:PORT/DB --node NAME]";
 
 fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
     let mut algs = Vec::new();
@@ -104,6 +114,8 @@ fn parse_args() -> Result<Args, String> {
         stats: 10,
         max_transactions: 1_000_000,
         metrics: None,
+        location: None,
+        node: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -130,6 +142,8 @@ fn parse_args() -> Result<Args, String> {
                 a.max_transactions = num(value("--max-transactions")?)? as usize
             }
             "--metrics" => a.metrics = Some(addr(value("--metrics")?)?),
+            "--location" => a.location = Some(value("--location")?),
+            "--node" => a.node = Some(value("--node")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -195,7 +209,38 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None
         }
     };
-    let registrar = Arc::new(Registrar::open(config));
+    let foreign = if args.refuse_foreign {
+        ForeignPolicy::Refuse
+    } else {
+        ForeignPolicy::Forward
+    };
+    let Some(url) = args.location.clone() else {
+        let registrar = Arc::new(Registrar::open(config));
+        return run_node(args, registrar, users, move |reg, id| {
+            LocationRouter::new(reg, id).foreign(foreign)
+        })
+        .await;
+    };
+    let node = args.node.clone().ok_or("--location needs --node NAME")?;
+    let store = common::cluster_store(&url, &node, &args.udp, &args.tcp, config.limits)?;
+    let registrar = Arc::new(Registrar::with_store(config, store));
+    let heartbeat = registrar.store().spawn_heartbeat();
+    tokio::spawn(common::log_cluster_events(registrar.store().events()));
+    let r = run_node(args, registrar, users, move |reg, id| {
+        ClusterRouter::new(reg, id).foreign(foreign)
+    })
+    .await;
+    heartbeat.abort();
+    r
+}
+
+async fn run_node<S: LocationStore, R: Router>(
+    args: Args,
+    registrar: Arc<Registrar<S>>,
+    users: Option<Arc<MemoryStore>>,
+    router: impl FnOnce(Arc<Registrar<S>>, sip_stack::proxy::Identity) -> R,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let load = Arc::new(LoadReporter::new(Some(registrar.clone())));
 
     // The proxy runs Timer C itself (it CANCELs a branch that rang and went silent); the
     // transaction layer's own Timer C is off so that it does not end the branch first.
@@ -214,7 +259,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .transport_config(transport)
         .cancel_mode(CancelMode::Proxy)
         .transaction_config(txn_config)
-        .stateless(registrar.clone())
+        .stateless(load.clone())
         .stateless_methods(&[sip_stack::core::Method::Register]);
     let listeners = common::Listeners {
         udp: &args.udp,
@@ -228,6 +273,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     builder = listeners.apply(builder)?;
     let endpoint = builder.build().await?;
+    let _load = load.track(endpoint.clone(), Duration::from_millis(500));
     for (t, a) in endpoint.transport().local_addrs() {
         tracing::info!(transport = %t, addr = %a, "listening");
     }
@@ -236,12 +282,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     proxy_config.forward.record_route = args.record_route;
     // The transport validated every message already (TransportConfig::validate).
     proxy_config.validation.check_syntax = false;
-    let foreign = if args.refuse_foreign {
-        ForeignPolicy::Refuse
-    } else {
-        ForeignPolicy::Forward
-    };
-    let router = LocationRouter::new(registrar.clone(), identity).foreign(foreign);
+    let router = router(registrar.clone(), identity);
     let mut proxy = ProxyBuilder::new(proxy_config, router);
     if let Some(users) = users {
         proxy = proxy.auth(ProxyAuth::new(
@@ -277,9 +318,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn print_stats<R: sip_stack::proxy::Router>(
+async fn print_stats<R: Router, S: LocationStore>(
     proxy: Arc<Proxy<R>>,
-    registrar: Arc<Registrar>,
+    registrar: Arc<Registrar<S>>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -327,9 +368,9 @@ async fn print_stats<R: sip_stack::proxy::Router>(
 
 /// Copies every counter of the Endpoint, the transport, the registrar and the proxy into the
 /// `metrics` recorder once a second (the exporter renders them).
-async fn export_counters<R: sip_stack::proxy::Router>(
+async fn export_counters<R: Router, S: LocationStore>(
     proxy: Arc<Proxy<R>>,
-    registrar: Arc<Registrar>,
+    registrar: Arc<Registrar<S>>,
 ) {
     use metrics::{counter, gauge};
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -33,6 +33,12 @@
 //! | `--workers N` | worker threads (default: the number of cores). Each is a single-threaded run-to-completion loop with its own Endpoint on the same UDP port (`SO_REUSEPORT`: the kernel keeps a peer on one worker) and one shared location store; TCP and TLS are served by the first worker |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
+//! | `--location redis://HOST:PORT/DB` | keep the bindings in Redis, shared by every node of a cluster (needs `--node`) |
+//! | `--node NAME` | this node's name in the cluster (recorded in the bindings whose TCP/TLS flow it holds) |
+//!
+//! OPTIONS to the registrar's own address are answered at once with its live transaction
+//! count in `X-Load` (the `dispatcher` example's health check).
+//!
 //! Logs go through `tracing` (`RUST_LOG=debug` for more).
 
 #[path = "common/mod.rs"]
@@ -45,9 +51,10 @@ use std::time::{Duration, Instant};
 
 use sip_auth::{MemoryStore, UriCheck};
 use sip_core::auth::Algorithm;
+use sip_stack::dispatcher::LoadReporter;
 use sip_stack::endpoint::Endpoint;
 use sip_stack::registrar::{
-    serve, AuthMode, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
+    serve, AuthMode, LocationStore, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
 };
 
 struct Args {
@@ -78,6 +85,8 @@ struct Args {
     probe_failures: Option<u32>,
     probe_in_flight: Option<usize>,
     workers: usize,
+    location: Option<String>,
+    node: Option<String>,
 }
 
 const USAGE: &str =
@@ -118,6 +127,8 @@ fn parse_args() -> Result<Args, String> {
         probe_failures: None,
         probe_in_flight: None,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        location: None,
+        node: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,6 +137,8 @@ fn parse_args() -> Result<Args, String> {
         let num = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
         match flag.as_str() {
             "--udp" => a.udp.push(addr(value("--udp")?)?),
+            "--location" => a.location = Some(value("--location")?),
+            "--node" => a.node = Some(value("--node")?),
             "--tcp" => a.tcp.push(addr(value("--tcp")?)?),
             "--tls" => a.tls = Some(addr(value("--tls")?)?),
             "--ws" => a.ws.push(addr(value("--ws")?)?),
@@ -282,10 +295,26 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer: the table
     // must hold rate × 32 s (× 2 with digest) transactions, about 1.5 KB each.
+    let Some(url) = args.location.clone() else {
+        return serve_with(args, Arc::new(Registrar::open(config))).await;
+    };
+    let node = args.node.clone().ok_or("--location needs --node NAME")?;
+    let store = common::cluster_store(&url, &node, &args.udp, &args.tcp, config.limits)?;
+    let registrar = Arc::new(Registrar::with_store(config, store));
+    let heartbeat = registrar.store().spawn_heartbeat();
+    tokio::spawn(common::log_cluster_events(registrar.store().events()));
+    let r = serve_with(args, registrar).await;
+    heartbeat.abort();
+    r
+}
+
+async fn serve_with<S: LocationStore>(
+    args: Args,
+    registrar: Arc<Registrar<S>>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let max_transactions = args.max_transactions.unwrap_or(1_000_000);
-    let registrar = Arc::new(Registrar::open(config));
     let workers = args.workers;
-    let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
+    let (mut builder, load) = worker_endpoint(&registrar, &args, max_transactions, workers);
     let listeners = common::Listeners {
         udp: &args.udp,
         tcp: &args.tcp,
@@ -298,6 +327,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     builder = listeners.apply(builder)?;
     let endpoint = builder.build().await?;
+    let _load = load.track(endpoint.clone(), Duration::from_millis(500));
     for (t, a) in endpoint.transport().local_addrs() {
         tracing::info!(transport = %t, addr = %a, "listening");
     }
@@ -312,7 +342,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut threads = Vec::new();
     for n in 1..workers {
-        let mut builder = worker_endpoint(&registrar, &args, max_transactions, workers);
+        let (mut builder, load) = worker_endpoint(&registrar, &args, max_transactions, workers);
         for a in &udp {
             builder = builder.udp(*a);
         }
@@ -333,6 +363,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                                 return Err(std::io::Error::other(e.to_string()));
                             }
                         };
+                        let _load = load.track(endpoint.clone(), Duration::from_millis(500));
                         // Sweeping is shared; probing is the first worker's.
                         let options = ServiceOptions::default();
                         tokio::select! {
@@ -386,17 +417,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// them) and, unless `--stateful`, REGISTER without server transactions, as Kamailio's
 /// registrar answers it (a retransmission is answered again from the location store). With
 /// several workers their UDP sockets share the port.
-fn worker_endpoint(
-    registrar: &Arc<Registrar>,
+#[allow(clippy::type_complexity)]
+fn worker_endpoint<S: LocationStore>(
+    registrar: &Arc<Registrar<S>>,
     args: &Args,
     max_transactions: usize,
     workers: usize,
-) -> sip_stack::endpoint::EndpointBuilder {
+) -> (
+    sip_stack::endpoint::EndpointBuilder,
+    Arc<LoadReporter<Registrar<S>>>,
+) {
+    let load = Arc::new(LoadReporter::new(Some(registrar.clone())));
     let mut builder = Endpoint::builder()
         .transaction_config(
             sip_stack::transaction::Config::default().with_max_transactions(max_transactions),
         )
-        .stateless(registrar.clone());
+        .stateless(load.clone());
     if workers > 1 {
         builder = builder.transport_config(sip_transport::TransportConfig {
             udp_reuse_port: true,
@@ -406,10 +442,14 @@ fn worker_endpoint(
     if !args.stateful {
         builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
     }
-    builder
+    (builder, load)
 }
 
-async fn print_stats(endpoint: Endpoint, registrar: Arc<Registrar>, every: Duration) {
+async fn print_stats<S: LocationStore>(
+    endpoint: Endpoint,
+    registrar: Arc<Registrar<S>>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     let mut last = (Instant::now(), 0u64);

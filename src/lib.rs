@@ -43,6 +43,9 @@ pub use sip_core as core;
 pub use sip_transaction as transaction;
 pub use sip_transport as transport;
 
+#[cfg(feature = "redis")]
+pub mod cluster;
+pub mod dispatcher;
 pub mod endpoint;
 pub mod proxy;
 pub mod registrar;

@@ -73,3 +73,52 @@ impl Listeners<'_> {
         Ok(sip_transport::TlsServerConfig::from_pem(&cert, &key)?)
     }
 }
+
+/// The Redis location store of a cluster node (`--location URL --node NAME`): the node is
+/// reached by the other nodes at its first UDP listener (else its first TCP one).
+#[allow(dead_code)]
+pub fn cluster_store(
+    url: &str,
+    node: &str,
+    udp: &[std::net::SocketAddr],
+    tcp: &[std::net::SocketAddr],
+    limits: sip_stack::registrar::StoreLimits,
+) -> Result<sip_stack::cluster::RedisLocationStore, Box<dyn std::error::Error>> {
+    let uri = match (udp.first(), tcp.first()) {
+        (Some(a), _) => format!("sip:{a}"),
+        (None, Some(a)) => format!("sip:{a};transport=tcp"),
+        (None, None) => return Err("--location needs a --udp or --tcp listener".into()),
+    };
+    let mut config = sip_stack::cluster::RedisStoreConfig::new(url, node, uri);
+    config.limits = limits;
+    // Only "user offline" is logged at info level: the node need not decode every REGISTER
+    // of the cluster (RUST_LOG=debug hears them all).
+    config.registration_events = tracing::enabled!(tracing::Level::DEBUG);
+    let store = sip_stack::cluster::RedisLocationStore::open(config)?;
+    tracing::info!(%url, %node, "location store in Redis");
+    Ok(store)
+}
+
+/// Logs the registration events of every node of the cluster.
+#[allow(dead_code)]
+pub async fn log_cluster_events(
+    mut events: tokio::sync::broadcast::Receiver<sip_stack::cluster::ClusterEvent>,
+) {
+    use sip_stack::cluster::ClusterEventKind;
+    loop {
+        match events.recv().await {
+            Ok(e) => match e.kind {
+                ClusterEventKind::Expired | ClusterEventKind::Lost => {
+                    tracing::info!(aor = %e.aor, contact = %e.binding.contact, node = %e.node, kind = ?e.kind, "cluster: user offline")
+                }
+                _ => {
+                    tracing::debug!(aor = %e.aor, contact = %e.binding.contact, node = %e.node, kind = ?e.kind, "cluster: registration")
+                }
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "cluster events: fell behind")
+            }
+            Err(_) => return,
+        }
+    }
+}

@@ -689,8 +689,14 @@ impl<S: LocationStore> Registrar<S> {
                         .header("Retry-After", "60")
                         .build()
                 }
-                Err(RegisterError::Unavailable(_)) => {
-                    return req.response(500).header("Retry-After", "5").build()
+                Err(RegisterError::Unavailable(e)) => {
+                    // A networked store is down (RFC 3261 §21.5.4): try again shortly.
+                    tracing::warn!(%aor, error = %e, "REGISTER not applied: store unavailable");
+                    return req
+                        .response(503)
+                        .reason("Location Store Unavailable")
+                        .header("Retry-After", "5")
+                        .build();
                 }
             }
         };

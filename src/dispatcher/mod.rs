@@ -1,0 +1,385 @@
+//! A stateless dispatcher (RFC 3261 §16.11): the front-end of a cluster, spreading requests
+//! over registrar and proxy nodes without creating transactions.
+//!
+//! - REGISTER goes to the registrar nodes, every other method to the proxy nodes; the node is
+//!   chosen by a weighted hash of the Call-ID ([`NodeSet::pick`]), so all requests of a
+//!   dialog that pass here (the INVITE, its CANCEL and ACK, retransmissions) reach one node.
+//! - Each node is probed with OPTIONS every [`DispatcherConfig::probe_interval`]; it is taken
+//!   out after [`HealthPolicy::down_after`] misses and put back after
+//!   [`HealthPolicy::up_after`] answers. Its answers report its load in the [`LOAD_HEADER`]
+//!   header ([`LoadReporter`] adds it on a node), which weights the choice; a node at its
+//!   maximum load gets nothing new. Nodes can be added while running ([`Dispatcher::add_node`]).
+//! - Requests are forwarded by the proxy core's stateless path
+//!   ([`crate::proxy::stateless::forward_request`]: Max-Forwards, our Via with a
+//!   retransmission-stable branch, no Record-Route: later in-dialog requests go straight to the
+//!   node that record-routed); responses go back by their Via
+//!   ([`crate::proxy::stateless::forward_response`]). Requests that carry a Route (in-dialog
+//!   requests naming their node) or come from a node (toward a device) are forwarded by their
+//!   Route or Request-URI, not dispatched.
+//! - Nothing is kept per request except the bounded Call-ID pin table; the dispatcher runs on
+//!   sip-transport's [`TransportHandle`] directly, sending with `enqueue` (it never waits for a
+//!   peer).
+
+mod load;
+mod nodes;
+
+pub use load::{LoadReporter, LOAD_HEADER};
+pub use nodes::{HealthPolicy, NodeConfig, NodeId, NodeSet, NodeStats, Role, AFFINITY_TTL};
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sip_core::{Flow, Message, Method, Target, Transport};
+use sip_transport::{TransportConfig, TransportEvent, TransportHandle, TransportLayer};
+use tokio::sync::mpsc;
+
+use crate::proxy::stateless::{forward_request, forward_response, ResponseHop};
+use crate::proxy::{ForwardOptions, Identity, Interface, NextHop, ProxyTarget};
+
+/// The branch prefix of our OPTIONS probes: `z9hG4bKdsp.<node>.<seq>`.
+const PROBE_PREFIX: &str = "z9hG4bKdsp.";
+
+/// Configuration of a [`Dispatcher`].
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// UDP listeners.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listeners.
+    pub tcp: Vec<SocketAddr>,
+    /// How often each node is probed (default 2 s).
+    pub probe_interval: Duration,
+    /// When nodes go out and come back.
+    pub health: HealthPolicy,
+    /// Transport limits.
+    pub transport: TransportConfig,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            probe_interval: Duration::from_secs(2),
+            health: HealthPolicy::default(),
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// The dispatcher's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatcherCounters {
+    /// Requests forwarded to a node.
+    pub dispatched: u64,
+    /// Requests forwarded on by their Route or Request-URI (in-dialog, or from a node).
+    pub relayed: u64,
+    /// Responses forwarded upstream.
+    pub responses: u64,
+    /// Requests answered 503 (no node) or 483 (Max-Forwards), or dropped.
+    pub refused: u64,
+    /// Messages that could not be sent or routed.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    dispatched: AtomicU64,
+    relayed: AtomicU64,
+    responses: AtomicU64,
+    refused: AtomicU64,
+    dropped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A running dispatcher: its transport, its nodes and its counters.
+#[derive(Debug)]
+pub struct Dispatcher {
+    transport: TransportHandle,
+    identity: Identity,
+    nodes: Mutex<NodeSet>,
+    counters: Counters,
+    opts: ForwardOptions,
+}
+
+impl Dispatcher {
+    /// Binds the listeners, adds `nodes` and starts dispatching and probing. Stops when the
+    /// last handle is dropped or [`Dispatcher::shutdown`] is called.
+    pub async fn start(
+        config: DispatcherConfig,
+        nodes: Vec<NodeConfig>,
+    ) -> std::io::Result<Arc<Dispatcher>> {
+        let mut b = TransportLayer::builder().config(config.transport.clone());
+        for a in &config.udp {
+            b = b.udp(*a);
+        }
+        for a in &config.tcp {
+            b = b.tcp(*a);
+        }
+        let (transport, events) = b.build().await?;
+        let interfaces = transport
+            .local_addrs()
+            .into_iter()
+            .map(|(t, a)| Interface::new(t, a))
+            .collect();
+        let mut set = NodeSet::new(config.health);
+        for n in nodes {
+            set.add(n);
+        }
+        let d = Arc::new(Dispatcher {
+            transport,
+            identity: Identity::new(interfaces, Vec::new()),
+            nodes: Mutex::new(set),
+            counters: Counters::default(),
+            opts: ForwardOptions {
+                record_route: false,
+                ..ForwardOptions::default()
+            },
+        });
+        tokio::spawn(Self::receive(Arc::downgrade(&d), events));
+        tokio::spawn(Self::probe(Arc::downgrade(&d), config.probe_interval));
+        Ok(d)
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, NodeSet> {
+        // Every update leaves the set consistent; a panic elsewhere does not poison it.
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a node while running (see [`NodeSet::add`]).
+    pub fn add_node(&self, node: NodeConfig) -> NodeId {
+        let target = node.target.clone();
+        let (id, added) = {
+            let mut nodes = self.nodes();
+            let before = nodes.len();
+            let id = nodes.add(node);
+            (id, nodes.len() > before)
+        };
+        if added {
+            tracing::info!(node = %target.addr, transport = %target.transport, "node added");
+        }
+        id
+    }
+
+    /// Every node's state: up or down, load, requests forwarded.
+    pub fn stats(&self) -> Vec<NodeStats> {
+        self.nodes().stats()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> DispatcherCounters {
+        let c = &self.counters;
+        DispatcherCounters {
+            dispatched: c.dispatched.load(Ordering::Relaxed),
+            relayed: c.relayed.load(Ordering::Relaxed),
+            responses: c.responses.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The transport (bound addresses, statistics).
+    pub fn transport(&self) -> &TransportHandle {
+        &self.transport
+    }
+
+    /// Stops the transport (and with it the dispatcher's tasks).
+    pub fn shutdown(&self) {
+        self.transport.shutdown();
+    }
+
+    async fn receive(
+        this: std::sync::Weak<Dispatcher>,
+        mut events: mpsc::Receiver<TransportEvent>,
+    ) {
+        while let Some(ev) = events.recv().await {
+            let Some(d) = this.upgrade() else { return };
+            if let TransportEvent::Message { msg, flow } = ev {
+                if msg.is_request() {
+                    d.on_request(msg, flow);
+                } else {
+                    d.on_response(msg);
+                }
+            }
+        }
+    }
+
+    async fn probe(this: std::sync::Weak<Dispatcher>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(d) = this.upgrade() else { return };
+            let round = d.nodes().probe_round();
+            for (id, seq) in round {
+                let Some(target) = d.nodes().target(id).cloned() else {
+                    continue;
+                };
+                let Some(options) = d.probe_request(&target, id, seq) else {
+                    continue;
+                };
+                if let Err(e) = d.transport.enqueue(target.clone(), options, None) {
+                    tracing::debug!(node = %target.addr, error = %e, "probe not sent");
+                }
+            }
+        }
+    }
+
+    fn probe_request(&self, target: &Target, id: NodeId, seq: u64) -> Option<Bytes> {
+        let me = self
+            .identity
+            .interface_for(target.transport)
+            .or_else(|| self.identity.interfaces().first())?;
+        let uri = match target.transport {
+            Transport::Udp => format!("sip:{}", target.addr),
+            t => format!(
+                "sip:{};transport={}",
+                target.addr,
+                t.as_str().to_ascii_lowercase()
+            ),
+        };
+        Some(Bytes::from(format!(
+            "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/{} {};rport;branch={PROBE_PREFIX}{id}.{seq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:dispatcher@{}>;tag=dsp{id}\r\nTo: <{uri}>\r\n\
+             Call-ID: dsp.{id}.{seq}@{}\r\nCSeq: {} OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            target.transport,
+            me.advertised,
+            me.advertised,
+            me.advertised,
+            (seq % (1 << 31)).max(1),
+        )))
+    }
+
+    fn respond(&self, req: &Message, flow: Flow, status: u16) {
+        bump(&self.counters.refused);
+        if req.method() == Some(Method::Ack) {
+            return;
+        }
+        let mut b = req.response(status);
+        if status == 503 {
+            b = b.header("Retry-After", "5");
+        }
+        if let Ok(resp) = b.build() {
+            let _ = self
+                .transport
+                .enqueue_response(resp.to_bytes(), Some(flow), None);
+        }
+    }
+
+    fn on_request(&self, mut req: Message, flow: Flow) {
+        if let Some(Ok(0)) = req.max_forwards() {
+            return self.respond(&req, flow, 483);
+        }
+        if crate::proxy::route::preprocess(&mut req, &self.identity).is_err() {
+            return self.respond(&req, flow, 400);
+        }
+        // Loose-routed (a Route left after ours: an in-dialog request that names its node),
+        // or from a node toward a device: on by Route or Request-URI, not dispatched.
+        let relay = req.has(sip_core::HeaderName::Route) || self.nodes().is_node(flow.remote);
+        let Some(uri) = req.uri_str().map(str::to_owned) else {
+            return;
+        };
+        let mut target = ProxyTarget::uri(uri);
+        if !relay {
+            let role = if req.method() == Some(Method::Register) {
+                Role::Registrar
+            } else {
+                Role::Proxy
+            };
+            let call_id = req.call_id().unwrap_or("");
+            let node = {
+                let mut nodes = self.nodes();
+                nodes
+                    .pick(role, call_id, Instant::now())
+                    .and_then(|id| nodes.target(id).cloned())
+            };
+            let Some(node) = node else {
+                return self.respond(&req, flow, 503);
+            };
+            let Some(local) = self.identity.interface_for(node.transport).map(|i| i.local) else {
+                return self.respond(&req, flow, 503);
+            };
+            // The node is the next hop whatever the Request-URI says: the proxy core sends
+            // over a given flow when the target is marked so (as for an outbound binding).
+            target.flow = Some(Flow {
+                transport: node.transport,
+                local,
+                remote: node.addr,
+            });
+            target.outbound = true;
+        }
+        let fwd = match forward_request(&req, Some(&flow), &target, &self.identity, &self.opts) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "request not forwarded");
+                return self.respond(&req, flow, 502);
+            }
+        };
+        let dest = match fwd.hop {
+            NextHop::Address {
+                transport,
+                host,
+                port,
+            } => match host.parse::<IpAddr>() {
+                Ok(ip) => Target::new(transport, SocketAddr::new(ip, port)),
+                // No DNS here: a dispatcher relays to addresses.
+                Err(_) => return self.respond(&req, flow, 502),
+            },
+            NextHop::Flow(f) => Target::new(f.transport, f.remote),
+        };
+        let out = fwd.request;
+        match self.transport.enqueue(dest.clone(), out.to_bytes(), None) {
+            Ok(_) => bump(if relay {
+                &self.counters.relayed
+            } else {
+                &self.counters.dispatched
+            }),
+            Err(e) => {
+                tracing::debug!(to = %dest.addr, error = %e, "request not sent");
+                bump(&self.counters.dropped);
+            }
+        }
+    }
+
+    fn on_response(&self, resp: Message) {
+        if let Some(probe) = probe_of(&resp) {
+            let (id, seq) = probe;
+            let load = resp
+                .headers_named(LOAD_HEADER)
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse().ok());
+            let status = resp.status().unwrap_or(500);
+            self.nodes().probe_answered(id, seq, status, load);
+            return;
+        }
+        match forward_response(resp, &self.identity) {
+            Ok((m, ResponseHop::Address(t, addr))) => {
+                match self
+                    .transport
+                    .enqueue(Target::new(t, addr), m.to_bytes(), None)
+                {
+                    Ok(_) => bump(&self.counters.responses),
+                    Err(_) => bump(&self.counters.dropped),
+                }
+            }
+            Ok((_, ResponseHop::Name(..))) | Err(_) => bump(&self.counters.dropped),
+        }
+    }
+}
+
+/// The node and sequence number of a response to one of our probes.
+fn probe_of(resp: &Message) -> Option<(NodeId, u64)> {
+    let via = resp.via().ok()?;
+    let rest = via.branch()?.strip_prefix(PROBE_PREFIX)?;
+    let (id, seq) = rest.split_once('.')?;
+    Some((id.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests;
