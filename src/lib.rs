@@ -44,6 +44,7 @@ pub use sip_transaction as transaction;
 pub use sip_transport as transport;
 
 pub mod endpoint;
+pub mod events;
 pub mod proxy;
 pub mod registrar;
 pub mod sipcheck;

@@ -577,7 +577,7 @@ pub struct Notifier {
     event: EventKey,
     state: SubState,
     expires_at: Instant,
-    queue: VecDeque<Content>,
+    queue: VecDeque<Option<Content>>,
     queued_bytes: usize,
     outstanding: Option<bool>,
     last_sent: Option<Instant>,
@@ -697,6 +697,16 @@ impl Notifier {
     /// Queues a NOTIFY with `content` (the new state, or a message). The queue is bounded:
     /// see [`Overflow`].
     pub fn notify(&mut self, content: Content) -> Result<(), QueueFull> {
+        self.enqueue(Some(content))
+    }
+
+    /// Queues a NOTIFY without a body (the immediate NOTIFY of a package without state, or of
+    /// a pending subscription).
+    pub fn notify_empty(&mut self) -> Result<(), QueueFull> {
+        self.enqueue(None)
+    }
+
+    fn enqueue(&mut self, content: Option<Content>) -> Result<(), QueueFull> {
         if self.done {
             return Ok(());
         }
@@ -705,12 +715,12 @@ impl Notifier {
                 Overflow::Reject => return Err(QueueFull),
                 Overflow::Coalesce => {
                     if let Some(old) = self.queue.pop_front() {
-                        self.queued_bytes -= old.size();
+                        self.queued_bytes -= old.map_or(0, |c| c.size());
                     }
                 }
             }
         }
-        self.queued_bytes += content.size();
+        self.queued_bytes += content.as_ref().map_or(0, Content::size);
         self.queue.push_back(content);
         Ok(())
     }
@@ -744,7 +754,7 @@ impl Notifier {
                 return None;
             }
         }
-        let content = self.queue.pop_front();
+        let content = self.queue.pop_front().flatten();
         if let Some(c) = &content {
             self.queued_bytes -= c.size();
         }
@@ -837,7 +847,7 @@ impl Notifier {
         self.dialog.heap_size()
             + self.event.package.capacity()
             + self.event.id.as_ref().map_or(0, String::capacity)
-            + self.queue.capacity() * std::mem::size_of::<Content>()
+            + self.queue.capacity() * std::mem::size_of::<Option<Content>>()
             + self.queued_bytes
     }
 }
