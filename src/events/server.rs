@@ -748,8 +748,9 @@ impl EventServer {
         lock(&self.inner).store.has(aor)
     }
 
-    /// A user registered: sends what was stored for `aor`, oldest first, one at a time, to
-    /// its first binding; what cannot be delivered is stored again.
+    /// A user registered: sends what was stored for `aor`, oldest first, one at a time (each
+    /// after the previous one's 2xx), to its first binding over its flow; what cannot be
+    /// delivered is stored again.
     pub fn deliver_stored(self: &Arc<Self>, aor: &str, bindings: Vec<Binding>) {
         let Some(binding) = bindings.into_iter().find(|b| !b.offline) else {
             return;
@@ -787,7 +788,13 @@ impl EventServer {
                 b = b.header(label, v);
             }
         }
-        b = b.call_id(&self.endpoint.new_call_id()).cseq(1);
+        // The stored request goes on as a proxy would have forwarded it: same Call-ID and
+        // CSeq, so that a recipient sees one sender's messages as one sequence.
+        let call_id = stored
+            .call_id()
+            .map_or_else(|| self.endpoint.new_call_id(), str::to_owned);
+        let seq = stored.cseq().map_or(1, |c| c.seq);
+        b = b.call_id(&call_id).cseq(seq);
         if let Some(d) = stored.header(HeaderName::Date) {
             b = b.header("Date", d);
         }
