@@ -130,12 +130,23 @@ async fn next_basic(sub: &mut Subscription) -> (SubState, Basic) {
 async fn presence_watcher_follows_publications() {
     let (server, _events) = start_server(EventConfig::default()).await;
     let w = watcher(&server, "alice").await;
-    let mut sub = w.subscribe("sip:bob@example.com", "presence").await.unwrap();
+    let mut sub = w
+        .subscribe("sip:bob@example.com", "presence")
+        .await
+        .unwrap();
     // Offline: closed.
-    assert_eq!(next_basic(&mut sub).await, (SubState::Active, Basic::Closed));
+    assert_eq!(
+        next_basic(&mut sub).await,
+        (SubState::Active, Basic::Closed)
+    );
 
     let client = endpoint().await;
-    let ok = send(&client, &server, publish(&client, "presence", None, Some(pidf("open")))).await;
+    let ok = send(
+        &client,
+        &server,
+        publish(&client, "presence", None, Some(pidf("open"))),
+    )
+    .await;
     assert_eq!(ok.status(), Some(200));
     let etag = ok.header(HeaderName::SipETag).unwrap().to_owned();
     assert_eq!(next_basic(&mut sub).await.1, Basic::Open);
@@ -150,9 +161,19 @@ async fn presence_watcher_follows_publications() {
     assert_eq!(next_basic(&mut sub).await.1, Basic::Closed);
 
     // The old tag is gone: 412. An unknown package: 489 with Allow-Events.
-    let stale = send(&client, &server, publish(&client, "presence", Some(&etag), None)).await;
+    let stale = send(
+        &client,
+        &server,
+        publish(&client, "presence", Some(&etag), None),
+    )
+    .await;
     assert_eq!(stale.status(), Some(412));
-    let bad = send(&client, &server, publish(&client, "dialog", None, Some(pidf("open")))).await;
+    let bad = send(
+        &client,
+        &server,
+        publish(&client, "dialog", None, Some(pidf("open"))),
+    )
+    .await;
     assert_eq!(bad.status(), Some(489));
     assert!(bad.header(HeaderName::AllowEvents).is_some());
 
@@ -177,7 +198,12 @@ async fn three_topic_subscribers_get_ten_messages_in_order() {
     }
     let client = endpoint().await;
     for i in 0..10 {
-        let r = send(&client, &server, message(&client, "sip:news@example.com", &format!("m{i}"))).await;
+        let r = send(
+            &client,
+            &server,
+            message(&client, "sip:news@example.com", &format!("m{i}")),
+        )
+        .await;
         assert_eq!(r.status(), Some(200));
     }
     for (_, sub) in &mut subs {
@@ -205,7 +231,12 @@ async fn a_full_subscriber_queue_answers_503_with_retry_after() {
     let client = endpoint().await;
     let mut statuses = Vec::new();
     for i in 0..80 {
-        let r = send(&client, &server, message(&client, "sip:busy@example.com", &format!("m{i}"))).await;
+        let r = send(
+            &client,
+            &server,
+            message(&client, "sip:busy@example.com", &format!("m{i}")),
+        )
+        .await;
         statuses.push(r.status().unwrap());
         if r.status() == Some(503) {
             assert!(r.header(HeaderName::RetryAfter).is_some());
