@@ -107,7 +107,7 @@ pub async fn serve<R: Router, S: LocationStore>(
                                     .any(|b| !b.offline)
                             };
                             if let Handled::Route(txn) = events.handle(txn, online).await {
-                                proxy.handle_event(ServerEvent::Request(txn)).await;
+                                proxy.handle_event(ServerEvent::Request(*txn)).await;
                             }
                         });
                     }

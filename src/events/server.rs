@@ -143,8 +143,8 @@ struct Inner {
 pub enum Handled {
     /// Answered here.
     Done,
-    /// Not for the event server: route it.
-    Route(ServerTransaction),
+    /// Not for the event server: route it (boxed: a transaction handle is large).
+    Route(Box<ServerTransaction>),
 }
 
 /// The presence server and IM broker.
@@ -329,11 +329,11 @@ impl EventServer {
                     self.publish(&txn, r).await;
                     Handled::Done
                 }
-                None => Handled::Route(txn),
+                None => Handled::Route(Box::new(txn)),
             },
             Some(Method::Message) => {
                 let Some(resource) = self.resource_of(req) else {
-                    return Handled::Route(txn);
+                    return Handled::Route(Box::new(txn));
                 };
                 if self.is_topic(&resource) {
                     let content = Content::of(req);
@@ -342,14 +342,14 @@ impl EventServer {
                     return Handled::Done;
                 }
                 if req.to().ok().and_then(|t| t.tag()).is_some() || online(resource.clone()).await {
-                    return Handled::Route(txn);
+                    return Handled::Route(Box::new(txn));
                 }
                 let stored = lock(&self.inner).store.store(&resource, req.clone());
                 let status = if stored.is_ok() { 202 } else { 503 };
                 self.status(&txn, status).await;
                 Handled::Done
             }
-            _ => Handled::Route(txn),
+            _ => Handled::Route(Box::new(txn)),
         }
     }
 
@@ -359,7 +359,7 @@ impl EventServer {
             return self.resubscribe(txn, id).await;
         }
         let Some(resource) = self.resource_of(req) else {
-            return Handled::Route(txn);
+            return Handled::Route(Box::new(txn));
         };
         let names = self.names();
         let key = match check_event(req, &names) {
@@ -494,7 +494,7 @@ impl EventServer {
                     self.status(&txn, 481).await;
                     return Handled::Done;
                 }
-                return Handled::Route(txn);
+                return Handled::Route(Box::new(txn));
             }
             Some(Ok(resp)) => self.respond(&txn, resp).await,
             Some(Err(r)) => self.refuse(&txn, r).await,
