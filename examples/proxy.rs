@@ -319,6 +319,7 @@ async fn print_event_stats(events: Arc<sip_stack::events::EventServer>, every: D
         let now = Instant::now();
         let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
         let rate = |a: u64, b: u64| (a - b) as f64 / secs;
+        let per_sub = events.subscription_bytes() / s.subscriptions.max(1);
         tracing::info!(
             topics = s.topics,
             subscriptions = s.subscriptions,
@@ -331,6 +332,7 @@ async fn print_event_stats(events: Arc<sip_stack::events::EventServer>, every: D
             refused_503 = s.refused,
             stored = s.stored,
             delivered = s.delivered,
+            heap_bytes_per_subscription = per_sub,
             "event stats"
         );
         last = (now, s);

@@ -758,6 +758,10 @@ impl Notifier {
         if let Some(c) = &content {
             self.queued_bytes -= c.size();
         }
+        if self.queue.is_empty() {
+            // An idle subscription holds no queue memory (most of them, most of the time).
+            self.queue = VecDeque::new();
+        }
         let last = self.terminal.is_some() && self.queue.is_empty();
         let state = match &self.terminal {
             Some(reason) if last => SubState::Terminated {

@@ -18,6 +18,9 @@ use sip_dialog::subscription::{
     check_event, Content, Notifier, NotifierConfig, NotifyOutcome, Refusal,
 };
 use sip_dialog::DialogId;
+
+/// A subscription's key: its dialog ID, shared by the map and the resource index.
+type SubId = Arc<DialogId>;
 use tracing::debug;
 
 use super::package::{Authorization, EventPackage, PackageKind};
@@ -128,10 +131,11 @@ struct Sub {
 }
 
 struct Inner {
-    subs: HashMap<DialogId, Sub>,
+    /// Boxed: a slot of the map is then a pointer, and the map keeps ~1.8 slots per entry.
+    subs: HashMap<SubId, Box<Sub>>,
     /// Subscriptions by (package, resource), in subscription order: a topic's subscribers
     /// for `im`, a presentity's watchers for `presence`.
-    by_resource: HashMap<(usize, String), Vec<DialogId>>,
+    by_resource: HashMap<(usize, String), Vec<SubId>>,
     /// One compositor per package (unused for message packages).
     compositors: Vec<Compositor>,
     queued_bytes: usize,
@@ -239,13 +243,23 @@ impl EventServer {
     /// memory figure.
     pub fn subscription_bytes(&self) -> usize {
         let g = lock(&self.inner);
-        let per_entry = std::mem::size_of::<(DialogId, Sub)>() + std::mem::size_of::<DialogId>();
-        g.subs
+        // The map's slot, the shared key (Arc counts and the ID), the index's pointer.
+        let per_entry = std::mem::size_of::<Sub>()
+            + 2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<DialogId>()
+            + std::mem::size_of::<SubId>();
+        let slots = (g.subs.capacity() + 1) * std::mem::size_of::<(SubId, Box<Sub>)>();
+        let entries: usize = g
+            .subs
             .iter()
             .map(|(id, s)| {
-                per_entry + 2 * id.heap_size() + s.notifier.heap_size() + s.resource.capacity()
+                per_entry
+                    + id.heap_size()
+                    + s.notifier.heap_size()
+                    + s.resource.capacity()
             })
-            .sum()
+            .sum();
+        slots + entries
     }
 
     /// The AOR (`sip:user@domain`) a Request-URI of ours stands for; `None` for another
@@ -405,7 +419,7 @@ impl EventServer {
             }
         };
         let response = notifier.response(req, expires);
-        let id = notifier.dialog().id().clone();
+        let id: SubId = Arc::new(notifier.dialog().id().clone());
         let refused = {
             let mut g = lock(&self.inner);
             let full = g.subs.len() >= self.config.max_subscriptions
@@ -436,12 +450,12 @@ impl EventServer {
                     .push(id.clone());
                 g.subs.insert(
                     id.clone(),
-                    Sub {
+                    Box::new(Sub {
                         notifier,
                         flow,
                         resource,
                         package: pi,
-                    },
+                    }),
                 );
                 false
             }
@@ -467,9 +481,10 @@ impl EventServer {
         let outcome = {
             let mut g = lock(&self.inner);
             let inner = &mut *g;
-            match inner.subs.get_mut(&id) {
+            let key = inner.subs.get_key_value(&id).map(|(k, _)| k.clone());
+            match key.and_then(|k| inner.subs.get_mut(&k).map(|s| (k, s))) {
                 None => None,
-                Some(sub) => Some(match sub.notifier.on_subscribe(now, req) {
+                Some((key, sub)) => Some(match sub.notifier.on_subscribe(now, req) {
                     Ok(expires) => {
                         if expires == 0 {
                             // §4.2.1.4: the terminating NOTIFY carries the current state.
@@ -479,9 +494,9 @@ impl EventServer {
                                 let _ = sub.notifier.notify(c);
                             }
                         }
-                        Ok(sub.notifier.response(req, expires))
+                        Ok((key, sub.notifier.response(req, expires)))
                     }
-                    Err(r) => Err(r),
+                    Err(r) => Err((key, r)),
                 }),
             }
         };
@@ -496,10 +511,15 @@ impl EventServer {
                 }
                 return Handled::Route(Box::new(txn));
             }
-            Some(Ok(resp)) => self.respond(&txn, resp).await,
-            Some(Err(r)) => self.refuse(&txn, r).await,
+            Some(Ok((key, resp))) => {
+                self.respond(&txn, resp).await;
+                self.pump(key);
+            }
+            Some(Err((key, r))) => {
+                self.refuse(&txn, r).await;
+                self.pump(key);
+            }
         }
-        self.pump(id);
         Handled::Done
     }
 
@@ -558,7 +578,7 @@ impl EventServer {
     }
 
     /// Queues the composed state of `resource` to its watchers; returns them.
-    fn queue_state(&self, g: &mut Inner, pi: usize, resource: &str) -> Vec<DialogId> {
+    fn queue_state(&self, g: &mut Inner, pi: usize, resource: &str) -> Vec<SubId> {
         let Some(ids) = g.by_resource.get(&(pi, resource.to_owned())) else {
             return Vec::new();
         };
@@ -597,7 +617,7 @@ impl EventServer {
                 return 404;
             };
             let ids = g.by_resource[&(pi, resource.to_owned())].clone();
-            let live: Vec<&DialogId> = ids
+            let live: Vec<&SubId> = ids
                 .iter()
                 .filter(|id| {
                     g.subs.get(*id).is_some_and(|s| {
@@ -615,7 +635,7 @@ impl EventServer {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 return 503;
             }
-            let live: Vec<DialogId> = live.into_iter().cloned().collect();
+            let live: Vec<SubId> = live.into_iter().cloned().collect();
             for id in &live {
                 if let Some(s) = g.subs.get_mut(id) {
                     if s.notifier.notify(content.clone()).is_ok() {
@@ -644,7 +664,7 @@ impl EventServer {
     }
 
     /// Sends the subscription's next NOTIFY if one may go now.
-    fn pump(self: &Arc<Self>, id: DialogId) {
+    fn pump(self: &Arc<Self>, id: SubId) {
         let now = Instant::now();
         let next = {
             let mut g = lock(&self.inner);
@@ -703,7 +723,7 @@ impl EventServer {
         });
     }
 
-    fn remove(inner: &mut Inner, id: &DialogId) {
+    fn remove(inner: &mut Inner, id: &SubId) {
         let Some(sub) = inner.subs.remove(id) else {
             return;
         };
@@ -720,7 +740,7 @@ impl EventServer {
     /// Expires publications (watchers are told) and subscriptions (terminating NOTIFY), and
     /// sends NOTIFYs whose rate limit has passed. Call every few hundred milliseconds.
     pub fn sweep(self: &Arc<Self>, now: Instant) {
-        let ids: Vec<DialogId> = {
+        let ids: Vec<SubId> = {
             let mut g = lock(&self.inner);
             let mut ids = Vec::new();
             for pi in 0..self.packages.len() {
