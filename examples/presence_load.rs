@@ -109,7 +109,10 @@ async fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
                 .udp(SocketAddr::new(a.local, 0))
                 .build()
                 .await?;
-            let contact = format!("sip:w{i}@{}", ep.local_addr(Transport::Udp).ok_or("no UDP")?);
+            let contact = format!(
+                "sip:w{i}@{}",
+                ep.local_addr(Transport::Udp).ok_or("no UDP")?
+            );
             let mut config =
                 WatcherConfig::new(&format!("sip:w{i}@localhost"), &contact, server.clone());
             config.buffer = 256;
@@ -145,7 +148,11 @@ async fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
                 else {
                     continue;
                 };
-                let at = sent.lock().unwrap_or_else(|e| e.into_inner()).get(&seq).copied();
+                let at = sent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&seq)
+                    .copied();
                 if let Some(t) = at {
                     let _ = lat_tx.send(t.elapsed());
                 }
@@ -187,7 +194,11 @@ async fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
         let (refused, accepted) = (refused.clone(), accepted.clone());
         tokio::spawn(async move {
             if let Ok(r) = ct.final_response().await {
-                let c = if r.status() == Some(200) { &accepted } else { &refused };
+                let c = if r.status() == Some(200) {
+                    &accepted
+                } else {
+                    &refused
+                };
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });

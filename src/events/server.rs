@@ -253,10 +253,7 @@ impl EventServer {
             .subs
             .iter()
             .map(|(id, s)| {
-                per_entry
-                    + id.heap_size()
-                    + s.notifier.heap_size()
-                    + s.resource.capacity()
+                per_entry + id.heap_size() + s.notifier.heap_size() + s.resource.capacity()
             })
             .sum();
         slots + entries
