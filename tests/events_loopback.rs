@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sip_stack::auth::{MemoryStore, ThrottleConfig};
+use sip_stack::core::auth::Algorithm;
 use sip_stack::core::builder::RequestBuilder;
 use sip_stack::core::{HeaderName, Message, Method, Target, Transport};
 use sip_stack::dialog::subscription::SubState;
@@ -15,7 +17,7 @@ use sip_stack::events::pidf::{Basic, Pidf};
 use sip_stack::events::{
     EventConfig, EventServer, ImPackage, PresencePackage, Subscription, Watcher, WatcherConfig,
 };
-use sip_stack::proxy::{Identity, Interface, LocationRouter, ProxyBuilder, ProxyConfig};
+use sip_stack::proxy::{Identity, Interface, LocationRouter, ProxyAuth, ProxyBuilder, ProxyConfig};
 use sip_stack::registrar::{Registrar, RegistrarConfig};
 use tokio::time::timeout;
 
@@ -30,6 +32,10 @@ async fn endpoint() -> Endpoint {
 }
 
 async fn start_server(config: EventConfig) -> (Endpoint, Arc<EventServer>) {
+    start_server_with(config, false).await
+}
+
+async fn start_server_with(config: EventConfig, digest: bool) -> (Endpoint, Arc<EventServer>) {
     let ep = endpoint().await;
     let registrar = Arc::new(Registrar::open(RegistrarConfig::new("example.com")));
     let interfaces = vec![Interface::new(
@@ -38,7 +44,21 @@ async fn start_server(config: EventConfig) -> (Endpoint, Arc<EventServer>) {
     )];
     let identity = Identity::new(interfaces, vec!["example.com".into()]);
     let router = LocationRouter::new(registrar.clone(), identity.clone());
-    let proxy = ProxyBuilder::new(ProxyConfig::new(identity.clone()), router).build(ep.clone());
+    let mut proxy = ProxyBuilder::new(ProxyConfig::new(identity.clone()), router);
+    if digest {
+        let users = MemoryStore::from_users_file("alice:example.com:secret\n").unwrap();
+        proxy = proxy.auth(
+            ProxyAuth::new(
+                "example.com",
+                Arc::new(users),
+                &[Algorithm::Md5],
+                [7; 32],
+                ThrottleConfig::default(),
+            )
+            .unwrap(),
+        );
+    }
+    let proxy = proxy.build(ep.clone());
     let events = EventServer::new(
         ep.clone(),
         identity,
@@ -245,4 +265,24 @@ async fn a_full_subscriber_queue_answers_503_with_retry_after() {
     }
     assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
     assert!(events.stats().refused >= 1);
+}
+
+#[tokio::test]
+async fn the_realms_users_authenticate_before_subscribing() {
+    let (server, _events) = start_server_with(EventConfig::default(), true).await;
+    let w = watcher(&server, "alice").await;
+    let mut sub = w
+        .subscribe("sip:bob@example.com", "presence")
+        .await
+        .unwrap();
+    // The Watcher has no credentials: the 407 ends the subscription before any NOTIFY.
+    assert!(timeout(WAIT, sub.next()).await.unwrap().is_none());
+    let client = endpoint().await;
+    let r = send(
+        &client,
+        &server,
+        publish(&client, "presence", None, Some(pidf("open"))),
+    )
+    .await;
+    assert_eq!(r.status(), Some(407));
 }

@@ -2,7 +2,7 @@
 //! `proxy --presence`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sip_core::Method;
 use tokio::sync::broadcast::error::RecvError;
@@ -10,11 +10,12 @@ use tracing::{debug, info};
 
 use super::server::{EventServer, Handled};
 use crate::endpoint::ServerEvent;
-use crate::proxy::{Proxy, Router};
+use crate::proxy::{AuthCheck, Proxy, Router};
 use crate::registrar::{LocationStore, Registrar, RegistrarEvent};
 
 /// Serves until the endpoint shuts down: SUBSCRIBE, PUBLISH and MESSAGE go to `events` first
-/// (which hands back what is not its own), REGISTER to the registrar (unless the endpoint
+/// (after the proxy's digest check of the realm's users, when it has one; `events` hands back
+/// what is not its own), REGISTER to the registrar (unless the endpoint
 /// answers it statelessly), the rest to the proxy. A user that registers gets its stored
 /// messages. `workers` tasks take events.
 pub async fn serve<R: Router, S: LocationStore>(
@@ -79,7 +80,7 @@ pub async fn serve<R: Router, S: LocationStore>(
                                     txn.request(),
                                     txn.flow(),
                                     Instant::now(),
-                                    std::time::SystemTime::now(),
+                                    SystemTime::now(),
                                 )
                                 .await;
                             if let Some(r) = resp {
@@ -98,6 +99,18 @@ pub async fn serve<R: Router, S: LocationStore>(
                         let proxy = proxy.clone();
                         let registrar = registrar.clone();
                         tokio::spawn(async move {
+                            // The realm's users authenticate first (407), as for the proxy.
+                            if let Some(auth) = proxy.auth() {
+                                let req = txn.request();
+                                let check =
+                                    auth.check(req, txn.flow().remote.ip(), SystemTime::now());
+                                if let AuthCheck::Refuse(r) = check {
+                                    if let Some(resp) = r.response(req) {
+                                        let _ = txn.respond(resp).await;
+                                    }
+                                    return;
+                                }
+                            }
                             let online = |aor: String| async move {
                                 registrar
                                     .store()
