@@ -183,6 +183,10 @@ fn refresh_before_expiry_then_unsubscribe() {
         s.on_response(t0, &ok("b", 100)),
         SubscribeOutcome::Accepted(_)
     ));
+    assert_eq!(
+        s.on_notify(t0, &notify("b", 1, "active;expires=100", "")).0,
+        200
+    );
     let due = s.poll_timeout().unwrap();
     assert_eq!(due, t0 + Duration::from_secs(90));
     assert!(s.refresh(t0 + Duration::from_secs(10), via).is_empty());
@@ -192,7 +196,8 @@ fn refresh_before_expiry_then_unsubscribe() {
     assert_eq!(refresh.method(), Some(Method::Subscribe));
     assert_eq!(refresh.header(HeaderName::Expires), Some("600"));
     assert_eq!(refresh.header(HeaderName::Event), Some("presence"));
-    assert_eq!(refresh.uri_str(), Some("sip:bob@192.0.2.1:5060"));
+    // The NOTIFY (a target refresh) gave the remote target.
+    assert_eq!(refresh.uri_str(), Some("sip:bob@192.0.2.5:5060"));
     assert_eq!(refresh.cseq().unwrap().seq, 2);
     assert_eq!(
         s.poll_timeout(),
@@ -232,6 +237,10 @@ fn failed_subscribe_and_failed_refresh() {
 
     let mut s = Subscriber::new(subscribe(600), "sip:alice@192.0.2.1:5060", 1).unwrap();
     s.on_response(t0, &ok("b", 60));
+    assert_eq!(
+        s.on_notify(t0, &notify("b", 1, "active;expires=60", "")).0,
+        200
+    );
     let r = s.refresh(s.poll_timeout().unwrap(), via);
     let gone = r[0].response(481).to_tag("b").build().unwrap();
     assert!(matches!(
@@ -593,4 +602,29 @@ fn publisher_tracks_the_etag() {
     let rm = p.remove(base()).unwrap().build().unwrap();
     assert_eq!(rm.header(HeaderName::Expires), Some("0"));
     assert_eq!(rm.header(HeaderName::SipIfMatch), Some("e2"));
+}
+
+#[test]
+fn timer_n_ends_a_subscription_without_notify() {
+    let t0 = Instant::now();
+    let mut s = Subscriber::new(subscribe(600), "sip:alice@192.0.2.1:5060", 2).unwrap();
+    assert!(matches!(
+        s.on_response(t0, &ok("b", 600)),
+        SubscribeOutcome::Accepted(_)
+    ));
+    assert_eq!(s.poll_timeout(), Some(t0 + crate::subscription::TIMER_N));
+    assert!(s.handle_timeout(t0 + Duration::from_secs(31)).is_empty());
+    let gone = s.handle_timeout(t0 + crate::subscription::TIMER_N);
+    assert_eq!(gone.len(), 1);
+    assert!(s.is_terminated());
+
+    // A NOTIFY in time stops Timer N.
+    let mut s = Subscriber::new(subscribe(600), "sip:alice@192.0.2.1:5060", 2).unwrap();
+    s.on_response(t0, &ok("b", 600));
+    assert_eq!(
+        s.on_notify(t0, &notify("b", 1, "active;expires=600", "")).0,
+        200
+    );
+    assert!(s.handle_timeout(t0 + Duration::from_secs(40)).is_empty());
+    assert_eq!(s.dialogs().len(), 1);
 }

@@ -20,6 +20,10 @@ use sip_core::{HeaderName, Message, Method};
 
 use crate::{Dialog, DialogId, Error};
 
+/// Timer N (RFC 6665 §4.1.2.4): 64·T1, how long a subscriber waits for the first NOTIFY after
+/// the 2xx of its SUBSCRIBE.
+pub const TIMER_N: Duration = Duration::from_secs(32);
+
 /// The most NOTIFY contents a [`Notifier`] keeps queued by default.
 pub const DEFAULT_QUEUE_LIMIT: usize = 16;
 
@@ -196,6 +200,9 @@ pub struct SubscriberDialog {
     pub expires_at: Option<Instant>,
     /// When to send the refresh (`None` while one is outstanding or after unsubscribe).
     refresh_at: Option<Instant>,
+    /// Timer N (RFC 6665 §4.1.2.4): a 2xx created it and no NOTIFY has come yet; it fails
+    /// at this time.
+    timer_n: Option<Instant>,
 }
 
 /// What a response to one of the [`Subscriber`]'s SUBSCRIBEs did.
@@ -330,6 +337,7 @@ impl Subscriber {
                             state: SubState::Pending,
                             expires_at: None,
                             refresh_at: None,
+                            timer_n: Some(now + TIMER_N),
                         });
                         self.dialogs.len() - 1
                     }
@@ -397,6 +405,7 @@ impl Subscriber {
                             expires_at: None,
                             // Refreshed once the 2xx (or this NOTIFY's expires) says when.
                             refresh_at: None,
+                            timer_n: None,
                         });
                         self.dialogs.len() - 1
                     }
@@ -405,6 +414,7 @@ impl Subscriber {
             }
         };
         let d = &mut self.dialogs[idx];
+        d.timer_n = None;
         let id = d.dialog.id().clone();
         if let (Some(e), false) = (expires, state.is_terminated()) {
             let at = now + Duration::from_secs(e.into());
@@ -428,9 +438,27 @@ impl Subscriber {
         (200, Some(notification))
     }
 
-    /// The earliest refresh due.
+    /// The earliest refresh or Timer N due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.dialogs.iter().filter_map(|d| d.refresh_at).min()
+        self.dialogs
+            .iter()
+            .flat_map(|d| [d.refresh_at, d.timer_n])
+            .flatten()
+            .min()
+    }
+
+    /// Timer N (RFC 6665 §4.1.2.4): subscriptions whose 2xx came 64·T1 ago without any
+    /// NOTIFY are over; returns them (removed).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<DialogId> {
+        let mut gone = Vec::new();
+        self.dialogs.retain(|d| {
+            let expired = d.timer_n.is_some_and(|t| t <= now);
+            if expired {
+                gone.push(d.dialog.id().clone());
+            }
+            !expired
+        });
+        gone
     }
 
     /// The refresh SUBSCRIBEs due at `now`, one per subscription (each with a fresh top Via

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use sip_core::builder::RequestBuilder;
 use sip_core::{Message, Method, Target};
-use sip_dialog::subscription::{Notification, SubscribeOutcome, Subscriber};
+use sip_dialog::subscription::{Notification, SubState, SubscribeOutcome, Subscriber};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -254,6 +254,19 @@ impl Run {
                     }
                 }
                 _ = sleep_until(deadline) => {
+                    let now = Instant::now();
+                    let gone = self.subscriber.handle_timeout(now);
+                    for id in gone {
+                        let n = Notification {
+                            dialog: id,
+                            state: SubState::Terminated { reason: Some("timeout".into()), retry_after: None },
+                            content: None,
+                        };
+                        let _ = self.out.send(n).await;
+                    }
+                    if self.subscriber.is_terminated() {
+                        return;
+                    }
                     let (ep, transport) = (self.endpoint.clone(), self.target.transport);
                     let refreshes = self.subscriber.refresh(Instant::now(), || ep.via(transport));
                     for m in refreshes {
