@@ -15,7 +15,8 @@ use sip_stack::dialog::subscription::SubState;
 use sip_stack::endpoint::Endpoint;
 use sip_stack::events::pidf::{Basic, Pidf};
 use sip_stack::events::{
-    EventConfig, EventServer, ImPackage, PresencePackage, Subscription, Watcher, WatcherConfig,
+    Authorization, EventConfig, EventServer, ImPackage, PresencePackage, Subscription, Watcher,
+    WatcherConfig,
 };
 use sip_stack::proxy::{Identity, Interface, LocationRouter, ProxyAuth, ProxyBuilder, ProxyConfig};
 use sip_stack::registrar::{Registrar, RegistrarConfig};
@@ -36,6 +37,14 @@ async fn start_server(config: EventConfig) -> (Endpoint, Arc<EventServer>) {
 }
 
 async fn start_server_with(config: EventConfig, digest: bool) -> (Endpoint, Arc<EventServer>) {
+    start_server_full(config, digest, Arc::new(PresencePackage::default())).await
+}
+
+async fn start_server_full(
+    config: EventConfig,
+    digest: bool,
+    presence: Arc<PresencePackage>,
+) -> (Endpoint, Arc<EventServer>) {
     let ep = endpoint().await;
     let registrar = Arc::new(Registrar::open(RegistrarConfig::new("example.com")));
     let interfaces = vec![Interface::new(
@@ -63,10 +72,7 @@ async fn start_server_with(config: EventConfig, digest: bool) -> (Endpoint, Arc<
         ep.clone(),
         identity,
         "example.com",
-        vec![
-            Arc::new(PresencePackage::default()),
-            Arc::new(ImPackage::default()),
-        ],
+        vec![presence, Arc::new(ImPackage::default())],
         config,
     );
     tokio::spawn(sip_stack::events::serve(
@@ -285,4 +291,24 @@ async fn the_realms_users_authenticate_before_subscribing() {
     )
     .await;
     assert_eq!(r.status(), Some(407));
+}
+
+#[tokio::test]
+async fn a_pending_watcher_gets_state_once_authorized() {
+    let ask_bob = Arc::new(|_: &str, _: &str| Authorization::Pending);
+    let presence = Arc::new(PresencePackage::with_authorizer(ask_bob));
+    let (server, events) = start_server_full(EventConfig::default(), false, presence).await;
+    let w = watcher(&server, "alice").await;
+    let mut sub = w
+        .subscribe("sip:bob@example.com", "presence")
+        .await
+        .unwrap();
+    let first = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(first.state, SubState::Pending);
+    assert!(first.content.is_none(), "no state before authorization");
+    assert_eq!(events.activate("presence", "sip:bob@example.com"), 1);
+    assert_eq!(
+        next_basic(&mut sub).await,
+        (SubState::Active, Basic::Closed)
+    );
 }

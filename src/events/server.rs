@@ -594,6 +594,43 @@ impl EventServer {
         ids
     }
 
+    /// The application authorized the pending watchers of `resource` in `package` (their
+    /// [`EventPackage::authorize`] said [`Authorization::Pending`]): they become active and
+    /// get the current state. Returns how many were activated.
+    pub fn activate(self: &Arc<Self>, package: &str, resource: &str) -> usize {
+        let Some(pi) = self.package(package) else {
+            return 0;
+        };
+        let ids: Vec<SubId> = {
+            let mut g = lock(&self.inner);
+            let inner = &mut *g;
+            let Some(ids) = inner.by_resource.get(&(pi, resource.to_owned())) else {
+                return 0;
+            };
+            let state =
+                self.packages[pi].compose(resource, inner.compositors[pi].publications(resource));
+            let mut activated = Vec::new();
+            for id in ids {
+                if let Some(sub) = inner.subs.get_mut(id) {
+                    if *sub.notifier.state() == sip_dialog::subscription::SubState::Pending {
+                        sub.notifier.activate();
+                        let _ = match &state {
+                            Some(c) => sub.notifier.notify(c.clone()),
+                            None => sub.notifier.notify_empty(),
+                        };
+                        activated.push(id.clone());
+                    }
+                }
+            }
+            activated
+        };
+        let n = ids.len();
+        for id in ids {
+            self.pump(id);
+        }
+        n
+    }
+
     /// Fans a message out to every active subscriber of the topic `resource` (in the order
     /// published: the queues are filled under one lock). 200 when accepted, 503 when a queue
     /// or the byte cap has no room (nothing is queued then), 404 when the topic is gone.
