@@ -71,13 +71,15 @@ struct Args {
     metrics: Option<SocketAddr>,
     location: Option<String>,
     node: Option<String>,
+    presence: bool,
 }
 
 const USAGE: &str =
     "usage: proxy [--udp ADDR]... [--tcp ADDR]... [--tls ADDR --cert PEM --key PEM] \
 [--ws ADDR]... [--wss ADDR --cert PEM --key PEM] [--dns ADDR:PORT] \
 [--realm REALM] (--open | --users FILE) [--algorithms LIST] [--no-record-route] [--refuse-foreign] \
-[--stats SECS] [--max-transactions N] [--metrics ADDR] [--location redis://HOST:PORT/DB --node NAME]";
+[--stats SECS] [--max-transactions N] [--metrics ADDR] [--location redis://HOST:PORT/DB --node NAME] \
+[--presence]";
 
 fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
     let mut algs = Vec::new();
@@ -116,6 +118,7 @@ fn parse_args() -> Result<Args, String> {
         metrics: None,
         location: None,
         node: None,
+        presence: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -144,6 +147,7 @@ fn parse_args() -> Result<Args, String> {
             "--metrics" => a.metrics = Some(addr(value("--metrics")?)?),
             "--location" => a.location = Some(value("--location")?),
             "--node" => a.node = Some(value("--node")?),
+            "--presence" => a.presence = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -310,12 +314,71 @@ async fn run_node<S: LocationStore, R: Router>(
             Duration::from_secs(args.stats),
         ));
     }
-    let service = tokio::spawn(sip_stack::proxy::serve(proxy.clone(), Some(registrar), 2));
+    let service = if args.presence {
+        // The domain server is also the presence server and IM broker (issue 14).
+        let events = sip_stack::events::EventServer::new(
+            endpoint.clone(),
+            identity_of(&endpoint, vec![args.realm.clone()]),
+            &args.realm,
+            vec![
+                Arc::new(sip_stack::events::PresencePackage::default()),
+                Arc::new(sip_stack::events::ImPackage::default()),
+            ],
+            sip_stack::events::EventConfig::default(),
+        );
+        tracing::info!("presence server and IM broker on (SUBSCRIBE/PUBLISH presence, im topics, MESSAGE store)");
+        if args.stats > 0 {
+            tokio::spawn(print_event_stats(
+                events.clone(),
+                Duration::from_secs(args.stats),
+            ));
+        }
+        tokio::spawn(sip_stack::events::serve(
+            proxy.clone(),
+            registrar,
+            events,
+            2,
+        ))
+    } else {
+        tokio::spawn(sip_stack::proxy::serve(proxy.clone(), Some(registrar), 2))
+    };
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
     endpoint.shutdown(Duration::from_secs(2)).await;
     service.abort();
     Ok(())
+}
+
+/// The event server's figures every `every`: topics, subscriptions, messages and NOTIFYs per
+/// second, queue depth.
+async fn print_event_stats(events: Arc<sip_stack::events::EventServer>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last = (Instant::now(), events.stats());
+    loop {
+        tick.tick().await;
+        let s = events.stats();
+        let now = Instant::now();
+        let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
+        let rate = |a: u64, b: u64| (a - b) as f64 / secs;
+        let per_sub = events.subscription_bytes() / s.subscriptions.max(1);
+        tracing::info!(
+            topics = s.topics,
+            subscriptions = s.subscriptions,
+            publications = s.publications,
+            messages_per_s = format_args!("{:.1}", rate(s.messages, last.1.messages)),
+            notifies_per_s = format_args!("{:.1}", rate(s.notifies, last.1.notifies)),
+            queue_depth = s.queue_depth,
+            queued_bytes = s.queued_bytes,
+            notifies_failed = s.notifies_failed,
+            refused_503 = s.refused,
+            stored = s.stored,
+            delivered = s.delivered,
+            heap_bytes_per_subscription = per_sub,
+            "event stats"
+        );
+        last = (now, s);
+    }
 }
 
 async fn print_stats<R: Router, S: LocationStore>(

@@ -47,6 +47,7 @@ pub use sip_transport as transport;
 pub mod cluster;
 pub mod dispatcher;
 pub mod endpoint;
+pub mod events;
 pub mod proxy;
 pub mod registrar;
 pub mod sipcheck;

@@ -163,6 +163,40 @@ impl Dialog {
         })
     }
 
+    /// RFC 6665 §4.1.2.4: the subscriber's dialog created by a NOTIFY that arrives before (or
+    /// instead of, when forked) the 2xx to our `subscribe`. We are the UAC of the SUBSCRIBE;
+    /// the remote tag is the NOTIFY's From-tag, the route set its Record-Route in order (as a
+    /// UAS takes it, §12.1.1), the remote target its Contact, the remote CSeq its number.
+    pub fn uac_from_notify(
+        subscribe: &Message,
+        notify: &Message,
+        local_contact: &str,
+    ) -> Result<Dialog, Error> {
+        let call_id = subscribe.call_id().ok_or(Error::Header("Call-ID"))?;
+        let local_tag = tag_of(subscribe.from())?;
+        let remote_tag = tag_of(notify.from())?;
+        let seq = subscribe.cseq().map_err(|_| Error::Header("CSeq"))?.seq;
+        let remote_seq = notify.cseq().map_err(|_| Error::Header("CSeq"))?.seq;
+        let remote_target = contact_uri(notify).ok_or(Error::NoContact)?;
+        Ok(Dialog {
+            id: DialogId {
+                call_id: call_id.to_owned(),
+                local_tag,
+                remote_tag,
+            },
+            role: Role::Uac,
+            state: State::Confirmed,
+            local_uri: header(subscribe, HeaderName::From, "From")?,
+            remote_uri: header(notify, HeaderName::From, "From")?,
+            local_seq: Some(seq),
+            remote_seq: Some(remote_seq),
+            remote_target,
+            route_set: RouteSet::from_request(notify)?,
+            secure: is_sips(subscribe.uri_str()),
+            local_contact: local_contact.to_owned(),
+        })
+    }
+
     /// The dialog ID.
     pub fn id(&self) -> &DialogId {
         &self.id

@@ -15,8 +15,10 @@
 //!   [`invite::InviteUsage`] keeps a dialog's pending INVITEs, glare (491 and the §14.1 retry
 //!   timer) and the UAS's 2xx retransmission until the ACK ([`invite::TwoXxRetransmit`]).
 //!
-//! A non-INVITE usage (RFC 6665 SUBSCRIBE/NOTIFY) keeps its own state as the table's `U`
-//! beside the same [`Dialog`].
+//! - [`subscription`]: RFC 6665 SUBSCRIBE/NOTIFY for both roles ([`subscription::Subscriber`],
+//!   [`subscription::Notifier`]), each subscription a [`Dialog`].
+//! - [`publication`]: RFC 3903 PUBLISH: the event state compositor
+//!   ([`publication::Compositor`]) and the [`publication::Publisher`].
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -60,7 +62,9 @@ mod dialog;
 mod error;
 mod id;
 pub mod invite;
+pub mod publication;
 mod route;
+pub mod subscription;
 mod table;
 
 pub use dialog::{check_dialog_response, is_target_refresh, Dialog, EndCause, Reject, State};
@@ -69,5 +73,7 @@ pub use id::{DialogId, Role};
 pub use route::{RequestTarget, RouteSet};
 pub use table::{DialogTable, Entry, Limits, Stats};
 
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod tests;

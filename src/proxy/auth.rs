@@ -58,7 +58,7 @@ impl<S: CredentialStore + Send + Sync + 'static> std::fmt::Debug for ProxyAuth<S
 fn challenged(m: Option<Method<'_>>) -> bool {
     matches!(
         m,
-        Some(Method::Invite | Method::Message | Method::Subscribe)
+        Some(Method::Invite | Method::Message | Method::Subscribe | Method::Publish)
     )
 }
 
