@@ -60,6 +60,7 @@ mod dialog;
 mod error;
 mod id;
 pub mod invite;
+pub mod prack;
 mod route;
 mod table;
 
