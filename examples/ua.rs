@@ -19,8 +19,10 @@
 //!   succeeded.
 //! - `--message URI --text TEXT`: sends a MESSAGE; exit 0 on a 2xx.
 //! - `--json`: one JSON object per event line on stdout.
-//! - `--prack` (RFC 3262) and `--session-timer` (RFC 4028) are not implemented yet: the
-//!   program says so and exits 2.
+//! - `--prack` (RFC 3262): our INVITEs require `100rel`; with `--answer`, a call whose INVITE
+//!   supports it gets a reliable 183 with the SDP answer (early media), and the 200 follows its
+//!   PRACK. Reliable provisionals are acknowledged with PRACK with or without the flag.
+//! - `--session-timer SECS` (RFC 4028) is not implemented yet: the program says so and exits 2.
 //!
 //! SDP offers and answers are written and read with the `sdp-types` crate.
 
@@ -230,7 +232,7 @@ async fn rtp_echo(socket: tokio::net::UdpSocket) {
     }
 }
 
-async fn answer_mode(ua: UserAgent, log: Log, media: SocketAddr) {
+async fn answer_mode(ua: UserAgent, log: Log, media: SocketAddr, prack: bool) {
     let mut incoming = ua.incoming();
     let mut n = 0u64;
     while let Some(call) = incoming.next().await {
@@ -238,12 +240,18 @@ async fn answer_mode(ua: UserAgent, log: Log, media: SocketAddr) {
         let id = n;
         log.event(id, "incoming", serde_json::json!({ "from": call.from() }));
         tokio::spawn(async move {
-            if let Err(e) = call.ring().await {
+            let answer = sdp(media.ip(), media.port(), 1);
+            let rung = if prack {
+                call.progress(answer.clone()).await
+            } else {
+                call.ring().await
+            };
+            if let Err(e) = rung {
                 log.event(id, "error", serde_json::json!({ "error": e.to_string() }));
                 return;
             }
             let remote = remote_media(&call.offer());
-            let mut call = match call.accept(sdp(media.ip(), media.port(), 1)).await {
+            let mut call = match call.accept(answer).await {
                 Ok(c) => c,
                 Err(e) => {
                     return log.event(id, "error", serde_json::json!({ "error": e.to_string() }))
@@ -475,7 +483,8 @@ async fn run(args: Args) -> Result<bool, String> {
     );
     let mut b = UserAgent::builder(endpoint.clone())
         .aor(&args.aor)
-        .transport(args.transport);
+        .transport(args.transport)
+        .prack(args.prack);
     if let Some(pw) = &args.password {
         b = b.credentials(&domain, &user, pw);
     }
@@ -544,7 +553,7 @@ async fn run(args: Args) -> Result<bool, String> {
             }
         });
         tokio::select! {
-            _ = answer_mode(ua.clone(), log, media) => {}
+            _ = answer_mode(ua.clone(), log, media, args.prack) => {}
             _ = shutdown_signal() => {}
         }
     }
@@ -568,8 +577,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.prack || args.session_timer.is_some() {
-        eprintln!("ua: --prack (RFC 3262) and --session-timer (RFC 4028) are not implemented yet");
+    if args.session_timer.is_some() {
+        eprintln!("ua: --session-timer (RFC 4028) is not implemented yet");
         return ExitCode::from(2);
     }
     // Logs on stderr (stdout carries the summary and the --json events).

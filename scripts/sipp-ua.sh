@@ -13,7 +13,12 @@
 #      with different To-tags, a 200 from one (ACKed with its tag), a late 200 from the other
 #      (ACKed and ended with BYE), the answered one hung up later.
 #
-# Not covered yet (not implemented): PRACK/100rel (RFC 3262) and session timers (RFC 4028).
+#   g. ua --call --prack -> SIPp UAS sending a reliable 183 (tests/sipp/ua/uas_prack.xml):
+#      the INVITE requires 100rel, the PRACK carries the right RAck (RFC 3262).
+#   h. SIPp UAC requiring 100rel (tests/sipp/ua/uac_prack.xml) -> ua --answer --prack: reliable
+#      183 with SDP, PRACK answered 200, the 200 to the INVITE held until then.
+#
+# Not covered yet (not implemented): session timers (RFC 4028).
 #
 # Loopback only; every sipp runs with -m N -timeout Xs -timeout_error; every background process
 # is ended on exit. Fails (does not skip) when sipp is missing. Logs: $SIPP_OUT
@@ -208,6 +213,20 @@ fi
 
 echo "--- f. forked answer"
 ua_calls_sipp_uas f-forked udp "-sf $SCEN/uas_forked.xml" --duration 1
+
+echo "--- g. ua --call --prack -> SIPp UAS sending a reliable 183"
+ua_calls_sipp_uas g-prack-uas udp "-sf $SCEN/uas_prack.xml" --duration 1 --prack
+
+echo "--- h. SIPp UAC requiring 100rel -> ua --answer --prack"
+bg "$OUT/h-prack.ua.log" "${UA[@]}" --aor sip:bob@example.com --answer --prack
+ANSWER=$BG
+wait_log "$OUT/h-prack.ua.log" '"started"' || true
+start_sipp h-prack-uac 40 -sf "$SCEN/uac_prack.xml" -t u1 -p "$SIPP_UAC_PORT" -m 10 -r 5 \
+  "$IP:$UA_PORT"
+wait_pid "$BG" 60
+report_sipp h-prack-uac 10 "$RC"
+kill -TERM "$ANSWER" 2>/dev/null || true
+wait_pid "$ANSWER" 10
 
 echo
 echo "=== summary"

@@ -146,6 +146,7 @@ pub(crate) fn insert_slot(
             invite_txn,
             wake: Arc::new(Notify::new()),
             unanswered,
+            reliable: None,
         },
     );
     key
@@ -229,7 +230,11 @@ impl Uac {
             &self.tag,
             cseq,
         )
-        .header("Allow", ALLOW);
+        .header("Allow", ALLOW)
+        .header("Supported", super::prack::SUPPORTED);
+        if self.shared.config.prack {
+            b = b.header("Require", sip_dialog::prack::OPTION_TAG);
+        }
         if let Some((name, value)) = auth {
             b = b.header(name.canonical().unwrap_or("Authorization"), value);
         }
@@ -253,6 +258,7 @@ impl Uac {
             self.shared.config.t1,
         )?;
         let mut cancelling = false;
+        let mut pracks = sip_dialog::prack::PrackClient::new();
         loop {
             let response = tokio::select! {
                 r = txn.next_response() => r,
@@ -271,6 +277,7 @@ impl Uac {
             match client.on_response(now, &response, &self.shared.via()) {
                 ClientEvent::Trying { .. } => emit(&self.shared, self.key, CallEvent::Trying),
                 ClientEvent::Early { status, .. } => {
+                    super::prack::on_provisional(&self.shared, &mut pracks, &mut client, &response);
                     let body = response.body_bytes();
                     let early_media = (!body.is_empty()).then_some(body);
                     emit(

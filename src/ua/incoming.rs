@@ -87,12 +87,14 @@ impl IncomingCall {
         self.events.as_mut()?.recv().await
     }
 
-    /// Sends 180 Ringing (an early dialog, RFC 3261 §12.1.1).
+    /// Sends 180 Ringing (an early dialog, RFC 3261 §12.1.1). Reliably (RFC 3262) when the
+    /// INVITE requires `100rel`, or supports it and [`super::UserAgentBuilder::prack`] is on.
     pub async fn ring(&self) -> Result<(), UaError> {
         self.provisional(180, None).await
     }
 
-    /// Sends 183 Session Progress with early media `sdp`.
+    /// Sends 183 Session Progress with early media `sdp` (reliably as [`IncomingCall::ring`]
+    /// does; then the 2xx waits for its PRACK, RFC 3262 §3).
     pub async fn progress(&self, sdp: Bytes) -> Result<(), UaError> {
         self.provisional(183, Some(sdp)).await
     }
@@ -102,9 +104,11 @@ impl IncomingCall {
         if let Some(sdp) = sdp {
             b = b.body("application/sdp", sdp);
         }
-        let response = b.build()?;
         self.ensure_dialog(true)?;
-        self.txn.respond(response).await?;
+        if self.reliable() {
+            return self.send_reliable(b).await;
+        }
+        self.txn.respond(b.build()?).await?;
         Ok(())
     }
 
@@ -167,6 +171,20 @@ impl IncomingCall {
     /// Answers 200 with `answer` (the 2xx is retransmitted until the ACK; without one the
     /// call is ended with BYE) and returns the established call.
     pub async fn accept(mut self, answer: Bytes) -> Result<Call, UaError> {
+        // RFC 3262 §3: not before the PRACK of a reliable provisional that carried SDP.
+        if let Err(e) = self.wait_final_allowed(200).await {
+            // The call's retransmission task rejects the INVITE 500 at 64·T1 (§3) and ends the
+            // call; here only if it is still there.
+            if e != UaError::Cancelled {
+                self.final_going();
+                self.end_slot(EndCause::Timeout);
+                if let Ok(r) = self.request().response(500).to_tag(&self.local_tag).build() {
+                    let _ = self.txn.respond(r).await;
+                }
+            }
+            return Err(e);
+        }
+        self.final_going();
         let ok = self
             .dialog_response(200)
             .header("Allow", ALLOW)
@@ -207,6 +225,7 @@ impl IncomingCall {
             .response(status)
             .to_tag(&self.local_tag)
             .build()?;
+        self.final_going();
         self.end_slot(EndCause::Rejected);
         self.txn.respond(response).await?;
         Ok(())

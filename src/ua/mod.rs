@@ -45,6 +45,7 @@
 mod call;
 mod in_dialog;
 mod incoming;
+mod prack;
 mod pump;
 mod registration;
 mod retransmit;
@@ -70,7 +71,8 @@ pub use registration::{Registration, RegistrationState};
 pub use retransmit::{AckOutcome, AckReport, Pending2xx, TwoXxRetransmitter};
 
 /// Methods the UserAgent handles (the Allow header it sends).
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, NOTIFY";
 
 /// What went wrong in a UserAgent operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +134,7 @@ pub struct UserAgentBuilder {
     t1: Duration,
     t2: Duration,
     limits: Limits,
+    prack: bool,
 }
 
 impl UserAgentBuilder {
@@ -185,6 +188,14 @@ impl UserAgentBuilder {
         self
     }
 
+    /// RFC 3262 (default off): our INVITEs carry `Require: 100rel`, and incoming calls whose
+    /// INVITE supports `100rel` get reliable provisionals. Off, reliable provisionals are still
+    /// acknowledged (`Supported: 100rel` is always sent) and sent when an INVITE requires them.
+    pub fn prack(mut self, on: bool) -> Self {
+        self.prack = on;
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -227,6 +238,7 @@ impl UserAgentBuilder {
                 proxy: self.proxy,
                 t1: self.t1,
                 t2: self.t2,
+                prack: self.prack,
             },
             state: Mutex::new(State {
                 dialogs: DialogTable::new(self.limits),
@@ -276,6 +288,7 @@ impl UserAgent {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             limits: Limits::default(),
+            prack: false,
         }
     }
 

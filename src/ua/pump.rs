@@ -169,6 +169,12 @@ async fn new_call(shared: &Arc<Shared>, txn: ServerTransaction) {
         }
         return;
     }
+    if let Some(unsupported) = unsupported_extensions(req) {
+        if let Ok(r) = req.response(420).header("Unsupported", unsupported).build() {
+            let _ = txn.respond(r).await;
+        }
+        return;
+    }
     let call_id = req.call_id().unwrap_or_default().to_owned();
     let remote_tag = req
         .from()
@@ -209,6 +215,13 @@ enum Reply {
     Bye {
         invite: Option<Arc<ServerTransaction>>,
     },
+    /// RFC 3262: the PRACK's status, then the next reliable provisional (on the INVITE's
+    /// transaction), then the call's signal (a held 2xx may follow).
+    Prack {
+        status: u16,
+        next: Option<(Message, Arc<ServerTransaction>)>,
+        call: u64,
+    },
 }
 
 async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
@@ -218,6 +231,13 @@ async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
         Reply::Status(s) => respond(&txn, s).await,
         Reply::Response(r) => {
             let _ = txn.respond(*r).await;
+        }
+        Reply::Prack { status, next, call } => {
+            respond(&txn, status).await;
+            if let Some((provisional, invite)) = next {
+                let _ = invite.respond(provisional).await;
+            }
+            super::prack::signal(shared, call);
         }
         Reply::Bye { invite } => {
             respond(&txn, 200).await;
@@ -341,6 +361,14 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                 b.build()
                     .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r)))
             }
+            Some(Method::Prack) => {
+                let (status, next) = super::prack::on_prack(&mut st.calls, key, req);
+                Reply::Prack {
+                    status,
+                    next,
+                    call: key,
+                }
+            }
             Some(Method::Info) => {
                 if let Some(slot) = st.calls.get(&key) {
                     let _ = slot.events.send(CallEvent::Info {
@@ -373,4 +401,20 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
         };
         (reply, retransmit)
     }
+}
+
+/// RFC 3261 §8.2.2.3: the option-tags of Require we do not support (answered 420 with them
+/// in Unsupported), or `None` when every one is supported.
+fn unsupported_extensions(req: &Message) -> Option<String> {
+    let supported = super::prack::SUPPORTED;
+    let missing: Vec<&str> = req
+        .values(HeaderName::Require)
+        .filter(|tag| {
+            !tag.is_empty()
+                && !supported
+                    .split(", ")
+                    .any(|s| s.eq_ignore_ascii_case(tag.trim()))
+        })
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
 }

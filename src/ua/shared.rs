@@ -28,6 +28,8 @@ pub(crate) struct Config {
     pub proxy: Option<Target>,
     pub t1: std::time::Duration,
     pub t2: std::time::Duration,
+    /// RFC 3262: require reliable provisionals of callees, send ours reliably when supported.
+    pub prack: bool,
 }
 
 /// The usage state kept on each dialog in the table.
@@ -52,6 +54,8 @@ pub(crate) struct CallSlot {
     pub wake: Arc<Notify>,
     /// UAS: the incoming call has not been answered yet.
     pub unanswered: bool,
+    /// UAS: its reliable provisionals (RFC 3262), once one is sent.
+    pub reliable: Option<super::prack::UasReliable>,
 }
 
 pub(crate) struct State {

@@ -48,7 +48,13 @@ fn provisional(status: u16, sdp: bool) -> sip_core::builder::ResponseBuilder {
 #[test]
 fn rack_parses_and_prints() {
     let r = RAck::parse(" 776656 1 INVITE").unwrap();
-    assert_eq!(r, RAck { rseq: 776656, cseq: 1 });
+    assert_eq!(
+        r,
+        RAck {
+            rseq: 776656,
+            cseq: 1
+        }
+    );
     assert_eq!(r.to_string(), "776656 1 INVITE");
     assert_eq!(RAck::parse("1 2 BYE"), None);
     assert_eq!(RAck::parse("1 2"), None);
@@ -81,8 +87,14 @@ fn uas_numbers_retransmits_and_matches_prack() {
     assert_eq!(rel.poll_timeout(), Some(at + T1 * 8));
 
     // A PRACK naming another RSeq or another INVITE: 481.
-    assert_eq!(rel.on_prack(at, &prack("40 314159 INVITE")), PrackVerdict::NoMatch);
-    assert_eq!(rel.on_prack(at, &prack("41 314158 INVITE")), PrackVerdict::NoMatch);
+    assert_eq!(
+        rel.on_prack(at, &prack("40 314159 INVITE")),
+        PrackVerdict::NoMatch
+    );
+    assert_eq!(
+        rel.on_prack(at, &prack("41 314158 INVITE")),
+        PrackVerdict::NoMatch
+    );
     assert_eq!(rel.on_prack(at, &prack("garbage")), PrackVerdict::NoMatch);
     // The right one releases the queued 183 with RSeq + 1.
     let PrackVerdict::Acknowledged { next: Some(next) } =
@@ -93,7 +105,10 @@ fn uas_numbers_retransmits_and_matches_prack() {
     assert_eq!(next.status(), Some(183));
     assert_eq!(reliable_rseq(&next), Some(42));
     // The same PRACK again matches nothing unacknowledged.
-    assert_eq!(rel.on_prack(at, &prack("41 314159 INVITE")), PrackVerdict::NoMatch);
+    assert_eq!(
+        rel.on_prack(at, &prack("41 314159 INVITE")),
+        PrackVerdict::NoMatch
+    );
     assert_eq!(rel.poll_timeout(), Some(at + T1));
     assert_eq!(
         rel.on_prack(at, &prack("42 314159 INVITE")),
@@ -172,7 +187,10 @@ fn reliable(tag: &str, rseq: &str) -> Message {
 fn uac_pracks_in_order_and_ignores_the_rest() {
     let mut c = PrackClient::new();
     let unreliable = invite().response(180).to_tag("b1").build().unwrap();
-    assert_eq!(c.on_provisional(&unreliable, 314159), ReliableVerdict::Unreliable);
+    assert_eq!(
+        c.on_provisional(&unreliable, 314159),
+        ReliableVerdict::Unreliable
+    );
     let rack = |rseq| ReliableVerdict::Prack(RAck { rseq, cseq: 314159 });
     assert_eq!(c.on_provisional(&reliable("b1", "10"), 314159), rack(10));
     assert_eq!(
@@ -202,10 +220,14 @@ fn uac_prack_goes_in_the_early_dialog() {
         rseq: 10,
         cseq: 314159,
     };
-    let p = prack_request(&mut early, rack, "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKp")
-        .unwrap()
-        .build()
-        .unwrap();
+    let p = prack_request(
+        &mut early,
+        rack,
+        "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKp",
+    )
+    .unwrap()
+    .build()
+    .unwrap();
     assert_eq!(p.method(), Some(Method::Prack));
     assert_eq!(p.uri_str(), Some("sip:bob@192.0.2.4"));
     assert_eq!(p.header(HeaderName::RAck), Some("10 314159 INVITE"));
