@@ -14,6 +14,10 @@
 //!   retransmitted 2xx, extra forks handed out for ACK + BYE, Timer B);
 //!   [`invite::InviteUsage`] keeps a dialog's pending INVITEs, glare (491 and the §14.1 retry
 //!   timer) and the UAS's 2xx retransmission until the ACK ([`invite::TwoXxRetransmit`]).
+//! - [`prack`]: RFC 3262 reliable provisionals (RSeq/RAck, their retransmission, PRACK
+//!   matching, the 2xx held behind an unacknowledged SDP) for the UAS and the UAC.
+//! - [`session_timer`]: RFC 4028 (Session-Expires / Min-SE negotiation, 422, the refresher,
+//!   refresh at half the interval, BYE at expiry) on injected time.
 //!
 //! A non-INVITE usage (RFC 6665 SUBSCRIBE/NOTIFY) keeps its own state as the table's `U`
 //! beside the same [`Dialog`].
@@ -62,6 +66,7 @@ mod id;
 pub mod invite;
 pub mod prack;
 mod route;
+pub mod session_timer;
 mod table;
 
 pub use dialog::{check_dialog_response, is_target_refresh, Dialog, EndCause, Reject, State};
