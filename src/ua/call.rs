@@ -29,6 +29,8 @@ pub enum CallEnd {
     AckTimeout,
     /// A request in the dialog got 481 or 408: the dialog is gone (§12.2.1.2).
     Gone,
+    /// The session timer ran out without a refresh (RFC 4028 §10): ended with BYE.
+    SessionExpired,
 }
 
 /// What happens on a call.
@@ -66,6 +68,14 @@ pub enum CallEvent {
         method: String,
         /// The remote SDP.
         sdp: Bytes,
+    },
+    /// The session timer was negotiated or refreshed (RFC 4028): `interval` seconds, and
+    /// whether we are the refresher.
+    SessionTimer {
+        /// The session interval, seconds.
+        interval: u32,
+        /// We refresh (at half the interval); otherwise the peer must, or we send BYE.
+        we_refresh: bool,
     },
     /// An INFO arrived (answered 200).
     Info {
@@ -115,6 +125,7 @@ pub(crate) async fn place(
         tag,
         offer,
         cancel: cancel.clone(),
+        session: shared.config.session_timer,
     };
     tokio::spawn(uac.run().instrument(span));
     Ok(Call {
@@ -147,6 +158,7 @@ pub(crate) fn insert_slot(
             wake: Arc::new(Notify::new()),
             unanswered,
             reliable: None,
+            session: None,
         },
     );
     key
@@ -180,19 +192,23 @@ struct Uac {
     tag: String,
     offer: Bytes,
     cancel: Arc<Notify>,
+    /// RFC 4028: the interval asked for (raised after a 422).
+    session: Option<sip_dialog::session_timer::Config>,
 }
 
 enum Outcome {
     Answered,
     Retry((HeaderName, String)),
+    /// RFC 4028 §7.4: a 422; try again with this interval.
+    MinSe(sip_dialog::session_timer::Config),
     Failed(u16),
 }
 
 impl Uac {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut cseq = 1;
         let mut auth = None;
-        for _ in 0..3 {
+        for _ in 0..4 {
             let outcome = match self.attempt(cseq, auth.take()).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -204,6 +220,11 @@ impl Uac {
                 Outcome::Answered => return,
                 Outcome::Retry(a) => {
                     auth = Some(a);
+                    cseq += 1;
+                }
+                Outcome::MinSe(config) => {
+                    tracing::info!(session_expires = config.session_expires, "422: retrying");
+                    self.session = Some(config);
                     cseq += 1;
                 }
                 Outcome::Failed(status) => return self.fail(status),
@@ -234,6 +255,9 @@ impl Uac {
         .header("Supported", super::prack::SUPPORTED);
         if self.shared.config.prack {
             b = b.header("Require", sip_dialog::prack::OPTION_TAG);
+        }
+        for (name, value) in super::session_timer::initial_headers(self.session.as_ref()) {
+            b = b.header(name, value);
         }
         if let Some((name, value)) = auth {
             b = b.header(name.canonical().unwrap_or("Authorization"), value);
@@ -322,6 +346,15 @@ impl Uac {
                             return Ok(Outcome::Retry(a));
                         }
                     }
+                    if status == 422 && !cancelling {
+                        if let Some(c) = self
+                            .session
+                            .as_ref()
+                            .and_then(|c| sip_dialog::session_timer::uac_on_422(&response, c))
+                        {
+                            return Ok(Outcome::MinSe(c));
+                        }
+                    }
                     let status = if cancelling && status == 487 {
                         487
                     } else {
@@ -380,6 +413,7 @@ impl Uac {
                 sdp: response.body_bytes(),
             },
         );
+        super::session_timer::on_2xx_received(&self.shared, self.key, response);
     }
 
     async fn send_ack(&self, ack: Message) {
@@ -465,7 +499,7 @@ impl Call {
     pub(crate) async fn hangup(&self, cause: CallEnd) -> Result<(), UaError> {
         self.wait_for_ack().await;
         let ended = match cause {
-            CallEnd::AckTimeout => EndCause::Timeout,
+            CallEnd::AckTimeout | CallEnd::SessionExpired => EndCause::Timeout,
             _ => EndCause::LocalBye,
         };
         let result = self.request(Method::Bye, None, &[]).await;

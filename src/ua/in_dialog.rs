@@ -49,6 +49,7 @@ impl Call {
         let (dest, id) = self.destination()?;
         let dest = dest.await?;
         let mut auth: Option<(HeaderName, String)> = None;
+        let session = super::session_timer::request_headers(&self.shared, self.key);
         for _ in 0..3 {
             let invite = {
                 let mut st = self.shared.state();
@@ -61,7 +62,11 @@ impl Call {
                 let mut b = e
                     .dialog
                     .request(Method::Invite, &self.shared.via())?
-                    .header("Allow", ALLOW);
+                    .header("Allow", ALLOW)
+                    .header("Supported", super::prack::SUPPORTED);
+                for (name, value) in &session {
+                    b = b.header(name, value);
+                }
                 if let Some((name, value)) = auth.take() {
                     b = b.header(name.canonical().unwrap_or("Authorization"), value);
                 }
@@ -112,6 +117,7 @@ impl Call {
                 };
                 send_ack(&self.shared, ack.clone(), None).await;
                 tokio::spawn(reack(self.shared.clone(), txn, ack));
+                super::session_timer::on_2xx_received(&self.shared, self.key, &response);
                 return Ok(response.body_bytes());
             }
             if matches!(status, 481 | 408) {
@@ -124,10 +130,19 @@ impl Call {
 
     /// Sends an UPDATE with `sdp` (RFC 3311) and returns the answer's body.
     pub async fn update(&self, sdp: Bytes) -> Result<Bytes, UaError> {
+        let session = super::session_timer::request_headers(&self.shared, self.key);
+        let mut headers: Vec<(&str, &str)> =
+            session.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        headers.push(("Supported", super::prack::SUPPORTED));
         let r = self
-            .request(Method::Update, Some(("application/sdp", sdp.clone())), &[])
+            .request(
+                Method::Update,
+                Some(("application/sdp", sdp.clone())),
+                &headers,
+            )
             .await?;
         self.final_ok(&r)?;
+        super::session_timer::on_2xx_received(&self.shared, self.key, &r);
         if let Some(slot) = self.shared.state().calls.get_mut(&self.key) {
             slot.local_sdp = sdp;
         }

@@ -185,11 +185,17 @@ impl IncomingCall {
             return Err(e);
         }
         self.final_going();
-        let ok = self
+        let mut b = self
             .dialog_response(200)
             .header("Allow", ALLOW)
-            .body("application/sdp", answer.clone())
-            .build()?;
+            .header("Supported", super::prack::SUPPORTED);
+        // RFC 4028 §9 (a too small interval was answered 422 before the call was offered).
+        for (name, value) in
+            super::session_timer::negotiate(&self.shared, self.request()).unwrap_or_default()
+        {
+            b = b.header(name, value);
+        }
+        let ok = b.body("application/sdp", answer.clone()).build()?;
         sip_dialog::check_dialog_response(&ok)?;
         let id = self.ensure_dialog(false)?;
         let seq = self.request().cseq().map(|c| c.seq).unwrap_or(0);
@@ -203,7 +209,8 @@ impl IncomingCall {
                 slot.local_sdp = answer;
             }
         }
-        self.txn.respond(ok).await?;
+        self.txn.respond(ok.clone()).await?;
+        super::session_timer::on_2xx_sent(&self.shared, self.key, self.request(), &ok);
         let span = self.span();
         tokio::spawn(retransmit_2xx(self.shared.clone(), self.key, id).instrument(span));
         tracing::info!("call accepted");

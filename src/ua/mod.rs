@@ -49,6 +49,7 @@ mod prack;
 mod pump;
 mod registration;
 mod retransmit;
+mod session_timer;
 mod shared;
 
 use std::collections::HashMap;
@@ -135,6 +136,7 @@ pub struct UserAgentBuilder {
     t2: Duration,
     limits: Limits,
     prack: bool,
+    session_timer: Option<sip_dialog::session_timer::Config>,
 }
 
 impl UserAgentBuilder {
@@ -196,6 +198,18 @@ impl UserAgentBuilder {
         self
     }
 
+    /// RFC 4028 session timers (default off): our INVITEs ask for `secs` seconds (raised to
+    /// the Min-SE of a 422 and retried), incoming sessions are granted at most `secs`, and
+    /// INVITEs from UACs without the extension are timed with us as refresher. Off, a
+    /// session the peer asks to time is still timed. `secs` is raised to 90 (§4).
+    pub fn session_timer(mut self, secs: u32) -> Self {
+        self.session_timer = Some(sip_dialog::session_timer::Config::new(
+            secs,
+            sip_dialog::session_timer::MIN_SE,
+        ));
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -239,6 +253,7 @@ impl UserAgentBuilder {
                 t1: self.t1,
                 t2: self.t2,
                 prack: self.prack,
+                session_timer: self.session_timer,
             },
             state: Mutex::new(State {
                 dialogs: DialogTable::new(self.limits),
@@ -289,6 +304,7 @@ impl UserAgent {
             t2: Duration::from_secs(4),
             limits: Limits::default(),
             prack: false,
+            session_timer: None,
         }
     }
 

@@ -89,6 +89,18 @@ fn on_cancelled(shared: &Shared, invite: sip_transaction::TransactionKey) {
     }
 }
 
+/// RFC 4028 §9: the session interval asked for is below our Min-SE.
+async fn respond_422(txn: &ServerTransaction, min_se: u32) {
+    if let Ok(r) = txn
+        .request()
+        .response(422)
+        .header("Min-SE", min_se.to_string())
+        .build()
+    {
+        let _ = txn.respond(r).await;
+    }
+}
+
 async fn respond(txn: &ServerTransaction, status: u16) {
     if let Ok(r) = txn.request().response(status).build() {
         let _ = txn.respond(r).await;
@@ -175,6 +187,9 @@ async fn new_call(shared: &Arc<Shared>, txn: ServerTransaction) {
         }
         return;
     }
+    if let Err(min_se) = super::session_timer::negotiate(shared, req) {
+        return respond_422(&txn, min_se).await;
+    }
     let call_id = req.call_id().unwrap_or_default().to_owned();
     let remote_tag = req
         .from()
@@ -258,7 +273,7 @@ async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
 
 /// §12.2.2 and the method's handling, under the lock: what to answer, and whether a 2xx
 /// retransmission starts.
-fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64, DialogId)>) {
+fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64, DialogId)>) {
     let req = txn.request();
     let method = req
         .method()
@@ -320,10 +335,25 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                         }
                     }
                     InviteVerdict::Accept => {
+                        let session = match super::session_timer::negotiate(shared, req) {
+                            Ok(h) => h,
+                            Err(min_se) => {
+                                // A final non-2xx ends the peer's INVITE (§14.2).
+                                let reply = min_se_reply(req, min_se);
+                                if let Reply::Response(r) = &reply {
+                                    e.usage.invite.answered(Shared::now(), seq, r);
+                                }
+                                return (reply, None);
+                            }
+                        };
                         let mut b = req
                             .response(200)
                             .header("Contact", format!("<{}>", shared.config.contact))
-                            .header("Allow", ALLOW);
+                            .header("Allow", ALLOW)
+                            .header("Supported", super::prack::SUPPORTED);
+                        for (name, value) in session {
+                            b = b.header(name, value);
+                        }
                         if !local_sdp.is_empty() {
                             b = b.body("application/sdp", local_sdp);
                         }
@@ -331,6 +361,9 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                             Ok(ok) => {
                                 e.usage.invite.answered(Shared::now(), seq, &ok);
                                 if let Some(slot) = st.calls.get_mut(&key) {
+                                    super::session_timer::on_2xx_sent_locked(
+                                        shared, slot, key, req, &ok,
+                                    );
                                     slot.invite_txn = Some(txn.clone());
                                     let _ = slot.events.send(CallEvent::Offer {
                                         method: method.clone(),
@@ -346,9 +379,17 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                 }
             }
             Some(Method::Update) => {
+                let session = match super::session_timer::negotiate(shared, req) {
+                    Ok(h) => h,
+                    Err(min_se) => return (min_se_reply(req, min_se), None),
+                };
                 let mut b = req
                     .response(200)
-                    .header("Contact", format!("<{}>", shared.config.contact));
+                    .header("Contact", format!("<{}>", shared.config.contact))
+                    .header("Supported", super::prack::SUPPORTED);
+                for (name, value) in session {
+                    b = b.header(name, value);
+                }
                 if !req.body().is_empty() {
                     if let Some(slot) = st.calls.get(&key) {
                         let _ = slot.events.send(CallEvent::Offer {
@@ -358,8 +399,15 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                     }
                     b = b.body("application/sdp", local_sdp);
                 }
-                b.build()
-                    .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r)))
+                match b.build() {
+                    Ok(ok) => {
+                        if let Some(slot) = st.calls.get_mut(&key) {
+                            super::session_timer::on_2xx_sent_locked(shared, slot, key, req, &ok);
+                        }
+                        Reply::Response(Box::new(ok))
+                    }
+                    Err(_) => Reply::Status(500),
+                }
             }
             Some(Method::Prack) => {
                 let (status, next) = super::prack::on_prack(&mut st.calls, key, req);
@@ -417,4 +465,11 @@ fn unsupported_extensions(req: &Message) -> Option<String> {
         })
         .collect();
     (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+fn min_se_reply(req: &Message, min_se: u32) -> Reply {
+    req.response(422)
+        .header("Min-SE", min_se.to_string())
+        .build()
+        .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r)))
 }

@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub t2: std::time::Duration,
     /// RFC 3262: require reliable provisionals of callees, send ours reliably when supported.
     pub prack: bool,
+    /// RFC 4028: the session interval we ask for and grant at most.
+    pub session_timer: Option<sip_dialog::session_timer::Config>,
 }
 
 /// The usage state kept on each dialog in the table.
@@ -56,6 +58,8 @@ pub(crate) struct CallSlot {
     pub unanswered: bool,
     /// UAS: its reliable provisionals (RFC 3262), once one is sent.
     pub reliable: Option<super::prack::UasReliable>,
+    /// Its session timer (RFC 4028), while the session is timed.
+    pub session: Option<super::session_timer::SessionSlot>,
 }
 
 pub(crate) struct State {
