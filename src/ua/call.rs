@@ -77,6 +77,17 @@ pub enum CallEvent {
         /// We refresh (at half the interval); otherwise the peer must, or we send BYE.
         we_refresh: bool,
     },
+    /// With [`super::UserAgentBuilder::manual_answers`]: the peer sent an offer (re-INVITE, or
+    /// UPDATE in an early or confirmed dialog) that waits for [`Call::answer_offer`] with this
+    /// `id` (or is rejected 500 after 64·T1).
+    OfferRequest {
+        /// Pass it to `answer_offer`.
+        id: u64,
+        /// INVITE or UPDATE.
+        method: String,
+        /// The remote SDP offer.
+        sdp: Bytes,
+    },
     /// An INFO arrived (answered 200).
     Info {
         /// Its Content-Type.
@@ -116,6 +127,10 @@ pub(crate) async fn place(
     let (tx, events) = mpsc::unbounded_channel();
     let cancel = Arc::new(Notify::new());
     let key = insert_slot(&shared, tx, span.clone(), offer.clone(), None);
+    let (updates, early_updates) = mpsc::channel(4);
+    if let Some(slot) = shared.state().calls.get_mut(&key) {
+        slot.early_updates = Some(updates);
+    }
     let uac = Uac {
         shared: shared.clone(),
         key,
@@ -126,6 +141,7 @@ pub(crate) async fn place(
         offer,
         cancel: cancel.clone(),
         session: shared.config.session_timer,
+        early_updates: tokio::sync::Mutex::new(early_updates),
     };
     tokio::spawn(uac.run().instrument(span));
     Ok(Call {
@@ -159,6 +175,8 @@ pub(crate) fn insert_slot(
             unanswered,
             reliable: None,
             session: None,
+            pending_offer: None,
+            early_updates: None,
         },
     );
     key
@@ -194,6 +212,8 @@ struct Uac {
     cancel: Arc<Notify>,
     /// RFC 4028: the interval asked for (raised after a 422).
     session: Option<sip_dialog::session_timer::Config>,
+    /// UPDATEs the application sends in the early dialog (RFC 3311).
+    early_updates: tokio::sync::Mutex<mpsc::Receiver<super::offer::EarlyUpdate>>,
 }
 
 enum Outcome {
@@ -283,6 +303,7 @@ impl Uac {
         )?;
         let mut cancelling = false;
         let mut pracks = sip_dialog::prack::PrackClient::new();
+        let mut early_updates = self.early_updates.lock().await;
         loop {
             let response = tokio::select! {
                 r = txn.next_response() => r,
@@ -293,6 +314,10 @@ impl Uac {
                     if let Err(e) = txn.cancel().await {
                         tracing::debug!(error = %e, "CANCEL not sent");
                     }
+                    continue;
+                }
+                Some(update) = early_updates.recv(), if !client.answered() => {
+                    super::offer::send_early_update(&self.shared, self.key, &mut client, update);
                     continue;
                 }
             };

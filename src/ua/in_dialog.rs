@@ -129,7 +129,11 @@ impl Call {
     }
 
     /// Sends an UPDATE with `sdp` (RFC 3311) and returns the answer's body.
+    /// Before the answer, as the caller, it goes in the early dialog (RFC 3311 §5.1).
     pub async fn update(&self, sdp: Bytes) -> Result<Bytes, UaError> {
+        if self.dialog_id().is_none() {
+            return super::offer::early_update(&self.shared, self.key, sdp).await;
+        }
         let session = super::session_timer::request_headers(&self.shared, self.key);
         let mut headers: Vec<(&str, &str)> =
             session.iter().map(|(n, v)| (*n, v.as_str())).collect();

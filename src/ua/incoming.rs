@@ -101,10 +101,16 @@ impl IncomingCall {
 
     async fn provisional(&self, status: u16, sdp: Option<Bytes>) -> Result<(), UaError> {
         let mut b = self.dialog_response(status);
-        if let Some(sdp) = sdp {
-            b = b.body("application/sdp", sdp);
+        if let Some(sdp) = &sdp {
+            b = b.body("application/sdp", sdp.clone());
         }
         self.ensure_dialog(true)?;
+        if let Some(sdp) = &sdp {
+            // Our answer so far: what an UPDATE in the early dialog is answered with.
+            if let Some(slot) = self.shared.state().calls.get_mut(&self.key) {
+                slot.local_sdp = sdp.clone();
+            }
+        }
         if self.reliable() {
             return self.send_reliable(b).await;
         }

@@ -45,6 +45,7 @@
 mod call;
 mod in_dialog;
 mod incoming;
+mod offer;
 mod prack;
 mod pump;
 mod registration;
@@ -68,6 +69,7 @@ use shared::{Config, Shared, State};
 
 pub use call::{Call, CallEnd, CallEvent};
 pub use incoming::{IncomingCall, IncomingCalls, IncomingMessage, IncomingMessages};
+pub use offer::OfferAnswer;
 pub use registration::{Registration, RegistrationState};
 pub use retransmit::{AckOutcome, AckReport, Pending2xx, TwoXxRetransmitter};
 
@@ -137,6 +139,7 @@ pub struct UserAgentBuilder {
     limits: Limits,
     prack: bool,
     session_timer: Option<sip_dialog::session_timer::Config>,
+    manual_answers: bool,
 }
 
 impl UserAgentBuilder {
@@ -210,6 +213,15 @@ impl UserAgentBuilder {
         self
     }
 
+    /// Offers the peer makes in a dialog (re-INVITE, UPDATE with SDP) are held for the
+    /// application: [`CallEvent::OfferRequest`], answered with [`Call::answer_offer`]
+    /// (200 with its SDP, or a rejection such as 488 or 491). Default off: they are answered
+    /// at once with our current SDP and reported as [`CallEvent::Offer`].
+    pub fn manual_answers(mut self, on: bool) -> Self {
+        self.manual_answers = on;
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -254,6 +266,7 @@ impl UserAgentBuilder {
                 t2: self.t2,
                 prack: self.prack,
                 session_timer: self.session_timer,
+                manual_answers: self.manual_answers,
             },
             state: Mutex::new(State {
                 dialogs: DialogTable::new(self.limits),
@@ -305,6 +318,7 @@ impl UserAgent {
             limits: Limits::default(),
             prack: false,
             session_timer: None,
+            manual_answers: false,
         }
     }
 

@@ -232,6 +232,8 @@ enum Reply {
     },
     /// RFC 3262: the PRACK's status, then the next reliable provisional (on the INVITE's
     /// transaction), then the call's signal (a held 2xx may follow).
+    /// Held for the application (an offer it answers itself).
+    Held,
     Prack {
         status: u16,
         next: Option<(Message, Arc<ServerTransaction>)>,
@@ -247,6 +249,7 @@ async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
         Reply::Response(r) => {
             let _ = txn.respond(*r).await;
         }
+        Reply::Held => {}
         Reply::Prack { status, next, call } => {
             respond(&txn, status).await;
             if let Some((provisional, invite)) = next {
@@ -346,6 +349,9 @@ fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<
                                 return (reply, None);
                             }
                         };
+                        if let Some(reply) = hold_offer(shared, &mut st.calls, key, txn) {
+                            return (reply, None);
+                        }
                         let mut b = req
                             .response(200)
                             .header("Contact", format!("<{}>", shared.config.contact))
@@ -383,6 +389,9 @@ fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<
                     Ok(h) => h,
                     Err(min_se) => return (min_se_reply(req, min_se), None),
                 };
+                if let Some(reply) = hold_offer(shared, &mut st.calls, key, txn) {
+                    return (reply, None);
+                }
                 let mut b = req
                     .response(200)
                     .header("Contact", format!("<{}>", shared.config.contact))
@@ -472,4 +481,30 @@ fn min_se_reply(req: &Message, min_se: u32) -> Reply {
         .header("Min-SE", min_se.to_string())
         .build()
         .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r)))
+}
+
+/// With manual answers, an offer (a request with a body) is held for the application:
+/// `Some(reply)` then (nothing now, or 500 with Retry-After when another is held, RFC 3311
+/// §5.2); `None` to answer it here.
+fn hold_offer(
+    shared: &Arc<Shared>,
+    calls: &mut std::collections::HashMap<u64, super::shared::CallSlot>,
+    key: u64,
+    txn: &Arc<ServerTransaction>,
+) -> Option<Reply> {
+    let req = txn.request();
+    if !shared.config.manual_answers || req.body().is_empty() {
+        return None;
+    }
+    let slot = calls.get_mut(&key)?;
+    match super::offer::hold(shared, slot, key, txn) {
+        super::offer::Held::Held => Some(Reply::Held),
+        super::offer::Held::Busy => Some(
+            req.response(500)
+                .header("Retry-After", (random() % 11).to_string())
+                .build()
+                .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r))),
+        ),
+        super::offer::Held::NoListener => None,
+    }
 }

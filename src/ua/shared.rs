@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub prack: bool,
     /// RFC 4028: the session interval we ask for and grant at most.
     pub session_timer: Option<sip_dialog::session_timer::Config>,
+    /// Offers in dialogs are held for the application (CallEvent::OfferRequest).
+    pub manual_answers: bool,
 }
 
 /// The usage state kept on each dialog in the table.
@@ -60,6 +62,10 @@ pub(crate) struct CallSlot {
     pub reliable: Option<super::prack::UasReliable>,
     /// Its session timer (RFC 4028), while the session is timed.
     pub session: Option<super::session_timer::SessionSlot>,
+    /// An offer (re-INVITE or UPDATE) held for the application's answer.
+    pub pending_offer: Option<super::offer::PendingOffer>,
+    /// UAC: the INVITE task, for UPDATEs in the early dialog.
+    pub early_updates: Option<super::offer::EarlyUpdates>,
 }
 
 pub(crate) struct State {
