@@ -65,6 +65,7 @@ mod error;
 mod id;
 pub mod invite;
 pub mod prack;
+pub mod refer;
 mod route;
 pub mod session_timer;
 mod table;

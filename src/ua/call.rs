@@ -88,6 +88,22 @@ pub enum CallEvent {
         /// The remote SDP offer.
         sdp: Bytes,
     },
+    /// The peer asks us to contact `refer_to` (RFC 3515 REFER): answer with
+    /// [`Call::accept_refer`] or [`Call::reject_refer`] and this `id` (declined with 603
+    /// after 64·T1).
+    Refer {
+        /// Pass it to `accept_refer` / `reject_refer`.
+        id: u64,
+        /// The Refer-To URI.
+        refer_to: String,
+        /// The Referred-By URI, if any.
+        referred_by: Option<String>,
+    },
+    /// A NOTIFY about a REFER we sent: the referred request's status (RFC 3515 §2.4.5).
+    ReferNotify {
+        /// The status in its sipfrag.
+        status: u16,
+    },
     /// An INFO arrived (answered 200).
     Info {
         /// Its Content-Type.
@@ -177,6 +193,7 @@ pub(crate) fn insert_slot(
             session: None,
             pending_offer: None,
             early_updates: None,
+            refer: Default::default(),
         },
     );
     key

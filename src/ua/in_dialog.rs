@@ -161,8 +161,9 @@ impl Call {
         self.final_ok(&r)
     }
 
-    /// Sends a REFER to `target` (RFC 3515; the sending side only) and returns the final
-    /// status (202 when accepted). The NOTIFYs that follow are answered 200.
+    /// Sends a REFER to `target` (RFC 3515) and returns the final status (202 when accepted).
+    /// The NOTIFYs that follow are answered 200 and reported as [`CallEvent::ReferNotify`]
+    /// (the REFERs we receive: [`CallEvent::Refer`]).
     pub async fn refer(&self, target: &str) -> Result<u16, UaError> {
         let refer_to = format!("<{target}>");
         let r = self

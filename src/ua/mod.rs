@@ -8,6 +8,13 @@
 //!   [`UserAgent::incoming`] yields [`IncomingCall`]s to ring, accept or reject. On a call:
 //!   [`Call::bye`], [`Call::reinvite`], [`Call::update`], [`Call::info`], [`Call::refer`] and
 //!   [`Call::cancel`] while it rings. SDP is opaque bytes here.
+//! - RFC 3262 PRACK both ways (reliable provisionals required with
+//!   [`UserAgentBuilder::prack`], always acknowledged); RFC 4028 session timers
+//!   ([`UserAgentBuilder::session_timer`]: 422/Min-SE, refresh by UPDATE or re-INVITE, BYE at
+//!   expiry); UPDATE in early and confirmed dialogs (RFC 3311); offers answered by the
+//!   application with [`UserAgentBuilder::manual_answers`] ([`CallEvent::OfferRequest`],
+//!   [`Call::answer_offer`]); REFER received ([`CallEvent::Refer`], [`Call::accept_refer`] with
+//!   sipfrag NOTIFYs through a [`ReferNotifier`], [`Call::reject_refer`]).
 //! - [`UserAgent::register`] keeps a [`Registration`] fresh (RFC 3261 §10.2) until closed.
 //! - [`UserAgent::message`] sends an RFC 3428 MESSAGE; [`UserAgent::messages`] yields the
 //!   ones that arrive.
@@ -48,6 +55,7 @@ mod incoming;
 mod offer;
 mod prack;
 mod pump;
+mod refer;
 mod registration;
 mod retransmit;
 mod session_timer;
@@ -70,12 +78,13 @@ use shared::{Config, Shared, State};
 pub use call::{Call, CallEnd, CallEvent};
 pub use incoming::{IncomingCall, IncomingCalls, IncomingMessage, IncomingMessages};
 pub use offer::OfferAnswer;
+pub use refer::ReferNotifier;
 pub use registration::{Registration, RegistrationState};
 pub use retransmit::{AckOutcome, AckReport, Pending2xx, TwoXxRetransmitter};
 
 /// Methods the UserAgent handles (the Allow header it sends).
 pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, NOTIFY";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
 
 /// What went wrong in a UserAgent operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

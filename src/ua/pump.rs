@@ -438,7 +438,20 @@ fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<
                 }
                 Reply::Status(200)
             }
-            Some(Method::Notify) | Some(Method::Options) => Reply::Status(200),
+            Some(Method::Notify) => {
+                if let Some(slot) = st.calls.get(&key) {
+                    super::refer::on_notify(slot, req);
+                }
+                Reply::Status(200)
+            }
+            Some(Method::Refer) => match st.calls.get_mut(&key) {
+                Some(slot) => match super::refer::on_refer(shared, slot, key, txn) {
+                    Some(status) => Reply::Status(status),
+                    None => Reply::Held,
+                },
+                None => Reply::Status(481),
+            },
+            Some(Method::Options) => Reply::Status(200),
             Some(Method::Message) => {
                 let msg = IncomingMessage {
                     from: req

@@ -66,6 +66,8 @@ pub(crate) struct CallSlot {
     pub pending_offer: Option<super::offer::PendingOffer>,
     /// UAC: the INVITE task, for UPDATEs in the early dialog.
     pub early_updates: Option<super::offer::EarlyUpdates>,
+    /// REFERs received (RFC 3515): the one held for the application.
+    pub refer: super::refer::ReferSlot,
 }
 
 pub(crate) struct State {
