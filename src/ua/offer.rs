@@ -41,7 +41,7 @@ pub(crate) struct PendingOffer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Held {
     /// Held: the application answers.
-    Held,
+    ForApp,
     /// Another offer is held already: answer 500 with Retry-After (RFC 3311 §5.2).
     Busy,
     /// Nobody reads the call's events: answer it as usual.
@@ -90,7 +90,7 @@ pub(crate) fn hold(
         }
         .instrument(slot.span.clone()),
     );
-    Held::Held
+    Held::ForApp
 }
 
 impl Call {

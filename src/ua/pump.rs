@@ -236,7 +236,7 @@ enum Reply {
     Held,
     Prack {
         status: u16,
-        next: Option<(Message, Arc<ServerTransaction>)>,
+        next: Option<Box<(Message, Arc<ServerTransaction>)>>,
         call: u64,
     },
 }
@@ -252,7 +252,8 @@ async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
         Reply::Held => {}
         Reply::Prack { status, next, call } => {
             respond(&txn, status).await;
-            if let Some((provisional, invite)) = next {
+            if let Some(next) = next {
+                let (provisional, invite) = *next;
                 let _ = invite.respond(provisional).await;
             }
             super::prack::signal(shared, call);
@@ -422,7 +423,7 @@ fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<
                 let (status, next) = super::prack::on_prack(&mut st.calls, key, req);
                 Reply::Prack {
                     status,
-                    next,
+                    next: next.map(Box::new),
                     call: key,
                 }
             }
@@ -511,7 +512,7 @@ fn hold_offer(
     }
     let slot = calls.get_mut(&key)?;
     match super::offer::hold(shared, slot, key, txn) {
-        super::offer::Held::Held => Some(Reply::Held),
+        super::offer::Held::ForApp => Some(Reply::Held),
         super::offer::Held::Busy => Some(
             req.response(500)
                 .header("Retry-After", (random() % 11).to_string())
