@@ -53,6 +53,7 @@ mod call;
 mod in_dialog;
 mod incoming;
 mod offer;
+mod outbound;
 mod prack;
 mod pump;
 mod refer;
@@ -149,6 +150,7 @@ pub struct UserAgentBuilder {
     prack: bool,
     session_timer: Option<sip_dialog::session_timer::Config>,
     manual_answers: bool,
+    instance: Option<String>,
 }
 
 impl UserAgentBuilder {
@@ -231,6 +233,17 @@ impl UserAgentBuilder {
         self
     }
 
+    /// RFC 5626 outbound for every [`UserAgent::register`]: REGISTER carries `Supported:
+    /// outbound, path` and a Contact with `+sip.instance="<instance>"` (a `urn:uuid:`… that
+    /// stays the same across restarts) and a `reg-id` per registration; after a flow fails the
+    /// registration is made again at once, then with the §4.5 back-off (30 s doubling to
+    /// 1800 s, 50–100 % jitter) while attempts fail. The CRLF keep-alive on the flow is the
+    /// transport's: set `TransportConfig::keepalive_interval` on the endpoint.
+    pub fn outbound(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -276,11 +289,13 @@ impl UserAgentBuilder {
                 prack: self.prack,
                 session_timer: self.session_timer,
                 manual_answers: self.manual_answers,
+                instance: self.instance,
             },
             state: Mutex::new(State {
                 dialogs: DialogTable::new(self.limits),
                 calls: HashMap::new(),
                 next_call: 0,
+                next_reg_id: 1,
                 incoming: None,
                 messages: None,
             }),
@@ -328,6 +343,7 @@ impl UserAgent {
             prack: false,
             session_timer: None,
             manual_answers: false,
+            instance: None,
         }
     }
 

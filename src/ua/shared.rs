@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub session_timer: Option<sip_dialog::session_timer::Config>,
     /// Offers in dialogs are held for the application (CallEvent::OfferRequest).
     pub manual_answers: bool,
+    /// RFC 5626: our instance ID (`urn:uuid:…`), when registrations use outbound.
+    pub instance: Option<String>,
 }
 
 /// The usage state kept on each dialog in the table.
@@ -74,6 +76,8 @@ pub(crate) struct State {
     pub dialogs: DialogTable<Usage>,
     pub calls: HashMap<u64, CallSlot>,
     pub next_call: u64,
+    /// RFC 5626: the reg-id of the next registration.
+    pub next_reg_id: u32,
     pub incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     pub messages: Option<mpsc::UnboundedSender<IncomingMessage>>,
 }
