@@ -286,3 +286,63 @@ async fn caller_retries_with_the_min_se_of_a_422() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn callee_refreshes_for_a_caller_without_timers() {
+    let bob = ua("bob", Some(90)).await;
+    let mut answered = answer(&bob);
+    let raw = Raw::new().await;
+    let to = addr(&bob);
+    // No Supported: timer, no Allow: UPDATE: bob refreshes, with re-INVITEs.
+    let me = raw.me;
+    raw.send(
+        to,
+        format!(
+            "INVITE sip:bob@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-st3\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:uac@{me}>;tag=f1\r\nTo: <sip:bob@{to}>\r\n\
+             Call-ID: st-3\r\nCSeq: 1 INVITE\r\nContact: <sip:uac@{me}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        ),
+    )
+    .await;
+    let (ok, _) = raw.next().await;
+    let t0 = Instant::now();
+    assert_eq!(
+        ok.header(HeaderName::SessionExpires),
+        Some("90;refresher=uas")
+    );
+    assert!(!ok.has_token(HeaderName::Require, "timer"));
+    let tag = ok.to().unwrap().tag().unwrap().to_owned();
+    raw.send(
+        to,
+        format!(
+            "ACK sip:bob@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ack3\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:uac@{me}>;tag=f1\r\nTo: <sip:bob@{to}>;tag={tag}\r\n\
+             Call-ID: st-3\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )
+    .await;
+    let _bobs = answered.recv().await.unwrap();
+    // Two refreshes 45 s apart; our 2xx carries no Session-Expires, and the timer goes on.
+    for n in 1..=2u64 {
+        let reinvite = loop {
+            let (m, from) = raw.next().await;
+            if m.method().is_some_and(|m| m.as_str() == "INVITE") {
+                break (m, from);
+            }
+        };
+        let (m, from) = reinvite;
+        let at = (Instant::now() - t0).as_secs_f64();
+        assert!((at - 45.0 * n as f64).abs() < 1.0, "refresh {n} at {at} s");
+        assert_eq!(
+            m.header(HeaderName::SessionExpires),
+            Some("90;refresher=uac")
+        );
+        let ok = m
+            .response(200)
+            .header("Contact", format!("<sip:uac@{me}>"))
+            .build()
+            .unwrap();
+        raw.sock.send_to(&ok.to_bytes(), from).await.unwrap();
+    }
+}

@@ -196,6 +196,21 @@ pub fn uac_on_2xx(response: &Message) -> Option<(u32, bool)> {
     ))
 }
 
+/// §7.2 / §10 for a refresh we sent while the session ran for `current` seconds with us as
+/// refresher or not: what its 2xx leaves. A 2xx without Session-Expires from a peer that does
+/// not support timers (we were the refresher because it could not be, §9) keeps the session
+/// as it was; from a peer that supports them, it ends the timer; with one, it is read as
+/// [`uac_on_2xx`] does.
+pub fn refresh_answered(response: &Message, current: Option<(u32, bool)>) -> Option<(u32, bool)> {
+    if let Some(n) = uac_on_2xx(response) {
+        return Some(n);
+    }
+    match current {
+        Some((delta, true)) if !supported(response) => Some((delta, true)),
+        _ => None,
+    }
+}
+
 /// True when `refresher` is us, given whether we were the UAC of the transaction.
 pub fn we_refresh(refresher: Refresher, we_are_uac: bool) -> bool {
     (refresher == Refresher::Uac) == we_are_uac

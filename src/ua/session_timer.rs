@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use sip_core::{HeaderName, Message, Method};
 use sip_dialog::session_timer::{
-    refresh_headers, uac_on_2xx, uas_negotiate, we_refresh, Refresher, SessionAction, SessionTimer,
-    UasDecision, MIN_SE,
+    refresh_answered, refresh_headers, uas_negotiate, we_refresh, Refresher, SessionAction,
+    SessionTimer, UasDecision, MIN_SE,
 };
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -53,7 +53,16 @@ pub(crate) fn request_headers(shared: &Shared, key: u64) -> Vec<(&'static str, S
 /// arrived: the timer starts, restarts or (no Session-Expires in it) stops (§7.2).
 pub(crate) fn on_2xx_received(shared: &Arc<Shared>, key: u64, response: &Message) {
     let peer_update = allows_update(response);
-    let negotiated = uac_on_2xx(response).map(|(delta, ours)| (delta, ours, min_of(shared)));
+    let current = shared
+        .state()
+        .calls
+        .get(&key)
+        .and_then(|s| s.session.as_ref())
+        .map(|s| {
+            let delta = u32::try_from(s.timer.interval().as_secs()).unwrap_or(u32::MAX);
+            (delta, s.timer.we_refresh())
+        });
+    let negotiated = refresh_answered(response, current).map(|(d, ours)| (d, ours, min_of(shared)));
     set(shared, key, negotiated, peer_update);
 }
 

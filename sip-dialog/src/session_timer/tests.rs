@@ -178,3 +178,29 @@ fn non_refresher_expires_at_interval_minus_margin() {
     assert_eq!(t.interval(), Duration::from_secs(120));
     assert_eq!(t.poll_timeout(), t0 + Duration::from_secs(90));
 }
+
+#[test]
+fn refresh_answered_by_a_peer_without_timers_keeps_the_session() {
+    let inv = invite("");
+    let plain = inv.response(200).to_tag("b").build().unwrap();
+    let with_timer = inv
+        .response(200)
+        .to_tag("b")
+        .header("Supported", "timer")
+        .build()
+        .unwrap();
+    let granted = inv
+        .response(200)
+        .to_tag("b")
+        .header("Session-Expires", "300;refresher=uas")
+        .build()
+        .unwrap();
+    assert_eq!(refresh_answered(&plain, Some((90, true))), Some((90, true)));
+    assert_eq!(refresh_answered(&with_timer, Some((90, true))), None);
+    assert_eq!(refresh_answered(&plain, Some((90, false))), None);
+    assert_eq!(
+        refresh_answered(&granted, Some((90, true))),
+        Some((300, false))
+    );
+    assert_eq!(refresh_answered(&plain, None), None);
+}
