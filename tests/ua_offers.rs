@@ -15,6 +15,10 @@ const T1: Duration = Duration::from_millis(50);
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn ua(user: &str, manual: bool) -> UserAgent {
+    ua_with(user, manual, false).await
+}
+
+async fn ua_with(user: &str, manual: bool, prack: bool) -> UserAgent {
     let ep = Endpoint::builder()
         .udp("127.0.0.1:0".parse().unwrap())
         .transaction_config(Config::default().with_t1(T1))
@@ -25,6 +29,7 @@ async fn ua(user: &str, manual: bool) -> UserAgent {
         .aor(format!("sip:{user}@example.com"))
         .timers(T1, T1 * 8)
         .manual_answers(manual)
+        .prack(prack)
         .build()
         .unwrap()
 }
@@ -117,7 +122,9 @@ async fn application_answers_reinvite_and_update() {
 
 #[tokio::test]
 async fn update_in_the_early_dialog() {
-    let (alice, bob) = (ua("alice", false).await, ua("bob", true).await);
+    // The caller requires 100rel: the 183's SDP answers the INVITE's offer once PRACKed, and
+    // only then may an UPDATE carry a new offer (RFC 3311 §5.1, §5.2).
+    let (alice, bob) = (ua_with("alice", false, true).await, ua("bob", true).await);
     let mut incoming = bob.incoming();
     let mut call = alice
         .call(&uri(&bob), Bytes::from_static(b"v=0 a1"))
@@ -146,13 +153,50 @@ async fn update_in_the_early_dialog() {
             .unwrap();
         ringing.accept(Bytes::from_static(b"v=0 b2")).await.unwrap()
     });
-    // Not answered yet: the UPDATE goes in the early dialog.
+    // Not answered yet: the UPDATE goes in the early dialog. Its PRACK may still be on its
+    // way: a 500 (offer not answered yet, §5.2) is retried.
     assert!(call.dialog_id().is_none());
-    assert_eq!(
-        &call.update(Bytes::from_static(b"v=0 a2")).await.unwrap()[..],
-        b"v=0 b2"
-    );
+    let mut answer = None;
+    for _ in 0..50 {
+        match call.update(Bytes::from_static(b"v=0 a2")).await {
+            Ok(a) => {
+                answer = Some(a);
+                break;
+            }
+            Err(UaError::Rejected(500)) => tokio::task::yield_now().await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(&answer.expect("UPDATE answered")[..], b"v=0 b2");
     assert_eq!(&answered(&mut call).await[..], b"v=0 b2");
     let _bobs = bob_side.await.unwrap();
     call.bye().await.unwrap();
+}
+
+#[tokio::test]
+async fn early_update_before_the_offer_is_answered_gets_500() {
+    // No 100rel: the 183's SDP is no answer, so an UPDATE offer cannot be taken yet.
+    let (alice, bob) = (ua("alice", false).await, ua("bob", false).await);
+    let mut incoming = bob.incoming();
+    let mut call = alice
+        .call(&uri(&bob), Bytes::from_static(b"v=0 a1"))
+        .await
+        .unwrap();
+    let ringing = incoming.next().await.unwrap();
+    ringing
+        .progress(Bytes::from_static(b"v=0 b-early"))
+        .await
+        .unwrap();
+    loop {
+        match next(&mut call).await {
+            CallEvent::Ringing { status: 183, .. } => break,
+            CallEvent::Trying => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        call.update(Bytes::from_static(b"v=0 a2")).await,
+        Err(UaError::Rejected(500))
+    );
+    ringing.reject(486).await.unwrap();
 }

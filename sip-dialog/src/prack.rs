@@ -121,6 +121,7 @@ pub struct ReliableProvisionals {
     outstanding: Option<Outstanding>,
     queue: VecDeque<(Message, bool)>,
     done: bool,
+    sdp_acknowledged: bool,
 }
 
 /// A reliable provisional could not be accepted: [`MAX_QUEUED`] are already waiting, or the
@@ -140,6 +141,7 @@ impl ReliableProvisionals {
             outstanding: None,
             queue: VecDeque::new(),
             done: false,
+            sdp_acknowledged: false,
         }
     }
 
@@ -193,7 +195,9 @@ impl ReliableProvisionals {
         if !matches {
             return PrackVerdict::NoMatch;
         }
-        self.outstanding = None;
+        if self.outstanding.take().is_some_and(|o| o.has_sdp) {
+            self.sdp_acknowledged = true;
+        }
         let mut next = None;
         while let Some((staged, has_sdp)) = self.queue.pop_front() {
             if let Ok(m) = self.start(now, &staged, has_sdp) {
@@ -202,6 +206,12 @@ impl ReliableProvisionals {
             }
         }
         PrackVerdict::Acknowledged { next }
+    }
+
+    /// True once a reliable provisional carrying a session description has been PRACKed: the
+    /// INVITE's offer is answered, and an UPDATE may carry a new offer (RFC 3311 §5.2).
+    pub fn sdp_acknowledged(&self) -> bool {
+        self.sdp_acknowledged
     }
 
     /// True while a reliable provisional is unacknowledged or queued.

@@ -390,6 +390,17 @@ fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<
                     Ok(h) => h,
                     Err(min_se) => return (min_se_reply(req, min_se), None),
                 };
+                if early_offer_unanswered(st.calls.get(&key), req) {
+                    // RFC 3311 §5.2: the INVITE's offer is not answered (reliably) yet.
+                    let r = req
+                        .response(500)
+                        .header("Retry-After", (random() % 11).to_string())
+                        .build();
+                    return (
+                        r.map_or(Reply::Status(500), |r| Reply::Response(Box::new(r))),
+                        None,
+                    );
+                }
                 if let Some(reply) = hold_offer(shared, &mut st.calls, key, txn) {
                     return (reply, None);
                 }
@@ -521,4 +532,21 @@ fn hold_offer(
         ),
         super::offer::Held::NoListener => None,
     }
+}
+
+/// RFC 3311 §5.2: an UPDATE with an offer in the early dialog of a call we have not answered,
+/// while the INVITE's offer has no answer in a PRACKed reliable provisional.
+fn early_offer_unanswered(slot: Option<&super::shared::CallSlot>, update: &Message) -> bool {
+    let Some(slot) = slot else { return false };
+    let invite_offer = slot
+        .invite_txn
+        .as_ref()
+        .is_some_and(|t| !t.request().body().is_empty());
+    slot.unanswered
+        && invite_offer
+        && !update.body().is_empty()
+        && !slot
+            .reliable
+            .as_ref()
+            .is_some_and(|r| r.state.sdp_acknowledged())
 }

@@ -152,8 +152,10 @@ fn uas_holds_2xx_behind_unacknowledged_sdp() {
     assert!(rel.may_send_final(486));
     rel.on_prack(t0, &prack("1 314159 INVITE"));
     assert!(!rel.may_send_final(200));
+    assert!(!rel.sdp_acknowledged());
     rel.on_prack(t0, &prack("2 314159 INVITE"));
     assert!(rel.may_send_final(200));
+    assert!(rel.sdp_acknowledged());
     rel.final_sent();
     assert_eq!(rel.poll_timeout(), None);
 }
