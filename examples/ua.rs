@@ -21,8 +21,13 @@
 //! - `--dns ADDR:PORT`: targets (registrar, callee, MESSAGE recipient) are found by RFC 3263
 //!   (NAPTR, SRV, A/AAAA) asking only this nameserver, instead of an address lookup.
 //! - `--json`: one JSON object per event line on stdout.
-//! - `--prack` (RFC 3262) and `--session-timer` (RFC 4028) are not implemented yet: the
-//!   program says so and exits 2.
+//! - `--prack` (RFC 3262): our INVITEs require `100rel`; with `--answer`, a call whose INVITE
+//!   supports it gets a reliable 183 with the SDP answer (early media), and the 200 follows its
+//!   PRACK. Reliable provisionals are acknowledged with PRACK with or without the flag.
+//! - `--session-timer SECS` (RFC 4028): calls ask for (and incoming ones are granted at most)
+//!   a session interval of SECS (at least 90); the refresher sends an UPDATE (or re-INVITE) at
+//!   half of it, and a session not refreshed in time is ended with BYE. Logged as
+//!   `session_timer` events.
 //!
 //! SDP offers and answers are written and read with the `sdp-types` crate.
 
@@ -236,7 +241,7 @@ async fn rtp_echo(socket: tokio::net::UdpSocket) {
     }
 }
 
-async fn answer_mode(ua: UserAgent, log: Log, media: SocketAddr) {
+async fn answer_mode(ua: UserAgent, log: Log, media: SocketAddr, prack: bool) {
     let mut incoming = ua.incoming();
     let mut n = 0u64;
     while let Some(call) = incoming.next().await {
@@ -244,12 +249,18 @@ async fn answer_mode(ua: UserAgent, log: Log, media: SocketAddr) {
         let id = n;
         log.event(id, "incoming", serde_json::json!({ "from": call.from() }));
         tokio::spawn(async move {
-            if let Err(e) = call.ring().await {
+            let answer = sdp(media.ip(), media.port(), 1);
+            let rung = if prack {
+                call.progress(answer.clone()).await
+            } else {
+                call.ring().await
+            };
+            if let Err(e) = rung {
                 log.event(id, "error", serde_json::json!({ "error": e.to_string() }));
                 return;
             }
             let remote = remote_media(&call.offer());
-            let mut call = match call.accept(sdp(media.ip(), media.port(), 1)).await {
+            let mut call = match call.accept(answer).await {
                 Ok(c) => c,
                 Err(e) => {
                     return log.event(id, "error", serde_json::json!({ "error": e.to_string() }))
@@ -290,6 +301,14 @@ fn report(log: Log, id: u64, ev: &CallEvent) {
             }
             log.event(id, "offer", v)
         }
+        CallEvent::SessionTimer {
+            interval,
+            we_refresh,
+        } => log.event(
+            id,
+            "session_timer",
+            serde_json::json!({ "interval": interval, "we_refresh": we_refresh }),
+        ),
         CallEvent::Info { content_type, .. } => log.event(
             id,
             "info",
@@ -488,7 +507,11 @@ async fn run(args: Args) -> Result<bool, String> {
     );
     let mut b = UserAgent::builder(endpoint.clone())
         .aor(&args.aor)
-        .transport(args.transport);
+        .transport(args.transport)
+        .prack(args.prack);
+    if let Some(secs) = args.session_timer {
+        b = b.session_timer(secs);
+    }
     if let Some(pw) = &args.password {
         b = b.credentials(&domain, &user, pw);
     }
@@ -561,7 +584,7 @@ async fn run(args: Args) -> Result<bool, String> {
             }
         });
         tokio::select! {
-            _ = answer_mode(ua.clone(), log, media) => {}
+            _ = answer_mode(ua.clone(), log, media, args.prack) => {}
             _ = shutdown_signal() => {}
         }
     }
@@ -585,10 +608,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.prack || args.session_timer.is_some() {
-        eprintln!("ua: --prack (RFC 3262) and --session-timer (RFC 4028) are not implemented yet");
-        return ExitCode::from(2);
-    }
     // Logs on stderr (stdout carries the summary and the --json events).
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -13,7 +13,14 @@
 #      with different To-tags, a 200 from one (ACKed with its tag), a late 200 from the other
 #      (ACKed and ended with BYE), the answered one hung up later.
 #
-# Not covered yet (not implemented): PRACK/100rel (RFC 3262) and session timers (RFC 4028).
+#   g. ua --call --prack -> SIPp UAS sending a reliable 183 (tests/sipp/ua/uas_prack.xml):
+#      the INVITE requires 100rel, the PRACK carries the right RAck (RFC 3262).
+#   h. SIPp UAC requiring 100rel (tests/sipp/ua/uac_prack.xml) -> ua --answer --prack: reliable
+#      183 with SDP, PRACK answered 200, the 200 to the INVITE held until then.
+#   i. ua --call --session-timer 90 -> SIPp UAS with session timers
+#      (tests/sipp/ua/uas_session_timer.xml): 422 with Min-SE: 100, the INVITE again with
+#      Session-Expires/Min-SE 100, then the ua's refresh (UPDATE) at 50 s, then SIPp's BYE.
+#      About 52 s (the interval cannot go below 90 s, RFC 4028 §4).
 #
 # Loopback only; every sipp runs with -m N -timeout Xs -timeout_error; every background process
 # is ended on exit. Fails (does not skip) when sipp is missing. Logs: $SIPP_OUT
@@ -131,7 +138,8 @@ report_sipp() {
 
 UA=("$BIN/ua" --bind "$IP:$UA_PORT" --aor sip:alice@example.com --json)
 
-# ua --call against a SIPp UAS scenario: name, sipp scenario args, ua extra args.
+# ua --call against a SIPp UAS scenario: name, sipp scenario args, ua extra args
+# (UA_SIPP_SECS: the run's time limit, default 30 s).
 ua_calls_sipp_uas() {
   local name=$1 transport=$2 scenario=$3
   shift 3
@@ -140,14 +148,15 @@ ua_calls_sipp_uas() {
     t=t1
     uri="$uri;transport=tcp"
   fi
-  start_sipp "$name" 30 $scenario -t $t -p "$SIPP_UAS_PORT" -m 1
+  local secs=${UA_SIPP_SECS:-30}
+  start_sipp "$name" "$secs" $scenario -t $t -p "$SIPP_UAS_PORT" -m 1
   local sipp=$BG
   sleep 0.5
-  bg "$OUT/$name.ua.log" timeout 60 "${UA[@]}" --transport "$transport" --call "$uri" "$@"
+  bg "$OUT/$name.ua.log" timeout $((secs + 30)) "${UA[@]}" --transport "$transport" --call "$uri" "$@"
   local ua=$BG
-  wait_pid "$ua" 60
+  wait_pid "$ua" $((secs + 30))
   local ua_rc=$RC
-  wait_pid "$sipp" 45
+  wait_pid "$sipp" $((secs + 15))
   report_sipp "$name" 1 "$RC"
   if [ "$ua_rc" = 0 ]; then
     pass "$name: ua --call exit 0"
@@ -208,6 +217,29 @@ fi
 
 echo "--- f. forked answer"
 ua_calls_sipp_uas f-forked udp "-sf $SCEN/uas_forked.xml" --duration 1
+
+echo "--- g. ua --call --prack -> SIPp UAS sending a reliable 183"
+ua_calls_sipp_uas g-prack-uas udp "-sf $SCEN/uas_prack.xml" --duration 1 --prack
+
+echo "--- h. SIPp UAC requiring 100rel -> ua --answer --prack"
+bg "$OUT/h-prack.ua.log" "${UA[@]}" --aor sip:bob@example.com --answer --prack
+ANSWER=$BG
+wait_log "$OUT/h-prack.ua.log" '"started"' || true
+start_sipp h-prack-uac 40 -sf "$SCEN/uac_prack.xml" -t u1 -p "$SIPP_UAC_PORT" -m 10 -r 5 \
+  "$IP:$UA_PORT"
+wait_pid "$BG" 60
+report_sipp h-prack-uac 10 "$RC"
+kill -TERM "$ANSWER" 2>/dev/null || true
+wait_pid "$ANSWER" 10
+
+echo "--- i. ua --call --session-timer 90 -> SIPp UAS (422, then a refresh at 50 s)"
+UA_SIPP_SECS=90 ua_calls_sipp_uas i-session-timer udp "-sf $SCEN/uas_session_timer.xml" --duration 120 \
+  --session-timer 90
+if [ "$(grep -c '"session_timer"' "$OUT/i-session-timer.ua.log")" -ge 2 ]; then
+  pass "i-session-timer: negotiated, then refreshed"
+else
+  fail "i-session-timer: no refresh in $OUT/i-session-timer.ua.log"
+fi
 
 echo
 echo "=== summary"

@@ -14,6 +14,10 @@
 //!   retransmitted 2xx, extra forks handed out for ACK + BYE, Timer B);
 //!   [`invite::InviteUsage`] keeps a dialog's pending INVITEs, glare (491 and the §14.1 retry
 //!   timer) and the UAS's 2xx retransmission until the ACK ([`invite::TwoXxRetransmit`]).
+//! - [`prack`]: RFC 3262 reliable provisionals (RSeq/RAck, their retransmission, PRACK
+//!   matching, the 2xx held behind an unacknowledged SDP) for the UAS and the UAC.
+//! - [`session_timer`]: RFC 4028 (Session-Expires / Min-SE negotiation, 422, the refresher,
+//!   refresh at half the interval, BYE at expiry) on injected time.
 //!
 //! - [`subscription`]: RFC 6665 SUBSCRIBE/NOTIFY for both roles ([`subscription::Subscriber`],
 //!   [`subscription::Notifier`]), each subscription a [`Dialog`].
@@ -62,8 +66,11 @@ mod dialog;
 mod error;
 mod id;
 pub mod invite;
+pub mod prack;
 pub mod publication;
+pub mod refer;
 mod route;
+pub mod session_timer;
 pub mod subscription;
 mod table;
 

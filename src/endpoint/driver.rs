@@ -684,11 +684,13 @@ impl Driver {
         c.tu_backlog = self.tu.backlog();
         c.tu_backlog_peak = self.tu.backlog_peak;
         c.reading_paused = !self.tu.accepting();
-        // Published for readers of Endpoint::counters, without waking anyone: nothing
-        // waits on a change, and the notification cost as much as the rest of this.
+        // Published for readers of Endpoint::counters; watchers are woken only when the
+        // endpoint becomes idle (Endpoint::wait_idle waits for that), not on every change:
+        // the notification cost as much as the rest of this.
         self.counters.send_if_modified(|old| {
+            let idle_now = c.live == 0 && old.live != 0;
             *old = c;
-            false
+            idle_now
         });
     }
 }

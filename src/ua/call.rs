@@ -29,6 +29,8 @@ pub enum CallEnd {
     AckTimeout,
     /// A request in the dialog got 481 or 408: the dialog is gone (§12.2.1.2).
     Gone,
+    /// The session timer ran out without a refresh (RFC 4028 §10): ended with BYE.
+    SessionExpired,
 }
 
 /// What happens on a call.
@@ -66,6 +68,41 @@ pub enum CallEvent {
         method: String,
         /// The remote SDP.
         sdp: Bytes,
+    },
+    /// The session timer was negotiated or refreshed (RFC 4028): `interval` seconds, and
+    /// whether we are the refresher.
+    SessionTimer {
+        /// The session interval, seconds.
+        interval: u32,
+        /// We refresh (at half the interval); otherwise the peer must, or we send BYE.
+        we_refresh: bool,
+    },
+    /// With [`super::UserAgentBuilder::manual_answers`]: the peer sent an offer (re-INVITE, or
+    /// UPDATE in an early or confirmed dialog) that waits for [`Call::answer_offer`] with this
+    /// `id` (or is rejected 500 after 64·T1).
+    OfferRequest {
+        /// Pass it to `answer_offer`.
+        id: u64,
+        /// INVITE or UPDATE.
+        method: String,
+        /// The remote SDP offer.
+        sdp: Bytes,
+    },
+    /// The peer asks us to contact `refer_to` (RFC 3515 REFER): answer with
+    /// [`Call::accept_refer`] or [`Call::reject_refer`] and this `id` (declined with 603
+    /// after 64·T1).
+    Refer {
+        /// Pass it to `accept_refer` / `reject_refer`.
+        id: u64,
+        /// The Refer-To URI.
+        refer_to: String,
+        /// The Referred-By URI, if any.
+        referred_by: Option<String>,
+    },
+    /// A NOTIFY about a REFER we sent: the referred request's status (RFC 3515 §2.4.5).
+    ReferNotify {
+        /// The status in its sipfrag.
+        status: u16,
     },
     /// An INFO arrived (answered 200).
     Info {
@@ -106,6 +143,10 @@ pub(crate) async fn place(
     let (tx, events) = mpsc::unbounded_channel();
     let cancel = Arc::new(Notify::new());
     let key = insert_slot(&shared, tx, span.clone(), offer.clone(), None);
+    let (updates, early_updates) = mpsc::channel(4);
+    if let Some(slot) = shared.state().calls.get_mut(&key) {
+        slot.early_updates = Some(updates);
+    }
     let uac = Uac {
         shared: shared.clone(),
         key,
@@ -115,6 +156,8 @@ pub(crate) async fn place(
         tag,
         offer,
         cancel: cancel.clone(),
+        session: shared.config.session_timer,
+        early_updates: tokio::sync::Mutex::new(early_updates),
     };
     tokio::spawn(uac.run().instrument(span));
     Ok(Call {
@@ -146,6 +189,11 @@ pub(crate) fn insert_slot(
             invite_txn,
             wake: Arc::new(Notify::new()),
             unanswered,
+            reliable: None,
+            session: None,
+            pending_offer: None,
+            early_updates: None,
+            refer: Default::default(),
         },
     );
     key
@@ -179,19 +227,25 @@ struct Uac {
     tag: String,
     offer: Bytes,
     cancel: Arc<Notify>,
+    /// RFC 4028: the interval asked for (raised after a 422).
+    session: Option<sip_dialog::session_timer::Config>,
+    /// UPDATEs the application sends in the early dialog (RFC 3311).
+    early_updates: tokio::sync::Mutex<mpsc::Receiver<super::offer::EarlyUpdate>>,
 }
 
 enum Outcome {
     Answered,
     Retry((HeaderName, String)),
+    /// RFC 4028 §7.4: a 422; try again with this interval.
+    MinSe(sip_dialog::session_timer::Config),
     Failed(u16),
 }
 
 impl Uac {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut cseq = 1;
         let mut auth = None;
-        for _ in 0..3 {
+        for _ in 0..4 {
             let outcome = match self.attempt(cseq, auth.take()).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -203,6 +257,11 @@ impl Uac {
                 Outcome::Answered => return,
                 Outcome::Retry(a) => {
                     auth = Some(a);
+                    cseq += 1;
+                }
+                Outcome::MinSe(config) => {
+                    tracing::info!(session_expires = config.session_expires, "422: retrying");
+                    self.session = Some(config);
                     cseq += 1;
                 }
                 Outcome::Failed(status) => return self.fail(status),
@@ -229,7 +288,14 @@ impl Uac {
             &self.tag,
             cseq,
         )
-        .header("Allow", ALLOW);
+        .header("Allow", ALLOW)
+        .header("Supported", super::prack::SUPPORTED);
+        if self.shared.config.prack {
+            b = b.header("Require", sip_dialog::prack::OPTION_TAG);
+        }
+        for (name, value) in super::session_timer::initial_headers(self.session.as_ref()) {
+            b = b.header(name, value);
+        }
         if let Some((name, value)) = auth {
             b = b.header(name.canonical().unwrap_or("Authorization"), value);
         }
@@ -253,6 +319,8 @@ impl Uac {
             self.shared.config.t1,
         )?;
         let mut cancelling = false;
+        let mut pracks = sip_dialog::prack::PrackClient::new();
+        let mut early_updates = self.early_updates.lock().await;
         loop {
             let response = tokio::select! {
                 r = txn.next_response() => r,
@@ -265,12 +333,17 @@ impl Uac {
                     }
                     continue;
                 }
+                Some(update) = early_updates.recv(), if !client.answered() => {
+                    super::offer::send_early_update(&self.shared, self.key, &mut client, update);
+                    continue;
+                }
             };
             let Some(response) = response else { break };
             let now = Shared::now();
             match client.on_response(now, &response, &self.shared.via()) {
                 ClientEvent::Trying { .. } => emit(&self.shared, self.key, CallEvent::Trying),
                 ClientEvent::Early { status, .. } => {
+                    super::prack::on_provisional(&self.shared, &mut pracks, &mut client, &response);
                     let body = response.body_bytes();
                     let early_media = (!body.is_empty()).then_some(body);
                     emit(
@@ -313,6 +386,15 @@ impl Uac {
                             self.shared.answer_challenge(&invite, &response, &self.dest)
                         {
                             return Ok(Outcome::Retry(a));
+                        }
+                    }
+                    if status == 422 && !cancelling {
+                        if let Some(c) = self
+                            .session
+                            .as_ref()
+                            .and_then(|c| sip_dialog::session_timer::uac_on_422(&response, c))
+                        {
+                            return Ok(Outcome::MinSe(c));
                         }
                     }
                     let status = if cancelling && status == 487 {
@@ -373,6 +455,7 @@ impl Uac {
                 sdp: response.body_bytes(),
             },
         );
+        super::session_timer::on_2xx_received(&self.shared, self.key, response);
     }
 
     async fn send_ack(&self, ack: Message) {
@@ -458,7 +541,7 @@ impl Call {
     pub(crate) async fn hangup(&self, cause: CallEnd) -> Result<(), UaError> {
         self.wait_for_ack().await;
         let ended = match cause {
-            CallEnd::AckTimeout => EndCause::Timeout,
+            CallEnd::AckTimeout | CallEnd::SessionExpired => EndCause::Timeout,
             _ => EndCause::LocalBye,
         };
         let result = self.request(Method::Bye, None, &[]).await;

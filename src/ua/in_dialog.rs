@@ -49,6 +49,7 @@ impl Call {
         let (dest, id) = self.destination()?;
         let dest = dest.await?;
         let mut auth: Option<(HeaderName, String)> = None;
+        let session = super::session_timer::request_headers(&self.shared, self.key);
         for _ in 0..3 {
             let invite = {
                 let mut st = self.shared.state();
@@ -61,7 +62,11 @@ impl Call {
                 let mut b = e
                     .dialog
                     .request(Method::Invite, &self.shared.via())?
-                    .header("Allow", ALLOW);
+                    .header("Allow", ALLOW)
+                    .header("Supported", super::prack::SUPPORTED);
+                for (name, value) in &session {
+                    b = b.header(name, value);
+                }
                 if let Some((name, value)) = auth.take() {
                     b = b.header(name.canonical().unwrap_or("Authorization"), value);
                 }
@@ -112,6 +117,7 @@ impl Call {
                 };
                 send_ack(&self.shared, ack.clone(), None).await;
                 tokio::spawn(reack(self.shared.clone(), txn, ack));
+                super::session_timer::on_2xx_received(&self.shared, self.key, &response);
                 return Ok(response.body_bytes());
             }
             if matches!(status, 481 | 408) {
@@ -123,11 +129,24 @@ impl Call {
     }
 
     /// Sends an UPDATE with `sdp` (RFC 3311) and returns the answer's body.
+    /// Before the answer, as the caller, it goes in the early dialog (RFC 3311 §5.1).
     pub async fn update(&self, sdp: Bytes) -> Result<Bytes, UaError> {
+        if self.dialog_id().is_none() {
+            return super::offer::early_update(&self.shared, self.key, sdp).await;
+        }
+        let session = super::session_timer::request_headers(&self.shared, self.key);
+        let mut headers: Vec<(&str, &str)> =
+            session.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        headers.push(("Supported", super::prack::SUPPORTED));
         let r = self
-            .request(Method::Update, Some(("application/sdp", sdp.clone())), &[])
+            .request(
+                Method::Update,
+                Some(("application/sdp", sdp.clone())),
+                &headers,
+            )
             .await?;
         self.final_ok(&r)?;
+        super::session_timer::on_2xx_received(&self.shared, self.key, &r);
         if let Some(slot) = self.shared.state().calls.get_mut(&self.key) {
             slot.local_sdp = sdp;
         }
@@ -142,8 +161,9 @@ impl Call {
         self.final_ok(&r)
     }
 
-    /// Sends a REFER to `target` (RFC 3515; the sending side only) and returns the final
-    /// status (202 when accepted). The NOTIFYs that follow are answered 200.
+    /// Sends a REFER to `target` (RFC 3515) and returns the final status (202 when accepted).
+    /// The NOTIFYs that follow are answered 200 and reported as [`CallEvent::ReferNotify`]
+    /// (the REFERs we receive: [`CallEvent::Refer`]).
     pub async fn refer(&self, target: &str) -> Result<u16, UaError> {
         let refer_to = format!("<{target}>");
         let r = self

@@ -87,24 +87,34 @@ impl IncomingCall {
         self.events.as_mut()?.recv().await
     }
 
-    /// Sends 180 Ringing (an early dialog, RFC 3261 §12.1.1).
+    /// Sends 180 Ringing (an early dialog, RFC 3261 §12.1.1). Reliably (RFC 3262) when the
+    /// INVITE requires `100rel`, or supports it and [`super::UserAgentBuilder::prack`] is on.
     pub async fn ring(&self) -> Result<(), UaError> {
         self.provisional(180, None).await
     }
 
-    /// Sends 183 Session Progress with early media `sdp`.
+    /// Sends 183 Session Progress with early media `sdp` (reliably as [`IncomingCall::ring`]
+    /// does; then the 2xx waits for its PRACK, RFC 3262 §3).
     pub async fn progress(&self, sdp: Bytes) -> Result<(), UaError> {
         self.provisional(183, Some(sdp)).await
     }
 
     async fn provisional(&self, status: u16, sdp: Option<Bytes>) -> Result<(), UaError> {
         let mut b = self.dialog_response(status);
-        if let Some(sdp) = sdp {
-            b = b.body("application/sdp", sdp);
+        if let Some(sdp) = &sdp {
+            b = b.body("application/sdp", sdp.clone());
         }
-        let response = b.build()?;
         self.ensure_dialog(true)?;
-        self.txn.respond(response).await?;
+        if let Some(sdp) = &sdp {
+            // Our answer so far: what an UPDATE in the early dialog is answered with.
+            if let Some(slot) = self.shared.state().calls.get_mut(&self.key) {
+                slot.local_sdp = sdp.clone();
+            }
+        }
+        if self.reliable() {
+            return self.send_reliable(b).await;
+        }
+        self.txn.respond(b.build()?).await?;
         Ok(())
     }
 
@@ -167,11 +177,31 @@ impl IncomingCall {
     /// Answers 200 with `answer` (the 2xx is retransmitted until the ACK; without one the
     /// call is ended with BYE) and returns the established call.
     pub async fn accept(mut self, answer: Bytes) -> Result<Call, UaError> {
-        let ok = self
+        // RFC 3262 §3: not before the PRACK of a reliable provisional that carried SDP.
+        if let Err(e) = self.wait_final_allowed(200).await {
+            // The call's retransmission task rejects the INVITE 500 at 64·T1 (§3) and ends the
+            // call; here only if it is still there.
+            if e != UaError::Cancelled {
+                self.final_going();
+                self.end_slot(EndCause::Timeout);
+                if let Ok(r) = self.request().response(500).to_tag(&self.local_tag).build() {
+                    let _ = self.txn.respond(r).await;
+                }
+            }
+            return Err(e);
+        }
+        self.final_going();
+        let mut b = self
             .dialog_response(200)
             .header("Allow", ALLOW)
-            .body("application/sdp", answer.clone())
-            .build()?;
+            .header("Supported", super::prack::SUPPORTED);
+        // RFC 4028 §9 (a too small interval was answered 422 before the call was offered).
+        for (name, value) in
+            super::session_timer::negotiate(&self.shared, self.request()).unwrap_or_default()
+        {
+            b = b.header(name, value);
+        }
+        let ok = b.body("application/sdp", answer.clone()).build()?;
         sip_dialog::check_dialog_response(&ok)?;
         let id = self.ensure_dialog(false)?;
         let seq = self.request().cseq().map(|c| c.seq).unwrap_or(0);
@@ -185,7 +215,8 @@ impl IncomingCall {
                 slot.local_sdp = answer;
             }
         }
-        self.txn.respond(ok).await?;
+        self.txn.respond(ok.clone()).await?;
+        super::session_timer::on_2xx_sent(&self.shared, self.key, self.request(), &ok);
         let span = self.span();
         tokio::spawn(retransmit_2xx(self.shared.clone(), self.key, id).instrument(span));
         tracing::info!("call accepted");
@@ -207,6 +238,7 @@ impl IncomingCall {
             .response(status)
             .to_tag(&self.local_tag)
             .build()?;
+        self.final_going();
         self.end_slot(EndCause::Rejected);
         self.txn.respond(response).await?;
         Ok(())

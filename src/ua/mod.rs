@@ -8,6 +8,13 @@
 //!   [`UserAgent::incoming`] yields [`IncomingCall`]s to ring, accept or reject. On a call:
 //!   [`Call::bye`], [`Call::reinvite`], [`Call::update`], [`Call::info`], [`Call::refer`] and
 //!   [`Call::cancel`] while it rings. SDP is opaque bytes here.
+//! - RFC 3262 PRACK both ways (reliable provisionals required with
+//!   [`UserAgentBuilder::prack`], always acknowledged); RFC 4028 session timers
+//!   ([`UserAgentBuilder::session_timer`]: 422/Min-SE, refresh by UPDATE or re-INVITE, BYE at
+//!   expiry); UPDATE in early and confirmed dialogs (RFC 3311); offers answered by the
+//!   application with [`UserAgentBuilder::manual_answers`] ([`CallEvent::OfferRequest`],
+//!   [`Call::answer_offer`]); REFER received ([`CallEvent::Refer`], [`Call::accept_refer`] with
+//!   sipfrag NOTIFYs through a [`ReferNotifier`], [`Call::reject_refer`]).
 //! - [`UserAgent::register`] keeps a [`Registration`] fresh (RFC 3261 §10.2) until closed.
 //! - [`UserAgent::message`] sends an RFC 3428 MESSAGE; [`UserAgent::messages`] yields the
 //!   ones that arrive.
@@ -45,9 +52,14 @@
 mod call;
 mod in_dialog;
 mod incoming;
+mod offer;
+mod outbound;
+mod prack;
 mod pump;
+mod refer;
 mod registration;
 mod retransmit;
+mod session_timer;
 mod shared;
 
 use std::collections::HashMap;
@@ -66,11 +78,14 @@ use shared::{Config, Shared, State};
 
 pub use call::{Call, CallEnd, CallEvent};
 pub use incoming::{IncomingCall, IncomingCalls, IncomingMessage, IncomingMessages};
+pub use offer::OfferAnswer;
+pub use refer::ReferNotifier;
 pub use registration::{Registration, RegistrationState};
 pub use retransmit::{AckOutcome, AckReport, Pending2xx, TwoXxRetransmitter};
 
 /// Methods the UserAgent handles (the Allow header it sends).
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
 
 /// What went wrong in a UserAgent operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +148,10 @@ pub struct UserAgentBuilder {
     t2: Duration,
     limits: Limits,
     rfc3263: bool,
+    prack: bool,
+    session_timer: Option<sip_dialog::session_timer::Config>,
+    manual_answers: bool,
+    instance: Option<String>,
 }
 
 impl UserAgentBuilder {
@@ -198,6 +217,46 @@ impl UserAgentBuilder {
         self
     }
 
+    /// RFC 3262 (default off): our INVITEs carry `Require: 100rel`, and incoming calls whose
+    /// INVITE supports `100rel` get reliable provisionals. Off, reliable provisionals are still
+    /// acknowledged (`Supported: 100rel` is always sent) and sent when an INVITE requires them.
+    pub fn prack(mut self, on: bool) -> Self {
+        self.prack = on;
+        self
+    }
+
+    /// RFC 4028 session timers (default off): our INVITEs ask for `secs` seconds (raised to
+    /// the Min-SE of a 422 and retried), incoming sessions are granted at most `secs`, and
+    /// INVITEs from UACs without the extension are timed with us as refresher. Off, a
+    /// session the peer asks to time is still timed. `secs` is raised to 90 (§4).
+    pub fn session_timer(mut self, secs: u32) -> Self {
+        self.session_timer = Some(sip_dialog::session_timer::Config::new(
+            secs,
+            sip_dialog::session_timer::MIN_SE,
+        ));
+        self
+    }
+
+    /// Offers the peer makes in a dialog (re-INVITE, UPDATE with SDP) are held for the
+    /// application: [`CallEvent::OfferRequest`], answered with [`Call::answer_offer`]
+    /// (200 with its SDP, or a rejection such as 488 or 491). Default off: they are answered
+    /// at once with our current SDP and reported as [`CallEvent::Offer`].
+    pub fn manual_answers(mut self, on: bool) -> Self {
+        self.manual_answers = on;
+        self
+    }
+
+    /// RFC 5626 outbound for every [`UserAgent::register`]: REGISTER carries `Supported:
+    /// outbound, path` and a Contact with `+sip.instance="<instance>"` (a `urn:uuid:`… that
+    /// stays the same across restarts) and a `reg-id` per registration; after a flow fails the
+    /// registration is made again at once, then with the §4.5 back-off (30 s doubling to
+    /// 1800 s, 50–100 % jitter) while attempts fail. The CRLF keep-alive on the flow is the
+    /// transport's: set `TransportConfig::keepalive_interval` on the endpoint.
+    pub fn outbound(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -241,11 +300,16 @@ impl UserAgentBuilder {
                 rfc3263: self.rfc3263,
                 t1: self.t1,
                 t2: self.t2,
+                prack: self.prack,
+                session_timer: self.session_timer,
+                manual_answers: self.manual_answers,
+                instance: self.instance,
             },
             state: Mutex::new(State {
                 dialogs: DialogTable::new(self.limits),
                 calls: HashMap::new(),
                 next_call: 0,
+                next_reg_id: 1,
                 incoming: None,
                 messages: None,
             }),
@@ -291,6 +355,10 @@ impl UserAgent {
             t2: Duration::from_secs(4),
             limits: Limits::default(),
             rfc3263: false,
+            prack: false,
+            session_timer: None,
+            manual_answers: false,
+            instance: None,
         }
     }
 

@@ -89,6 +89,18 @@ fn on_cancelled(shared: &Shared, invite: sip_transaction::TransactionKey) {
     }
 }
 
+/// RFC 4028 §9: the session interval asked for is below our Min-SE.
+async fn respond_422(txn: &ServerTransaction, min_se: u32) {
+    if let Ok(r) = txn
+        .request()
+        .response(422)
+        .header("Min-SE", min_se.to_string())
+        .build()
+    {
+        let _ = txn.respond(r).await;
+    }
+}
+
 async fn respond(txn: &ServerTransaction, status: u16) {
     if let Ok(r) = txn.request().response(status).build() {
         let _ = txn.respond(r).await;
@@ -169,6 +181,15 @@ async fn new_call(shared: &Arc<Shared>, txn: ServerTransaction) {
         }
         return;
     }
+    if let Some(unsupported) = unsupported_extensions(req) {
+        if let Ok(r) = req.response(420).header("Unsupported", unsupported).build() {
+            let _ = txn.respond(r).await;
+        }
+        return;
+    }
+    if let Err(min_se) = super::session_timer::negotiate(shared, req) {
+        return respond_422(&txn, min_se).await;
+    }
     let call_id = req.call_id().unwrap_or_default().to_owned();
     let remote_tag = req
         .from()
@@ -209,6 +230,15 @@ enum Reply {
     Bye {
         invite: Option<Arc<ServerTransaction>>,
     },
+    /// RFC 3262: the PRACK's status, then the next reliable provisional (on the INVITE's
+    /// transaction), then the call's signal (a held 2xx may follow).
+    /// Held for the application (an offer it answers itself).
+    Held,
+    Prack {
+        status: u16,
+        next: Option<Box<(Message, Arc<ServerTransaction>)>>,
+        call: u64,
+    },
 }
 
 async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
@@ -218,6 +248,15 @@ async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
         Reply::Status(s) => respond(&txn, s).await,
         Reply::Response(r) => {
             let _ = txn.respond(*r).await;
+        }
+        Reply::Held => {}
+        Reply::Prack { status, next, call } => {
+            respond(&txn, status).await;
+            if let Some(next) = next {
+                let (provisional, invite) = *next;
+                let _ = invite.respond(provisional).await;
+            }
+            super::prack::signal(shared, call);
         }
         Reply::Bye { invite } => {
             respond(&txn, 200).await;
@@ -238,7 +277,7 @@ async fn in_dialog(shared: &Arc<Shared>, txn: ServerTransaction) {
 
 /// §12.2.2 and the method's handling, under the lock: what to answer, and whether a 2xx
 /// retransmission starts.
-fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64, DialogId)>) {
+fn decide(shared: &Arc<Shared>, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64, DialogId)>) {
     let req = txn.request();
     let method = req
         .method()
@@ -300,10 +339,28 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                         }
                     }
                     InviteVerdict::Accept => {
+                        let session = match super::session_timer::negotiate(shared, req) {
+                            Ok(h) => h,
+                            Err(min_se) => {
+                                // A final non-2xx ends the peer's INVITE (§14.2).
+                                let reply = min_se_reply(req, min_se);
+                                if let Reply::Response(r) = &reply {
+                                    e.usage.invite.answered(Shared::now(), seq, r);
+                                }
+                                return (reply, None);
+                            }
+                        };
+                        if let Some(reply) = hold_offer(shared, &mut st.calls, key, txn) {
+                            return (reply, None);
+                        }
                         let mut b = req
                             .response(200)
                             .header("Contact", format!("<{}>", shared.config.contact))
-                            .header("Allow", ALLOW);
+                            .header("Allow", ALLOW)
+                            .header("Supported", super::prack::SUPPORTED);
+                        for (name, value) in session {
+                            b = b.header(name, value);
+                        }
                         if !local_sdp.is_empty() {
                             b = b.body("application/sdp", local_sdp);
                         }
@@ -311,6 +368,9 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                             Ok(ok) => {
                                 e.usage.invite.answered(Shared::now(), seq, &ok);
                                 if let Some(slot) = st.calls.get_mut(&key) {
+                                    super::session_timer::on_2xx_sent_locked(
+                                        shared, slot, key, req, &ok,
+                                    );
                                     slot.invite_txn = Some(txn.clone());
                                     let _ = slot.events.send(CallEvent::Offer {
                                         method: method.clone(),
@@ -326,9 +386,31 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                 }
             }
             Some(Method::Update) => {
+                let session = match super::session_timer::negotiate(shared, req) {
+                    Ok(h) => h,
+                    Err(min_se) => return (min_se_reply(req, min_se), None),
+                };
+                if early_offer_unanswered(st.calls.get(&key), req) {
+                    // RFC 3311 §5.2: the INVITE's offer is not answered (reliably) yet.
+                    let r = req
+                        .response(500)
+                        .header("Retry-After", (random() % 11).to_string())
+                        .build();
+                    return (
+                        r.map_or(Reply::Status(500), |r| Reply::Response(Box::new(r))),
+                        None,
+                    );
+                }
+                if let Some(reply) = hold_offer(shared, &mut st.calls, key, txn) {
+                    return (reply, None);
+                }
                 let mut b = req
                     .response(200)
-                    .header("Contact", format!("<{}>", shared.config.contact));
+                    .header("Contact", format!("<{}>", shared.config.contact))
+                    .header("Supported", super::prack::SUPPORTED);
+                for (name, value) in session {
+                    b = b.header(name, value);
+                }
                 if !req.body().is_empty() {
                     if let Some(slot) = st.calls.get(&key) {
                         let _ = slot.events.send(CallEvent::Offer {
@@ -338,8 +420,23 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                     }
                     b = b.body("application/sdp", local_sdp);
                 }
-                b.build()
-                    .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r)))
+                match b.build() {
+                    Ok(ok) => {
+                        if let Some(slot) = st.calls.get_mut(&key) {
+                            super::session_timer::on_2xx_sent_locked(shared, slot, key, req, &ok);
+                        }
+                        Reply::Response(Box::new(ok))
+                    }
+                    Err(_) => Reply::Status(500),
+                }
+            }
+            Some(Method::Prack) => {
+                let (status, next) = super::prack::on_prack(&mut st.calls, key, req);
+                Reply::Prack {
+                    status,
+                    next: next.map(Box::new),
+                    call: key,
+                }
             }
             Some(Method::Info) => {
                 if let Some(slot) = st.calls.get(&key) {
@@ -353,7 +450,20 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
                 }
                 Reply::Status(200)
             }
-            Some(Method::Notify) | Some(Method::Options) => Reply::Status(200),
+            Some(Method::Notify) => {
+                if let Some(slot) = st.calls.get(&key) {
+                    super::refer::on_notify(slot, req);
+                }
+                Reply::Status(200)
+            }
+            Some(Method::Refer) => match st.calls.get_mut(&key) {
+                Some(slot) => match super::refer::on_refer(shared, slot, key, txn) {
+                    Some(status) => Reply::Status(status),
+                    None => Reply::Held,
+                },
+                None => Reply::Status(481),
+            },
+            Some(Method::Options) => Reply::Status(200),
             Some(Method::Message) => {
                 let msg = IncomingMessage {
                     from: req
@@ -373,4 +483,70 @@ fn decide(shared: &Shared, txn: &Arc<ServerTransaction>) -> (Reply, Option<(u64,
         };
         (reply, retransmit)
     }
+}
+
+/// RFC 3261 §8.2.2.3: the option-tags of Require we do not support (answered 420 with them
+/// in Unsupported), or `None` when every one is supported.
+fn unsupported_extensions(req: &Message) -> Option<String> {
+    let supported = super::prack::SUPPORTED;
+    let missing: Vec<&str> = req
+        .values(HeaderName::Require)
+        .filter(|tag| {
+            !tag.is_empty()
+                && !supported
+                    .split(", ")
+                    .any(|s| s.eq_ignore_ascii_case(tag.trim()))
+        })
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+fn min_se_reply(req: &Message, min_se: u32) -> Reply {
+    req.response(422)
+        .header("Min-SE", min_se.to_string())
+        .build()
+        .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r)))
+}
+
+/// With manual answers, an offer (a request with a body) is held for the application:
+/// `Some(reply)` then (nothing now, or 500 with Retry-After when another is held, RFC 3311
+/// §5.2); `None` to answer it here.
+fn hold_offer(
+    shared: &Arc<Shared>,
+    calls: &mut std::collections::HashMap<u64, super::shared::CallSlot>,
+    key: u64,
+    txn: &Arc<ServerTransaction>,
+) -> Option<Reply> {
+    let req = txn.request();
+    if !shared.config.manual_answers || req.body().is_empty() {
+        return None;
+    }
+    let slot = calls.get_mut(&key)?;
+    match super::offer::hold(shared, slot, key, txn) {
+        super::offer::Held::ForApp => Some(Reply::Held),
+        super::offer::Held::Busy => Some(
+            req.response(500)
+                .header("Retry-After", (random() % 11).to_string())
+                .build()
+                .map_or(Reply::Status(500), |r| Reply::Response(Box::new(r))),
+        ),
+        super::offer::Held::NoListener => None,
+    }
+}
+
+/// RFC 3311 §5.2: an UPDATE with an offer in the early dialog of a call we have not answered,
+/// while the INVITE's offer has no answer in a PRACKed reliable provisional.
+fn early_offer_unanswered(slot: Option<&super::shared::CallSlot>, update: &Message) -> bool {
+    let Some(slot) = slot else { return false };
+    let invite_offer = slot
+        .invite_txn
+        .as_ref()
+        .is_some_and(|t| !t.request().body().is_empty());
+    slot.unanswered
+        && invite_offer
+        && !update.body().is_empty()
+        && !slot
+            .reliable
+            .as_ref()
+            .is_some_and(|r| r.state.sdp_acknowledged())
 }

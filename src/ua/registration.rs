@@ -1,5 +1,7 @@
 //! Registration (RFC 3261 §10.2): REGISTER with digest, refreshed before the granted expiry
 //! (with jitter), again at once when the flow it was made on closes, and removed on close.
+//! With RFC 5626 outbound (`UserAgentBuilder::outbound`): `+sip.instance` and `reg-id` in the
+//! Contact, `Supported: outbound, path`, and the §4.5 back-off between failed attempts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,10 @@ struct Registrar {
     tag: String,
     cseq: u32,
     expires: u32,
+    /// RFC 5626: this registration's reg-id, when outbound is on.
+    reg_id: Option<u32>,
+    /// Consecutive failed attempts (the §4.5 back-off).
+    failures: u32,
 }
 
 pub(crate) async fn start(
@@ -81,7 +87,15 @@ pub(crate) async fn start(
     let dest = shared.destination(registrar).await?;
     let call_id = shared.endpoint.new_call_id();
     let span = tracing::info_span!("registration", %call_id, registrar);
+    let reg_id = shared.config.instance.as_ref().map(|_| {
+        let mut st = shared.state();
+        let id = st.next_reg_id;
+        st.next_reg_id = st.next_reg_id.wrapping_add(1).max(1);
+        id
+    });
     let r = Registrar {
+        reg_id,
+        failures: 0,
         tag: shared.endpoint.new_tag(),
         shared,
         uri: registrar.to_owned(),
@@ -108,7 +122,15 @@ impl Registrar {
         let mut flows = self.shared.flow_closed.subscribe();
         loop {
             let wait = match self.register(self.expires).await {
-                Ok((granted, _)) => {
+                Ok((granted, response)) => {
+                    self.failures = 0;
+                    if self.reg_id.is_some() {
+                        tracing::info!(
+                            outbound = super::outbound::registrar_supports(&response),
+                            flow_timer = super::outbound::flow_timer(&response),
+                            "outbound registration"
+                        );
+                    }
                     tracing::info!(expires = granted, "registered");
                     let _ = state.send(RegistrationState::Registered { expires: granted });
                     refresh_after(granted)
@@ -116,7 +138,14 @@ impl Registrar {
                 Err(status) => {
                     tracing::warn!(status, "registration failed");
                     let _ = state.send(RegistrationState::Failed { status });
-                    Duration::from_secs(30)
+                    self.failures = self.failures.saturating_add(1);
+                    if self.reg_id.is_some() {
+                        // RFC 5626 §4.5 (our only flow to this registrar failed).
+                        let random = sip_core::random::OsRandom.next_u64();
+                        super::outbound::backoff(self.failures - 1, true, random)
+                    } else {
+                        Duration::from_secs(30)
+                    }
                 }
             };
             let deadline = tokio::time::Instant::now() + wait;
@@ -151,6 +180,12 @@ impl Registrar {
         for _ in 0..2 {
             let shared = self.shared.clone();
             let aor = shared.config.aor.clone();
+            let outbound_contact = shared
+                .config
+                .instance
+                .as_deref()
+                .zip(self.reg_id)
+                .map(|(i, r)| super::outbound::contact(&shared.config.contact, i, r));
             let response = {
                 let (uri, call_id, tag) =
                     (self.uri.clone(), self.call_id.clone(), self.tag.clone());
@@ -168,10 +203,19 @@ impl Registrar {
                             *cseq,
                         )
                         .header("Expires", expires.to_string());
+                        if outbound_contact.is_some() {
+                            b = b.header("Supported", "outbound, path");
+                        }
                         if let Some((name, value)) = auth {
                             b = b.header(name.canonical().unwrap_or("Authorization"), value);
                         }
-                        std::future::ready(b.build().map_err(UaError::from))
+                        let built = b.build().map_err(UaError::from).and_then(|mut m| {
+                            if let Some(c) = &outbound_contact {
+                                m.set_header(sip_core::HeaderName::Contact, c)?;
+                            }
+                            Ok(m)
+                        });
+                        std::future::ready(built)
                     })
                     .await
             };

@@ -30,6 +30,14 @@ pub(crate) struct Config {
     pub rfc3263: bool,
     pub t1: std::time::Duration,
     pub t2: std::time::Duration,
+    /// RFC 3262: require reliable provisionals of callees, send ours reliably when supported.
+    pub prack: bool,
+    /// RFC 4028: the session interval we ask for and grant at most.
+    pub session_timer: Option<sip_dialog::session_timer::Config>,
+    /// Offers in dialogs are held for the application (CallEvent::OfferRequest).
+    pub manual_answers: bool,
+    /// RFC 5626: our instance ID (`urn:uuid:…`), when registrations use outbound.
+    pub instance: Option<String>,
 }
 
 /// The usage state kept on each dialog in the table.
@@ -54,12 +62,24 @@ pub(crate) struct CallSlot {
     pub wake: Arc<Notify>,
     /// UAS: the incoming call has not been answered yet.
     pub unanswered: bool,
+    /// UAS: its reliable provisionals (RFC 3262), once one is sent.
+    pub reliable: Option<super::prack::UasReliable>,
+    /// Its session timer (RFC 4028), while the session is timed.
+    pub session: Option<super::session_timer::SessionSlot>,
+    /// An offer (re-INVITE or UPDATE) held for the application's answer.
+    pub pending_offer: Option<super::offer::PendingOffer>,
+    /// UAC: the INVITE task, for UPDATEs in the early dialog.
+    pub early_updates: Option<super::offer::EarlyUpdates>,
+    /// REFERs received (RFC 3515): the one held for the application.
+    pub refer: super::refer::ReferSlot,
 }
 
 pub(crate) struct State {
     pub dialogs: DialogTable<Usage>,
     pub calls: HashMap<u64, CallSlot>,
     pub next_call: u64,
+    /// RFC 5626: the reg-id of the next registration.
+    pub next_reg_id: u32,
     pub incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     pub messages: Option<mpsc::UnboundedSender<IncomingMessage>>,
 }

@@ -127,6 +127,13 @@ impl InviteClient {
         &self.early
     }
 
+    /// The live early dialog with this remote tag (to send a PRACK or an UPDATE in it).
+    pub fn early_dialog_mut(&mut self, remote_tag: &str) -> Option<&mut Dialog> {
+        self.early
+            .iter_mut()
+            .find(|d| d.id().remote_tag == remote_tag)
+    }
+
     /// True once a 2xx has been received.
     pub fn answered(&self) -> bool {
         !self.acked.is_empty()
