@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# JsSIP (the browser softphone library, in Node over the `ws` package) and the `ua` example
-# exchange MESSAGEs through the example proxy (RFC 7118 and RFC 3428, issue 16): JsSIP
-# registers as alice over WebSocket, bob (`ua --answer`) over UDP; alice's MESSAGE reaches bob
-# (200), and a MESSAGE from a third `ua` reaches alice over her WebSocket flow. Loopback only,
-# bounded in time; installs jssip and ws (pinned) from the npm registry into a temporary folder.
+# A browser softphone and the `ua` example exchange MESSAGEs through the example proxy (RFC 7118
+# and RFC 3428, issue 16): JsSIP registers as alice over WebSocket, bob (`ua --answer`) over
+# UDP; alice's MESSAGE reaches bob (200), and a MESSAGE from a third `ua` reaches alice over her
+# WebSocket flow. JsSIP runs in headless Chromium (Debian's `chromium`, driven by playwright-core,
+# JsSIP bundled for the browser by esbuild) when Chromium is installed, else in Node over the
+# `ws` package (JSSIP_NODE=1 forces Node). Loopback only, bounded in time; the npm packages
+# (pinned) go into a temporary folder.
 #
 #   scripts/jssip-ua.sh            # builds the proxy and ua examples first
 set -euo pipefail
@@ -27,8 +29,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$WORK" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent jssip@3.13.8 ws@8.23.0)
-cp tests/jssip/message.js "$WORK/"
+CHROMIUM="$(command -v chromium || true)"
+[ "${JSSIP_NODE:-0}" = 1 ] && CHROMIUM=""
+if [ -n "$CHROMIUM" ]; then
+  (cd "$WORK" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent \
+    jssip@3.13.8 playwright-core@1.64.1 esbuild@0.25.10)
+  (cd "$WORK" && npx esbuild node_modules/jssip/lib/JsSIP.js --bundle --format=iife \
+    --global-name=JsSIP --log-level=warning --outfile=jssip.js)
+  cp tests/browser/message.mjs "$WORK/"
+  RUNNER=(node message.mjs "$CHROMIUM" jssip.js)
+  WHO=browser
+else
+  (cd "$WORK" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent jssip@3.13.8 ws@8.23.0)
+  cp tests/jssip/message.js "$WORK/"
+  RUNNER=(node message.js)
+  WHO=jssip
+fi
 
 RUST_LOG=info timeout 90 "$PROXY" --udp "$UDP" --ws "$WS" --realm example.com --open --stats 0 \
   >"$WORK/proxy.log" 2>&1 &
@@ -48,15 +64,15 @@ done
 grep -q "Registered" "$WORK/bob.json" || { echo "jssip-ua: bob did not register" >&2; cat "$WORK/bob.log" >&2; exit 1; }
 
 TEXT="hello alice from ua"
-(cd "$WORK" && timeout 30 node message.js "ws://$WS" "$TEXT" >"$WORK/jssip.out" 2>&1) &
+(cd "$WORK" && timeout 60 "${RUNNER[@]}" "ws://$WS" "$TEXT" >"$WORK/jssip.out" 2>&1) &
 NODE=$!
 PIDS+=($NODE)
-for _ in $(seq 1 200); do
-  grep -q "jssip: ready" "$WORK/jssip.out" 2>/dev/null && break
+for _ in $(seq 1 400); do
+  grep -q "$WHO: ready" "$WORK/jssip.out" 2>/dev/null && break
   kill -0 "$NODE" 2>/dev/null || break
   sleep 0.1
 done
-if ! grep -q "jssip: ready" "$WORK/jssip.out"; then
+if ! grep -q "$WHO: ready" "$WORK/jssip.out"; then
   echo "jssip-ua: JsSIP did not register or its MESSAGE to bob failed" >&2
   cat "$WORK/jssip.out" >&2
   sed 's/\x1b\[[0-9;]*m//g' "$WORK/proxy.log" | tail -20 >&2
@@ -71,7 +87,7 @@ if ! wait "$NODE"; then
   exit 1
 fi
 cat "$WORK/jssip.out"
-grep -q '"hello bob from JsSIP"' "$WORK/bob.json" ||
+grep -q '"hello bob from \(JsSIP\|Chromium\)"' "$WORK/bob.json" ||
   { echo "jssip-ua: bob did not log alice's MESSAGE" >&2; cat "$WORK/bob.json" >&2; exit 1; }
-echo "jssip-ua: JsSIP over WebSocket <-> ua over UDP, MESSAGE both ways through the proxy"
+echo "jssip-ua: JsSIP ($WHO) over WebSocket <-> ua over UDP, MESSAGE both ways through the proxy"
 echo "2 passed, 0 failed"

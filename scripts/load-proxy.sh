@@ -11,6 +11,7 @@
 #   RATES="500 1000" SECS=3 scripts/load-proxy.sh
 #   LONG=10000 LONG_RATE=2000 scripts/load-proxy.sh   # also one 10 000-call run per server
 #   KAMAILIO=0 scripts/load-proxy.sh              # skip Kamailio (default: when installed)
+#   PROXY_ARGS="--threads 2" scripts/load-proxy.sh   # extra flags for our proxy
 #   MEMORY=20000 scripts/load-proxy.sh            # only: RSS per live INVITE transaction
 #                                                 # (20 000 calls left ringing)
 #   QUICK=1 scripts/load-proxy.sh                 # CI: 500/s for 2 s, then 10 000 calls at
@@ -304,7 +305,7 @@ wrap() { # $1: kind, then the command
 start_server() { # $1: sip-stack|kamailio
   if [ "$1" = sip-stack ]; then
     wrap "$1" "$BIN" --udp "127.0.0.1:$PORT" --realm localhost --open --stats 0 \
-      --max-transactions 2000000 >"$WORK/$1.log" 2>&1 &
+      --max-transactions 2000000 ${PROXY_ARGS:-} >"$WORK/$1.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 300); do
       grep -q "listening" "$WORK/$1.log" && break
