@@ -529,22 +529,21 @@ impl<R: Router> Proxy<R> {
     /// takes goes statelessly to the upstream Via.
     async fn upstream(&self, call: &mut Call, m: Message) {
         let status = m.status().unwrap_or(0);
+        // The first final is counted as it is handed to the server transaction (before its
+        // send completes): whoever sees it upstream then also sees it counted.
         if status >= 200 {
             if let Some(t0) = call.unanswered.take() {
                 record_latency(call.txn.request(), now().saturating_duration_since(t0));
+                self.stats.best(status);
+                if call.is_invite {
+                    inc(&self.stats.invites_completed);
+                }
             }
         }
         let is_2xx = (200..300).contains(&status);
         let retry = if is_2xx { Some(m.clone()) } else { None };
         match call.txn.respond(m).await {
-            Ok(()) => {
-                if status >= 200 {
-                    self.stats.best(status);
-                    if call.is_invite {
-                        inc(&self.stats.invites_completed);
-                    }
-                }
-            }
+            Ok(()) => {}
             Err(e) => {
                 debug!(error = %e, status, "response not taken by the server transaction");
                 if let Some(m) = retry {
