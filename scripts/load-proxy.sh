@@ -28,6 +28,8 @@
 # at the first failing step. Not for CI except QUICK: minutes long and load-dependent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cpu_ticks, rss_kib
+. scripts/lib/proc.sh
 
 command -v sipp >/dev/null 2>&1 || { echo "load-proxy: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 
@@ -257,37 +259,7 @@ cat >"$WORK/uac-ring.xml" <<'EOF'
 </scenario>
 EOF
 
-# CPU ticks (utime+stime) of a process and its children (Kamailio forks workers).
-cpu_ticks() {
-  local root=$1 total=0 pid stat rest
-  for stat in /proc/[0-9]*/stat; do
-    pid=${stat#/proc/}
-    pid=${pid%/stat}
-    rest=$(cat "$stat" 2>/dev/null) || continue
-    rest=${rest##*) }
-    set -- $rest
-    if [ "$pid" = "$root" ] || [ "$2" = "$root" ]; then
-      total=$((total + ${12} + ${13}))
-    fi
-  done
-  echo "$total"
-}
 
-# RSS in KiB of a process and its children.
-rss_kib() {
-  local root=$1 total=0 stat pid rest
-  for stat in /proc/[0-9]*/stat; do
-    pid=${stat#/proc/}
-    pid=${pid%/stat}
-    rest=$(cat "$stat" 2>/dev/null) || continue
-    rest=${rest##*) }
-    set -- $rest
-    if [ "$pid" = "$root" ] || [ "$2" = "$root" ]; then
-      total=$((total + $(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)))
-    fi
-  done
-  echo "$total"
-}
 
 # Runs a server (in the background: it execs). Under CALLGRIND=1 it runs under callgrind,
 # every process writing its own counts.

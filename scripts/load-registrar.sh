@@ -22,6 +22,8 @@
 # 3 125/s sustained (1 560/s with digest) because answered transactions live 32 s (Timer J).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cpu_ticks, rss_kib
+. scripts/lib/proc.sh
 
 command -v sipp >/dev/null 2>&1 || { echo "load-registrar: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 
@@ -118,22 +120,6 @@ $reg_tail
 </scenario>
 EOF
 
-# CPU ticks (utime+stime) of a process and its children still alive (Kamailio forks workers).
-cpu_ticks() {
-  local root=$1 total=0 pid stat rest
-  for stat in /proc/[0-9]*/stat; do
-    pid=${stat#/proc/}
-    pid=${pid%/stat}
-    rest=$(cat "$stat" 2>/dev/null) || continue
-    rest=${rest##*) }
-    # After "pid (comm) ": state ppid ... utime is field 14, stime 15 (12 and 13 here).
-    set -- $rest
-    if [ "$pid" = "$root" ] || [ "$2" = "$root" ]; then
-      total=$((total + ${12} + ${13}))
-    fi
-  done
-  echo "$total"
-}
 
 start_ours() {  # $1: noauth|digest
   local extra=()

@@ -1,0 +1,35 @@
+# Shared by the load scripts (source it): CPU time and resident memory of a server process and
+# its children, read from /proc (Kamailio forks its workers; our servers are one process).
+
+# cpu_ticks PID: utime+stime, in clock ticks, of PID and its children still alive.
+cpu_ticks() {
+  local root=$1 total=0 pid stat rest
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    rest=${rest##*) }
+    # After "pid (comm) ": state ppid ... utime is field 14, stime 15 (12 and 13 here).
+    set -- $rest
+    if [ "$pid" = "$root" ] || [ "$2" = "$root" ]; then
+      total=$((total + ${12} + ${13}))
+    fi
+  done
+  echo "$total"
+}
+
+# rss_kib PID: resident memory in KiB of PID and its children.
+rss_kib() {
+  local root=$1 total=0 stat pid rest
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    rest=${rest##*) }
+    set -- $rest
+    if [ "$pid" = "$root" ] || [ "$2" = "$root" ]; then
+      total=$((total + $(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    fi
+  done
+  echo "$total"
+}
