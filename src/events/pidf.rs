@@ -124,6 +124,30 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, PidfError> {
     Ok(None)
 }
 
+/// Element text as it is kept: a lone CR (only a character reference can leave one) becomes LF,
+/// as XML's end-of-line handling does for literal ones; surrounding whitespace is dropped, and
+/// the text is cut to [`MAX_TEXT`] bytes. Idempotent, so that what is written back reads back
+/// as the same value: the cut comes before the last trim, which a cut may expose.
+fn normalize_text(text: String) -> String {
+    let text = if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text
+    };
+    let cut = cut(text.trim().to_owned());
+    let trimmed = cut.trim_end();
+    if trimmed.len() == cut.len() {
+        cut
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// Whether `c` may appear in an XML 1.0 document (§2.2 `Char`).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
 fn cut(mut s: String) -> String {
     if s.len() > MAX_TEXT {
         let mut end = MAX_TEXT;
@@ -157,6 +181,14 @@ impl Pidf {
     /// Reads a PIDF document (bounded: see [`MAX_TUPLES`], [`MAX_DEPTH`], [`MAX_TEXT`]).
     pub fn parse(body: &[u8]) -> Result<Pidf, PidfError> {
         let text = std::str::from_utf8(body).map_err(|e| PidfError::Xml(e.to_string()))?;
+        // quick-xml passes control characters through; a document with them is not XML, and
+        // relaying one would hand every watcher a body its own parser may refuse.
+        if let Some(c) = text.chars().find(|&c| !xml_char(c)) {
+            return Err(PidfError::Xml(format!(
+                "character U+{:04X} is not allowed in XML",
+                c as u32
+            )));
+        }
         let mut reader = Reader::from_str(text);
         let mut doc: Option<Pidf> = None;
         // Element local names from the root down.
@@ -186,7 +218,13 @@ impl Pidf {
                 Event::CData(t) => push_text(&mut text_buf, &t.xml10_content()),
                 Event::GeneralRef(r) => {
                     let s = match r.resolve_char_ref() {
-                        Ok(Some(c)) => Cow::Owned(c.to_string()),
+                        Ok(Some(c)) if xml_char(c) => Cow::Owned(c.to_string()),
+                        Ok(Some(c)) => {
+                            return Err(PidfError::Xml(format!(
+                                "character reference to U+{:04X}, not allowed in XML",
+                                c as u32
+                            )))
+                        }
                         Ok(None) => Cow::Borrowed(
                             resolve_predefined_entity(r.as_ref())
                                 .ok_or(PidfError::Xml(format!("unknown entity {}", r.as_ref())))?,
@@ -265,7 +303,7 @@ impl Pidf {
     }
 
     fn close(&mut self, slot: Slot, text: String) {
-        let text = cut(text.trim().to_owned());
+        let text = normalize_text(text);
         if slot == Slot::PresenceNote {
             if self.notes.len() < MAX_NOTES {
                 self.notes.push(text);
@@ -413,6 +451,33 @@ mod tests {
         let xml = p.to_xml();
         assert!(xml.contains("&lt;away&gt; &amp;"), "{xml}");
         assert_eq!(Pidf::parse(xml.as_bytes()).unwrap(), p);
+    }
+
+    #[test]
+    fn refuses_characters_xml_does_not_allow() {
+        for bad in ["a\u{0}b", "a&#1;b", "a\u{1b}b", "a&#xFFFE;b"] {
+            let doc = format!(
+                "<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='pres:a@x'><note>{bad}</note></presence>"
+            );
+            assert!(Pidf::parse(doc.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Found by the `event_parse` fuzz target: a note longer than [`MAX_TEXT`] whose cut ends in
+    /// a space read back one byte shorter after writing; a CR from a character reference came
+    /// back as LF.
+    #[test]
+    fn text_round_trips_after_a_cut_and_a_cr() {
+        let long = format!("{} tail", "x".repeat(MAX_TEXT - 1));
+        for text in [long.as_str(), "one&#13;two", "one&#13;&#10;two"] {
+            let doc = format!(
+                "<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='pres:a@x'><note>{text}</note></presence>"
+            );
+            let p = Pidf::parse(doc.as_bytes()).unwrap();
+            assert!(p.notes[0].len() <= MAX_TEXT);
+            let again = Pidf::parse(p.to_xml().as_bytes()).unwrap();
+            assert_eq!(again, p, "{text:?}");
+        }
     }
 
     #[test]
