@@ -8,14 +8,15 @@
 #   N=3000 R=100 scripts/callgrind-registrar.sh /path/to/older/registrar
 #
 # Prints the total and the instructions per REGISTER (start-up and shutdown included; run the
-# same N for both builds).
+# same N for both builds). Logging as load-registrar.sh: warnings only (RUST_LOG to change it);
+# KEEP=FILE keeps the callgrind output for callgrind_annotate.
 set -euo pipefail
 BIN="$1"; shift
 N="${N:-3000}"
 R="${R:-100}"
 PORT="${PORT:-5097}"
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${KEEP:-}" ] && cp "$WORK/cg.out" "$KEEP"; rm -rf "$WORK"' EXIT
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 command -v sipp >/dev/null || { echo "sipp not found" >&2; exit 1; }
 
@@ -40,7 +41,7 @@ cat >"$WORK/reg.xml" <<'EOF'
 </scenario>
 EOF
 
-valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+RUST_LOG="${RUST_LOG:-warn,registrar=info}" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
   "$BIN" --udp "127.0.0.1:$PORT" --open --stats 0 "$@" >"$WORK/reg.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do

@@ -4,9 +4,10 @@
 //! like a received one and every edit and accessor works the same on both.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
-use crate::message::Message;
+use crate::message::{Body, Entry, Message, Span, Src, Start};
 use crate::method::Method;
 use crate::name::HeaderName;
 use crate::net::Transport;
@@ -324,7 +325,6 @@ pub struct ResponseBuilder {
     to_tag: Option<String>,
     /// Header lines added by the caller, already written as `Name: value\r\n`.
     extra: Vec<u8>,
-    extra_lines: usize,
     body: Bytes,
     error: Option<Error>,
 }
@@ -405,7 +405,6 @@ impl Message {
             to_tag: None,
             // Sized once for the few headers a response usually gets.
             extra: Vec::with_capacity(192),
-            extra_lines: 0,
             body: Bytes::new(),
             error,
         }
@@ -438,7 +437,6 @@ impl ResponseBuilder {
         }
         if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
             push_line(&mut self.extra, name, value);
-            self.extra_lines += 1;
         }
         self
     }
@@ -465,6 +463,12 @@ impl ResponseBuilder {
                 &generated
             }
         };
+        if !tag.bytes().all(|c| crate::parser::TOKEN[c as usize]) {
+            return Err(Error::Syntax {
+                what: "To tag",
+                offset: 0,
+            });
+        }
         let copied_len: usize = self.copied.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let to_len = self.to.as_ref().map_or(0, |t| t.len() + 8 + tag.len() + 5);
         let len =
@@ -473,53 +477,127 @@ impl ResponseBuilder {
         out.extend_from_slice(b"SIP/2.0 ");
         push_decimal(&mut out, usize::from(self.status));
         out.push(b' ');
+        let reason_at = out.len();
         out.extend_from_slice(self.reason.as_bytes());
+        let start = Start::Response {
+            code: self.status,
+            reason: Span::buf(reason_at, out.len()),
+        };
+        let start_raw = Some((0, out.len() as u32));
         out.extend_from_slice(b"\r\n");
-        let mut lines = 0;
+        // The message is indexed as it is written, not parsed again: every line is either a
+        // value of a parsed message (one logical line), the To line, or a line that `header`
+        // checked (a token name, no CR, LF or NUL in the value).
+        let mut headers: SmallVec<[Entry; crate::message::INLINE_HEADERS]> = SmallVec::new();
         for (i, (n, v)) in self.copied.iter().enumerate() {
             if i == self.to_at {
-                lines += push_to(&mut out, self.to.as_ref(), with_tag, tag);
+                push_to(&mut out, &mut headers, self.to.as_ref(), with_tag, tag);
             }
+            let line = out.len();
             out.extend_from_slice(n.as_bytes());
             out.extend_from_slice(b": ");
+            let value = out.len();
             out.extend_from_slice(v);
+            headers.push(entry(
+                HeaderName::from_bytes(n.as_bytes()),
+                line,
+                n.len(),
+                value,
+                out.len(),
+            ));
             out.extend_from_slice(b"\r\n");
-            lines += 1;
         }
         if self.to_at >= self.copied.len() {
-            lines += push_to(&mut out, self.to.as_ref(), with_tag, tag);
+            push_to(&mut out, &mut headers, self.to.as_ref(), with_tag, tag);
         }
+        let extra_at = out.len();
         out.extend_from_slice(&self.extra);
-        lines += self.extra_lines;
+        index_lines(&out, extra_at, &mut headers)?;
+        let line = out.len();
         out.extend_from_slice(b"Content-Length: ");
+        let value = out.len();
         push_decimal(&mut out, self.body.len());
+        headers.push(entry(HeaderName::ContentLength, line, 14, value, out.len()));
         out.extend_from_slice(b"\r\n\r\n");
+        let body_at = out.len();
         out.extend_from_slice(&self.body);
-        let msg = Message::parse(Bytes::from(out))?;
-        // Every name and value given must have survived as one header line each (no injection).
-        if msg.header_count() != lines + 1 {
-            return Err(Error::Syntax {
-                what: "header value (line break)",
-                offset: 0,
-            });
-        }
-        Ok(msg)
+        let body = Body::Span(body_at as u32, out.len() as u32);
+        Ok(Message {
+            buf: Bytes::from(out),
+            extra: Vec::new(),
+            start,
+            start_raw,
+            headers,
+            body,
+            edited: false,
+        })
     }
 }
 
-/// Writes the To line (with `;tag=` when asked); returns the lines written (0 or 1).
-fn push_to(out: &mut Vec<u8>, to: Option<&Bytes>, with_tag: bool, tag: &str) -> usize {
-    let Some(to) = to else {
-        return 0;
+/// The index entry of the header line at `line` whose name is `name_len` bytes long and whose
+/// value runs from `value` to `end`.
+fn entry(name: HeaderName, line: usize, name_len: usize, value: usize, end: usize) -> Entry {
+    Entry {
+        name,
+        src: Src::Buf,
+        name_len: name_len as u16,
+        line: line as u32,
+        value: value as u32,
+        end: end as u32,
+    }
+}
+
+/// Indexes the `Name: value\r\n` lines that [`push_line`] wrote into `out` from `at` on.
+fn index_lines(
+    out: &[u8],
+    mut at: usize,
+    headers: &mut SmallVec<[Entry; crate::message::INLINE_HEADERS]>,
+) -> Result<()> {
+    let broken = Error::Syntax {
+        what: "header value (line break)",
+        offset: 0,
     };
+    while at < out.len() {
+        let eol = memchr::memchr(b'\n', &out[at..]).ok_or(broken.clone())? + at;
+        let line = &out[at..eol];
+        let colon = memchr::memchr(b':', line).ok_or(broken.clone())?;
+        let mut value = colon + 1;
+        while matches!(line.get(value), Some(b' ' | b'\t')) {
+            value += 1;
+        }
+        let end = line.len().saturating_sub(1).max(value); // before the CR
+        headers.push(entry(
+            HeaderName::from_bytes(&line[..colon]),
+            at,
+            colon,
+            at + value,
+            at + end,
+        ));
+        at = eol + 1;
+    }
+    Ok(())
+}
+
+/// Writes and indexes the To line (with `;tag=` when asked).
+fn push_to(
+    out: &mut Vec<u8>,
+    headers: &mut SmallVec<[Entry; crate::message::INLINE_HEADERS]>,
+    to: Option<&Bytes>,
+    with_tag: bool,
+    tag: &str,
+) {
+    let Some(to) = to else {
+        return;
+    };
+    let line = out.len();
     out.extend_from_slice(b"To: ");
     out.extend_from_slice(to);
     if with_tag {
         out.extend_from_slice(b";tag=");
         out.extend_from_slice(tag.as_bytes());
     }
+    headers.push(entry(HeaderName::To, line, 2, line + 4, out.len()));
     out.extend_from_slice(b"\r\n");
-    1
 }
 
 #[cfg(test)]

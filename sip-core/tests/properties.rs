@@ -181,6 +181,36 @@ proptest! {
         prop_assert_eq!(&again, &m);
     }
 
+    /// A response is indexed as it is written (no second parse); the index must be exactly
+    /// what parsing its bytes gives, header by header, whatever the request and the lines added.
+    #[test]
+    fn built_responses_index_as_parsing_does(
+        g in generated(),
+        status in 100u16..700,
+        tag in proptest::option::of("[A-Za-z0-9.-]{1,16}"),
+        extra in proptest::collection::vec((ext_name(), "([ -~]{0,30})"), 0..4),
+        body in proptest::option::of("[ -~]{0,40}"),
+    ) {
+        let req = Message::parse(g.wire()).unwrap();
+        let mut b = req.response(status);
+        if let Some(t) = &tag {
+            b = b.to_tag(t);
+        }
+        for (n, v) in &extra {
+            b = b.header(n, v);
+        }
+        if let Some(body) = &body {
+            b = b.body("text/plain", body.clone().into_bytes());
+        }
+        let built = b.build().unwrap();
+        let parsed = Message::parse(built.to_bytes()).unwrap();
+        prop_assert_eq!(&parsed, &built);
+        let raw = |m: &Message| m.headers().map(|h| (h.raw_name.to_vec(), h.value.to_vec())).collect::<Vec<_>>();
+        prop_assert_eq!(raw(&parsed), raw(&built));
+        prop_assert_eq!(parsed.to_bytes(), built.to_bytes());
+        built.validate().unwrap();
+    }
+
     #[test]
     fn edits_round_trip(g in generated(), name in ext_name(), value in ext_value()) {
         let mut m = Message::parse(g.wire()).unwrap();

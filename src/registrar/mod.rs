@@ -277,12 +277,19 @@ fn inc(c: &AtomicU64) {
 pub fn canonical_aor(to: &AnyUri<'_>) -> Option<String> {
     let uri = to.as_uri()?;
     let user = uri.user()?;
-    let scheme = if uri.is_secure() { "sips" } else { "sip" };
-    let host = match uri.host() {
-        Host::Domain(d) => d.to_ascii_lowercase(),
-        h => h.to_string(),
-    };
-    Some(format!("{scheme}:{user}@{host}"))
+    let scheme = if uri.is_secure() { "sips:" } else { "sip:" };
+    let mut aor = String::with_capacity(scheme.len() + user.len() + 1 + 48);
+    aor.push_str(scheme);
+    aor.push_str(user);
+    aor.push('@');
+    match uri.host() {
+        Host::Domain(d) => aor.extend(d.chars().map(|c| c.to_ascii_lowercase())),
+        h => {
+            use std::fmt::Write as _;
+            let _ = write!(aor, "{h}");
+        }
+    }
+    Some(aor)
 }
 
 impl Registrar<MemoryLocationStore> {
@@ -804,12 +811,30 @@ pub fn http_date(t: SystemTime) -> String {
 }
 
 /// [`http_date`] appended to `out`.
+///
+/// The text changes once a second, so each thread keeps the last one it wrote: a registrar
+/// answering thousands of REGISTERs a second formats the date once per second, not per answer.
 pub fn write_http_date(out: &mut String, t: SystemTime) {
-    use std::fmt::Write as _;
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format_http_date(secs));
+        }
+        // Only ASCII is ever written into the array.
+        out.push_str(std::str::from_utf8(&last.1).unwrap_or_default());
+    });
+}
+
+/// `Www, DD Mon YYYY HH:MM:SS GMT` for `secs` after the epoch (years 1970..=9999).
+fn format_http_date(secs: u64) -> [u8; 29] {
     let days = secs / 86_400;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     // Civil from days (Howard Hinnant's algorithm).
@@ -821,15 +846,25 @@ pub fn write_http_date(out: &mut String, t: SystemTime) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999) as u64;
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
     let mon = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(month - 1) as usize];
-    let _ = write!(
-        out,
-        "{weekday}, {d:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT"
-    );
+    let mut o = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    o[..3].copy_from_slice(weekday.as_bytes());
+    let two = |o: &mut [u8; 29], at: usize, v: u64| {
+        o[at] = b'0' + (v / 10 % 10) as u8;
+        o[at + 1] = b'0' + (v % 10) as u8;
+    };
+    two(&mut o, 5, d as u64);
+    o[8..11].copy_from_slice(mon.as_bytes());
+    two(&mut o, 12, year / 100);
+    two(&mut o, 14, year % 100);
+    two(&mut o, 17, h);
+    two(&mut o, 20, m);
+    two(&mut o, 23, s);
+    o
 }
 
 /// A GB28181 keepalive: MESSAGE with an `Application/MANSCDP+xml` body whose CmdType is

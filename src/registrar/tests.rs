@@ -579,6 +579,31 @@ fn http_date_is_rfc1123() {
         http_date(SystemTime::UNIX_EPOCH),
         "Thu, 01 Jan 1970 00:00:00 GMT"
     );
+    // A leap day, the last second of a century, and back to an earlier second (the per-thread
+    // cache must follow the clock both ways).
+    let at = |s: u64| http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
+    assert_eq!(at(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+    assert_eq!(at(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+}
+
+#[test]
+fn canonical_aor_lowercases_scheme_and_host_only() {
+    let aor = |s: &str| canonical_aor(&sip_core::uri::AnyUri::parse(s).unwrap());
+    assert_eq!(
+        aor("sip:Alice@Example.COM:5070;transport=tcp").as_deref(),
+        Some("sip:Alice@example.com")
+    );
+    assert_eq!(
+        aor("sips:bob@192.0.2.1").as_deref(),
+        Some("sips:bob@192.0.2.1")
+    );
+    assert_eq!(
+        aor("sip:bob@[2001:db8::1]").as_deref(),
+        Some("sip:bob@[2001:db8::1]")
+    );
+    assert_eq!(aor("sip:example.com"), None);
 }
 
 #[tokio::test]
