@@ -30,6 +30,7 @@
 //! | `--max-failures-per-source N` | failures from one source over any usernames that block the source (default 100) |
 //! | `--response-cache N` | answers kept 64·T1 for retransmissions (default 32 768; 0: none) |
 //! | `--stateful` | answer REGISTER in server transactions (RFC 3261 §17.2) instead of statelessly (the default, as high-rate registrars do; a retransmitted REGISTER is answered again from the location store) |
+//! | `--no-inline` | without `--stateful`, UDP REGISTERs are answered on the socket's receive task (read, parse, handle, answer, write: no hand-off to the endpoint's driver or a worker task); this flag sends them the long way, through the driver and a worker, as TCP and TLS requests go |
 //! | `--workers N` | worker threads (default: the number of cores). Each is a single-threaded run-to-completion loop with its own Endpoint on the same UDP port (`SO_REUSEPORT`: the kernel keeps a peer on one worker) and one shared location store; TCP and TLS are served by the first worker |
 //! | `--max-transactions N` | transaction table cap (default 1 000 000). A UDP REGISTER's server transaction lives 32 s (Timer J) after its answer, so the sustained rate is at most N / 32 per second (half that with digest: 401 + 200); beyond it the endpoint answers 503. About 1.5 KB each |
 //!
@@ -54,7 +55,8 @@ use sip_core::auth::Algorithm;
 use sip_stack::dispatcher::LoadReporter;
 use sip_stack::endpoint::Endpoint;
 use sip_stack::registrar::{
-    serve, AuthMode, LocationStore, ProbeOptions, Registrar, RegistrarConfig, ServiceOptions,
+    serve, AuthMode, InlineRegistrar, LocationStore, ProbeOptions, Registrar, RegistrarConfig,
+    ServiceOptions,
 };
 
 struct Args {
@@ -78,6 +80,7 @@ struct Args {
     default_expires: Option<u32>,
     max_transactions: Option<usize>,
     stateful: bool,
+    no_inline: bool,
     uri_check: UriCheck,
     max_failures: Option<u32>,
     max_failures_per_source: Option<u32>,
@@ -94,7 +97,7 @@ const USAGE: &str =
 [--ws ADDR]... [--wss ADDR --cert PEM --key PEM] [--dns ADDR:PORT] \
 [--realm REALM] [--domain DOMAIN]... [--users FILE [--algorithms LIST] | --open] [--probe SECS] \
 [--probe-failures N] [--probe-in-flight N] [--stats SECS] \
-[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] \
+[--min-expires N] [--max-expires N] [--default-expires N] [--max-transactions N] [--stateful] [--no-inline] \
 [--uri-check relaxed|strict] [--max-failures N] [--max-failures-per-source N] [--response-cache N] \
 [--workers N]";
 
@@ -120,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
         default_expires: None,
         max_transactions: None,
         stateful: false,
+        no_inline: false,
         uri_check: UriCheck::Relaxed,
         max_failures: None,
         max_failures_per_source: None,
@@ -179,6 +183,7 @@ fn parse_args() -> Result<Args, String> {
                 a.default_expires = Some(num(value("--default-expires")?)? as u32)
             }
             "--stateful" => a.stateful = true,
+            "--no-inline" => a.no_inline = true,
             "--uri-check" => {
                 a.uri_check = match value("--uri-check")?.as_str() {
                     "relaxed" => UriCheck::Relaxed,
@@ -441,6 +446,12 @@ fn worker_endpoint<S: LocationStore>(
     }
     if !args.stateful {
         builder = builder.stateless_methods(&[sip_stack::core::Method::Register]);
+        if !args.no_inline {
+            // Run to completion: UDP REGISTERs answered on the socket's receive task.
+            builder = builder.inline(Arc::new(
+                InlineRegistrar::new(registrar.clone()).responder(load.clone()),
+            ));
+        }
     }
     (builder, load)
 }

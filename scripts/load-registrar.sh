@@ -10,6 +10,7 @@
 #   RATES="1000 2000" SECS=3 scripts/load-registrar.sh
 #   KAMAILIO=0 scripts/load-registrar.sh            # skip Kamailio (default: when installed)
 #   WORKERS=2 scripts/load-registrar.sh             # the registrar's --workers (default: cores)
+#   OURS_ARGS=--no-inline scripts/load-registrar.sh # more flags for the registrar
 #   OURS_LOG=info scripts/load-registrar.sh         # the registrar logging each new binding
 #   QUICK=1 scripts/load-registrar.sh               # smoke: 500 and 1000/s for 2 s, no Kamailio;
 #                                                   # exits 1 when a step fails (CI smoke)
@@ -129,6 +130,9 @@ start_ours() {  # $1: noauth|digest
   # rate x 32 s of them (x 2 with digest), or the endpoint answers 503 once it is full.
   # WORKERS=N passes --workers N (run-to-completion worker threads sharing the UDP port).
   if [ -n "${WORKERS:-}" ]; then extra+=(--workers "$WORKERS"); fi
+  # OURS_ARGS: more registrar flags (e.g. --no-inline, the long way through the driver).
+  # shellcheck disable=SC2206
+  extra+=(${OURS_ARGS:-})
   # Logging as Kamailio's debug=0 logs: warnings and errors, no line per request. (The
   # registrar logs each new binding at info; every REGISTER here is a new binding, which
   # costs about a fifth of its instructions. OURS_LOG=info measures that.)

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<bool>,
     #[cfg(feature = "dns")]
     pub(crate) resolver: Option<crate::resolve::Resolver>,
+    /// Sees UDP requests on their receive task first ([`TransportBuilder::inline`]).
+    pub(crate) inline: Option<Arc<dyn crate::InlineHandler>>,
 }
 
 /// Entry point: `TransportLayer::builder()`.
@@ -63,9 +65,27 @@ pub struct TransportBuilder {
     config: TransportConfig,
     #[cfg(feature = "dns")]
     resolver: Option<crate::resolve::Resolver>,
+    inline: InlineSlot,
+}
+
+/// The optional inline handler (a trait object without `Debug`).
+#[derive(Default, Clone)]
+struct InlineSlot(Option<Arc<dyn crate::InlineHandler>>);
+
+impl std::fmt::Debug for InlineSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl TransportBuilder {
+    /// Lets `handler` see every UDP request on the task that received it, and answer it there
+    /// (see [`InlineHandler`](crate::InlineHandler)).
+    pub fn inline(mut self, handler: Arc<dyn crate::InlineHandler>) -> Self {
+        self.inline = InlineSlot(Some(handler));
+        self
+    }
+
     /// Adds a UDP address (port 0: the system picks one; see [`TransportHandle::local_addrs`]).
     /// Requests to UDP targets are sent from the first UDP address of their address family.
     pub fn udp(mut self, addr: SocketAddr) -> Self {
@@ -174,6 +194,7 @@ impl TransportBuilder {
             shutdown,
             #[cfg(feature = "dns")]
             resolver: self.resolver,
+            inline: self.inline.0,
         });
         for g in &shared.udp {
             for s in &g.sockets {
@@ -191,9 +212,10 @@ impl TransportBuilder {
             info!(transport = %t, addr = %a, "listening");
         }
         let handle = TransportHandle {
-            owner: Arc::new(Owner {
+            _owner: Some(Arc::new(Owner {
                 shared: shared.clone(),
-            }),
+            })),
+            shared: shared.clone(),
         };
         Ok((handle, rx))
     }
@@ -255,7 +277,10 @@ impl From<&Target> for Destination {
 /// clone is dropped or [`TransportHandle::shutdown`] is called.
 #[derive(Clone)]
 pub struct TransportHandle {
-    owner: Arc<Owner>,
+    /// `None` for the handle an [`InlineHandler`](crate::InlineHandler) is lent: it sends but
+    /// does not keep the layer alive (the layer holds the handler).
+    _owner: Option<Arc<Owner>>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for TransportHandle {
@@ -268,7 +293,15 @@ impl std::fmt::Debug for TransportHandle {
 
 impl TransportHandle {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.owner.shared
+        &self.shared
+    }
+
+    /// A handle that sends on the layer without keeping it alive.
+    pub(crate) fn unowned(shared: Arc<Shared>) -> TransportHandle {
+        TransportHandle {
+            _owner: None,
+            shared,
+        }
     }
 
     /// Sends bytes (one whole message, or a keep-alive) and returns the flow they went on,

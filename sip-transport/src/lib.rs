@@ -59,6 +59,7 @@ mod conn;
 mod error;
 mod event;
 mod inbound;
+mod inline;
 mod layer;
 mod queue;
 mod registry;
@@ -76,6 +77,7 @@ mod ws;
 pub use config::TransportConfig;
 pub use error::{SendError, TlsConfigError};
 pub use event::{CloseReason, TransportEvent};
+pub use inline::InlineHandler;
 pub use layer::{Destination, TransportBuilder, TransportHandle, TransportLayer};
 #[cfg(feature = "dns")]
 pub use resolve::{ResolveError, Resolver, ResolverConfig};

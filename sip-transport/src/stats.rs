@@ -66,6 +66,9 @@ pub struct Stats {
     pub outbound_refused: u64,
     /// UDP sends that found the socket's buffer full and were finished by a task of their own.
     pub udp_sends_deferred: u64,
+    /// UDP requests an [`InlineHandler`](crate::InlineHandler) took on their receive task
+    /// (they never reached the endpoint's queue).
+    pub inline_taken: u64,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +111,7 @@ pub(crate) struct Counters {
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) outbound_refused: AtomicU64,
     pub(crate) udp_sends_deferred: AtomicU64,
+    pub(crate) inline_taken: AtomicU64,
 }
 
 fn index(t: Transport) -> usize {
@@ -170,6 +174,7 @@ impl Counters {
             write_timeouts: self.write_timeouts.load(Relaxed),
             outbound_refused: self.outbound_refused.load(Relaxed),
             udp_sends_deferred: self.udp_sends_deferred.load(Relaxed),
+            inline_taken: self.inline_taken.load(Relaxed),
         }
     }
 }

@@ -79,6 +79,11 @@ impl UdpGroup {
 pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut buf = vec![0u8; 65_536];
+    // What an inline handler answers through (it does not keep the layer alive).
+    let inline = shared
+        .inline
+        .clone()
+        .map(|h| (h, crate::TransportHandle::unowned(shared.clone())));
     loop {
         let (n, remote) = tokio::select! {
             r = sock.recv_from(&mut buf) => match r {
@@ -101,6 +106,18 @@ pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: So
         match process_datagram(data, &flow, &shared.cfg, &shared.stats) {
             Inbound::Deliver(msg) => {
                 debug!(%flow, size = n, "message received");
+                let msg = match &inline {
+                    Some((handler, transport)) if msg.is_request() => {
+                        match handler.request(msg, flow, transport) {
+                            Some(msg) => msg,
+                            None => {
+                                Counters::bump(&shared.stats.inline_taken);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => msg,
+                };
                 if shared
                     .events
                     .send(TransportEvent::Message { msg, flow })

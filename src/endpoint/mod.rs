@@ -130,6 +130,9 @@ pub enum EndpointError {
     Resolve(#[from] sip_transport::ResolveError),
 }
 
+/// The User-Agent / Server value an endpoint uses unless told otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!("sip-stack/", env!("CARGO_PKG_VERSION"));
+
 /// Configuration of an [`Endpoint`].
 pub struct EndpointBuilder {
     udp: Vec<SocketAddr>,
@@ -144,6 +147,7 @@ pub struct EndpointBuilder {
     event_capacity: usize,
     stateless: Option<Arc<dyn StatelessResponder>>,
     stateless_methods: Vec<sip_core::Method<'static>>,
+    inline: Option<Arc<dyn sip_transport::InlineHandler>>,
     advertise: Vec<(Transport, String)>,
     cancel_mode: CancelMode,
     #[cfg(feature = "dns")]
@@ -161,10 +165,11 @@ impl Default for EndpointBuilder {
             tls_client: None,
             transport: TransportConfig::default(),
             timers: TxnConfig::default(),
-            user_agent: Some(concat!("sip-stack/", env!("CARGO_PKG_VERSION")).to_owned()),
+            user_agent: Some(DEFAULT_USER_AGENT.to_owned()),
             event_capacity: 4096,
             stateless: None,
             stateless_methods: Vec::new(),
+            inline: None,
             advertise: Vec::new(),
             cancel_mode: CancelMode::Ua,
             #[cfg(feature = "dns")]
@@ -237,6 +242,15 @@ impl EndpointBuilder {
         self
     }
 
+    /// Lets `handler` see UDP requests on the task that received them and answer them there,
+    /// before the driver and the TU (run to completion: no hand-off, no queue). What it returns
+    /// goes on as usual. The [`Registrar`](crate::registrar::Registrar) has one for REGISTER:
+    /// [`InlineRegistrar`](crate::registrar::InlineRegistrar).
+    pub fn inline(mut self, handler: Arc<dyn sip_transport::InlineHandler>) -> Self {
+        self.inline = Some(handler);
+        self
+    }
+
     /// Requests of these methods reach the TU without a server transaction and are answered
     /// statelessly (as high-rate registrars answer REGISTER): no state is kept, and a
     /// retransmitted request reaches the TU again, which must answer it idempotently (the
@@ -301,6 +315,9 @@ impl EndpointBuilder {
         #[cfg(feature = "dns")]
         let resolver = self.take_resolver();
         let mut tb = sip_transport::TransportLayer::builder().config(self.transport);
+        if let Some(h) = self.inline {
+            tb = tb.inline(h);
+        }
         for a in self.udp {
             tb = tb.udp(a);
         }

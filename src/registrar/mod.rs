@@ -30,12 +30,14 @@
 //! ```
 
 mod auth;
+mod inline;
 mod limits;
 pub mod location;
 pub mod probe;
 mod retransmit;
 mod service;
 
+pub use inline::InlineRegistrar;
 pub use probe::ProbeOptions;
 pub use service::{serve, ServiceOptions};
 

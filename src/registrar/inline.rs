@@ -1,0 +1,131 @@
+//! The registrar run to completion on the UDP receive task ([`InlineRegistrar`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Instant, SystemTime};
+
+use sip_core::{Flow, Message, Method};
+use sip_transport::{InlineHandler, TransportHandle};
+use tracing::debug;
+
+use super::{LocationStore, Registrar};
+use crate::endpoint::StatelessResponder;
+
+/// Answers UDP REGISTERs on the task that received them, as an
+/// [`InlineHandler`] installed with [`EndpointBuilder::inline`](crate::endpoint::EndpointBuilder::inline):
+/// the request is read, parsed, handled by the [`Registrar`] and answered without passing
+/// through the endpoint's driver or a worker task (issue: run to completion).
+///
+/// It answers as the endpoint would with
+/// [`stateless_methods`](crate::endpoint::EndpointBuilder::stateless_methods) for REGISTER:
+/// without a server transaction, a retransmission answered again from the registrar's response
+/// cache. The endpoint's [`StatelessResponder`] (the 401 challenge, given with
+/// [`InlineRegistrar::responder`]) is asked first, and the `Server` header is added as the
+/// service adds it.
+///
+/// With a store that answers at once (the in-memory one) everything happens in one call. When
+/// the registrar has to wait (a networked store, or a retransmission whose original another
+/// thread is still answering), the rest of the work moves to a task of its own and the receive
+/// loop goes on. Requests other than REGISTER go on to the endpoint.
+pub struct InlineRegistrar<S: LocationStore> {
+    registrar: Arc<Registrar<S>>,
+    responder: Option<Arc<dyn StatelessResponder>>,
+    server: Option<String>,
+    answered: AtomicU64,
+    deferred: AtomicU64,
+}
+
+impl<S: LocationStore> InlineRegistrar<S> {
+    /// Inline REGISTER handling by `registrar`, with the endpoint's default `Server` header.
+    pub fn new(registrar: Arc<Registrar<S>>) -> InlineRegistrar<S> {
+        InlineRegistrar {
+            registrar,
+            responder: None,
+            server: Some(crate::endpoint::DEFAULT_USER_AGENT.to_owned()),
+            answered: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
+        }
+    }
+
+    /// The endpoint's stateless responder, asked before the registrar (as the driver asks it).
+    pub fn responder(mut self, responder: Arc<dyn StatelessResponder>) -> Self {
+        self.responder = Some(responder);
+        self
+    }
+
+    /// The `Server` header value of the answers (`None`: none); use the endpoint's
+    /// [`user_agent`](crate::endpoint::EndpointBuilder::user_agent).
+    pub fn server(mut self, server: Option<String>) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// REGISTERs answered on the receive task.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// REGISTERs whose handling had to wait and moved to a task of its own.
+    pub fn deferred(&self) -> u64 {
+        self.deferred.load(Ordering::Relaxed)
+    }
+}
+
+/// Adds `Server` before Content-Length (which the builder puts last) and sends the response
+/// back per RFC 3261 §18.2.2.
+fn send(transport: &TransportHandle, mut response: Message, flow: Flow, server: Option<&str>) {
+    if let Some(s) = server {
+        let at = response.header_count().saturating_sub(1);
+        let _ = response.insert_header(at, "Server", s);
+    }
+    if let Err(e) = transport.enqueue_response(response.to_bytes(), Some(flow), None) {
+        debug!(%flow, error = %e, "response not sent");
+    }
+}
+
+impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
+    fn request(
+        &self,
+        request: Message,
+        flow: Flow,
+        transport: &TransportHandle,
+    ) -> Option<Message> {
+        if request.method() != Some(Method::Register) || request.via().is_err() {
+            return Some(request);
+        }
+        if let Some(r) = self
+            .responder
+            .as_ref()
+            .and_then(|r| r.respond(&request, flow))
+        {
+            send(transport, r, flow, None);
+            return None;
+        }
+        let registrar = self.registrar.clone();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut work: Pin<Box<dyn Future<Output = Option<Message>> + Send>> =
+            Box::pin(async move { registrar.handle(&request, flow, now, wall).await });
+        match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(response) => {
+                self.answered.fetch_add(1, Ordering::Relaxed);
+                if let Some(r) = response {
+                    send(transport, r, flow, self.server.as_deref());
+                }
+            }
+            Poll::Pending => {
+                self.deferred.fetch_add(1, Ordering::Relaxed);
+                let transport = transport.clone();
+                let server = self.server.clone();
+                tokio::spawn(async move {
+                    if let Some(r) = work.await {
+                        send(&transport, r, flow, server.as_deref());
+                    }
+                });
+            }
+        }
+        None
+    }
+}
