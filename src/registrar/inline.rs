@@ -77,7 +77,7 @@ impl<S: LocationStore> InlineRegistrar<S> {
 /// Adds `Server` before Content-Length (which the builder puts last) and sends the response
 /// back per RFC 3261 §18.2.2.
 fn send(transport: &TransportHandle, mut response: Message, flow: Flow, server: Option<&str>) {
-    if let Some(s) = server {
+    if let Some(s) = server.filter(|_| !response.has(sip_core::HeaderName::Server)) {
         let at = response.header_count().saturating_sub(1);
         let _ = response.insert_header(at, "Server", s);
     }

@@ -82,7 +82,10 @@ async fn worker<S: LocationStore>(endpoint: Endpoint, registrar: Arc<Registrar<S
                     .handle(txn.request(), txn.flow(), Instant::now(), SystemTime::now())
                     .await;
                 if let Some(mut r) = response {
-                    if let Some(ua) = endpoint.user_agent() {
+                    if let Some(ua) = endpoint
+                        .user_agent()
+                        .filter(|_| !r.has(sip_core::HeaderName::Server))
+                    {
                         // Before Content-Length, which the builder puts last.
                         let at = r.header_count().saturating_sub(1);
                         let _ = r.insert_header(at, "Server", ua);
