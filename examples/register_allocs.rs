@@ -7,7 +7,12 @@
 //! ```text
 //! cargo run --release --example register_allocs            # 20 000 REGISTERs
 //! cargo run --release --example register_allocs -- 50000
+//! cargo run --release --example register_allocs -- 20000 --no-inline
 //! ```
+//!
+//! By default REGISTER is answered on the UDP receive task ([`InlineRegistrar`], as the
+//! `registrar` example runs); `--no-inline` counts the path through the Endpoint's driver and
+//! a worker task instead.
 //!
 //! Each REGISTER is a new AOR (a new binding), then the same AORs register again (a refresh
 //! of an existing binding): both figures are printed.
@@ -19,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sip_stack::endpoint::Endpoint;
-use sip_stack::registrar::{serve, Registrar, RegistrarConfig, ServiceOptions};
+use sip_stack::registrar::{serve, InlineRegistrar, Registrar, RegistrarConfig, ServiceOptions};
 
 struct Counting;
 
@@ -77,18 +82,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
+    let inline = !std::env::args().any(|a| a == "--no-inline");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let registrar = Arc::new(Registrar::open(RegistrarConfig::new("localhost")));
-    let endpoint = rt.block_on(
-        Endpoint::builder()
-            .udp("127.0.0.1:0".parse()?)
-            .stateless(registrar.clone())
-            .stateless_methods(&[sip_stack::core::Method::Register])
-            .user_agent(None)
-            .build(),
-    )?;
+    let mut builder = Endpoint::builder()
+        .udp("127.0.0.1:0".parse()?)
+        // As the registrar example receives: datagrams packed into shared 64 KB buffers.
+        .transport_config(sip_transport::TransportConfig {
+            udp_receive_slab: 64 << 10,
+            ..Default::default()
+        })
+        .stateless(registrar.clone())
+        .stateless_methods(&[sip_stack::core::Method::Register])
+        .user_agent(None);
+    if inline {
+        builder = builder.inline(Arc::new(
+            InlineRegistrar::new(registrar.clone())
+                .responder(registrar.clone())
+                .server(None),
+        ));
+    }
+    let endpoint = rt.block_on(builder.build())?;
     let to = endpoint
         .local_addr(sip_stack::core::Transport::Udp)
         .ok_or("no UDP")?;
@@ -110,7 +126,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_binding = run(&sock, to, &first);
     let refresh = run(&sock, to, &again);
     println!(
-        "allocations per REGISTER over {count}: new binding {:.1}, refresh {:.1} (client side: 0)",
+        "allocations per REGISTER over {count} ({}): new binding {:.1}, refresh {:.1} (client side: 0)",
+        if inline { "inline" } else { "through the driver" },
         new_binding as f64 / f64::from(count),
         refresh as f64 / f64::from(count),
     );

@@ -73,6 +73,12 @@ pub struct TransportConfig {
     pub udp_reuse_port: bool,
     /// `SO_RCVBUF` for UDP sockets, if set.
     pub udp_recv_buffer: Option<usize>,
+    /// Bytes of the shared buffer received UDP datagrams are copied into (0, the default: one
+    /// allocation per datagram, exactly its size). With a slab, datagrams are packed one after
+    /// the other into buffers of this size, so most cost no allocation; a buffer is freed when
+    /// the last message in it is, so this suits servers whose messages are short-lived (a
+    /// registrar), not ones that keep a few of them for long (a proxy's transactions).
+    pub udp_receive_slab: usize,
 }
 
 impl Default for TransportConfig {
@@ -97,6 +103,7 @@ impl Default for TransportConfig {
             udp_sockets_per_addr: 1,
             udp_reuse_port: false,
             udp_recv_buffer: None,
+            udp_receive_slab: 0,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sip_core::{Flow, Transport};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -79,6 +79,8 @@ impl UdpGroup {
 pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut buf = vec![0u8; 65_536];
+    let slab_size = shared.cfg.udp_receive_slab;
+    let mut slab = BytesMut::new();
     // What an inline handler answers through (it does not keep the layer alive).
     let inline = shared
         .inline
@@ -101,7 +103,16 @@ pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: So
             local,
             remote,
         };
-        let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+        let datagram = buf.get(..n).unwrap_or_default();
+        let data = if slab_size == 0 {
+            Bytes::copy_from_slice(datagram)
+        } else {
+            if slab.capacity() < n {
+                slab = BytesMut::with_capacity(slab_size.max(n));
+            }
+            slab.extend_from_slice(datagram);
+            slab.split().freeze()
+        };
         shared.stats.bytes_in(Transport::Udp, n);
         match process_datagram(data, &flow, &shared.cfg, &shared.stats) {
             Inbound::Deliver(msg) => {

@@ -26,10 +26,11 @@ use crate::endpoint::StatelessResponder;
 /// [`InlineRegistrar::responder`]) is asked first, and the `Server` header is added as the
 /// service adds it.
 ///
-/// With a store that answers at once (the in-memory one) everything happens in one call. When
-/// the registrar has to wait (a networked store, or a retransmission whose original another
-/// thread is still answering), the rest of the work moves to a task of its own and the receive
-/// loop goes on. Requests other than REGISTER go on to the endpoint.
+/// With a store that [answers at once](LocationStore::answers_at_once) (the in-memory one)
+/// everything happens in one call, with nothing boxed; a retransmission whose original another
+/// thread is still answering goes on to the endpoint, whose worker waits for that answer. With
+/// a store that waits (a networked one) the work moves to a task of its own when it has to
+/// wait, and the receive loop goes on. Requests other than REGISTER go on to the endpoint.
 pub struct InlineRegistrar<S: LocationStore> {
     registrar: Arc<Registrar<S>>,
     responder: Option<Arc<dyn StatelessResponder>>,
@@ -68,7 +69,8 @@ impl<S: LocationStore> InlineRegistrar<S> {
         self.answered.load(Ordering::Relaxed)
     }
 
-    /// REGISTERs whose handling had to wait and moved to a task of its own.
+    /// REGISTERs whose handling had to wait: moved to a task of its own, or (with a store that
+    /// answers at once) handed on to the endpoint.
     pub fn deferred(&self) -> u64 {
         self.deferred.load(Ordering::Relaxed)
     }
@@ -104,8 +106,25 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
             send(transport, r, flow, None);
             return None;
         }
-        let registrar = self.registrar.clone();
         let (now, wall) = (Instant::now(), SystemTime::now());
+        if self.registrar.store().answers_at_once() {
+            // Nothing waits but a retransmission whose original another thread is answering:
+            // then the request goes the usual way, which waits for that answer.
+            let polled = {
+                let work = std::pin::pin!(self.registrar.handle(&request, flow, now, wall));
+                work.poll(&mut Context::from_waker(Waker::noop()))
+            };
+            let Poll::Ready(response) = polled else {
+                self.deferred.fetch_add(1, Ordering::Relaxed);
+                return Some(request);
+            };
+            self.answered.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = response {
+                send(transport, r, flow, self.server.as_deref());
+            }
+            return None;
+        }
+        let registrar = self.registrar.clone();
         let mut work: Pin<Box<dyn Future<Output = Option<Message>> + Send>> =
             Box::pin(async move { registrar.handle(&request, flow, now, wall).await });
         match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {

@@ -346,6 +346,13 @@ pub trait LocationStore: Send + Sync + 'static {
     fn bytes(&self) -> impl Future<Output = Option<usize>> + Send {
         async { None }
     }
+
+    /// Whether every method's future completes on its first poll, never waiting (an
+    /// in-memory store). The [`InlineRegistrar`](super::InlineRegistrar) then runs REGISTERs
+    /// to completion on the receive task without boxing their work. Default `false`.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// The default store: a map in memory behind a mutex.
@@ -385,6 +392,10 @@ fn sorted(mut v: Vec<Binding>) -> Vec<Binding> {
 }
 
 impl LocationStore for MemoryLocationStore {
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
     async fn lookup(&self, aor: &str, now: Instant) -> Vec<Binding> {
         let inner = self.lock();
         sorted(
