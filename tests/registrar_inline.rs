@@ -47,8 +47,14 @@ async fn server<S: LocationStore>(
     registrar: Arc<Registrar<S>>,
 ) -> (Endpoint, Arc<InlineRegistrar<S>>) {
     let inline = Arc::new(InlineRegistrar::new(registrar));
+    // Received datagrams packed into small shared slabs (several per slab, a new slab when
+    // one is full), as the registrar example receives them.
     let endpoint = Endpoint::builder()
         .udp("127.0.0.17:0".parse().unwrap())
+        .transport_config(sip_stack::transport::TransportConfig {
+            udp_receive_slab: 1024,
+            ..Default::default()
+        })
         .stateless_methods(&[Method::Register])
         .inline(inline.clone())
         .build()
