@@ -24,6 +24,9 @@ use crate::endpoint::ServerTransaction;
 /// The most subscriptions (forks) one SUBSCRIBE may create.
 const MAX_FORKS: usize = 4;
 
+/// Challenges answered in a row before a 401/407 is taken as the answer.
+const MAX_CHALLENGES: u32 = 2;
+
 /// NOTIFYs waiting for their subscription's task; more are answered 503 with Retry-After.
 const INBOUND: usize = 16;
 
@@ -125,6 +128,7 @@ pub(super) async fn start(
         started: Some(started_tx),
         flow: None,
         unsubscribing: false,
+        challenges: 0,
         give_up: None,
     };
     let span = tracing::info_span!("subscription", %call_id, event);
@@ -209,6 +213,8 @@ struct Run {
     /// The flow the last NOTIFY came on (in-dialog requests reuse a connection).
     flow: Option<Flow>,
     unsubscribing: bool,
+    /// Challenges answered in a row (at most [`MAX_CHALLENGES`], as for other requests).
+    challenges: u32,
     /// After unsubscribing: when to stop waiting for the terminating NOTIFYs (Timer N).
     give_up: Option<std::time::Instant>,
 }
@@ -326,7 +332,9 @@ impl Run {
         let Some(response) = response else {
             return self.no_answer(initial, &request).await;
         };
-        if matches!(response.status(), Some(401 | 407)) {
+        let challenged = matches!(response.status(), Some(401 | 407));
+        self.challenges = if challenged { self.challenges + 1 } else { 0 };
+        if challenged && self.challenges <= MAX_CHALLENGES {
             if let Some(auth) = self.shared.answer_challenge(&request, &response, &dest) {
                 if let Some(retry) = self.retry(&request, initial, auth) {
                     if initial {
