@@ -4,8 +4,9 @@
 //! application NOTIFYs its state. The protocol is the sans-IO
 //! [`sip_dialog::subscription::Notifier`]: the Expires granted (423 below the minimum), the
 //! immediate NOTIFY, the bounded queue sent one transaction at a time (in order) and no
-//! faster than [`NotifierConfig::min_interval`](super::NotifierConfig::min_interval), the terminating NOTIFY on expiry,
-//! unsubscribe or [`Notifier::terminate`], and removal after a failed NOTIFY (481, timeout).
+//! faster than [`NotifierConfig::min_interval`](super::NotifierConfig::min_interval), the
+//! terminating NOTIFY on expiry, unsubscribe or [`Notifier::terminate`], and removal after a
+//! failed NOTIFY (481, timeout).
 //!
 //! The machine lives in the UserAgent's shared state: the handle queues contents into it, the
 //! event pump gives it the refresh SUBSCRIBEs of its dialog, and one task per subscription
@@ -128,8 +129,8 @@ impl IncomingSubscription {
 
     /// Accepts it, active: 200 with the Expires granted, then the immediate NOTIFY with
     /// `current` (the resource's state; `None`: a NOTIFY without a body). A SUBSCRIBE whose
-    /// Expires is below [`NotifierConfig::min_expires`](super::NotifierConfig::min_expires) is answered 423 here instead
-    /// (`Err(Rejected(423))`).
+    /// Expires is below [`NotifierConfig::min_expires`](super::NotifierConfig::min_expires)
+    /// is answered 423 here instead (`Err(Rejected(423))`).
     pub async fn accept(self, current: Option<Content>) -> Result<Notifier, UaError> {
         self.start(false, current).await
     }
@@ -151,6 +152,10 @@ impl IncomingSubscription {
         let txn = self.txn.take().ok_or(UaError::NoDialog)?;
         let shared = self.shared.clone();
         let req = txn.request();
+        let subscriber = req
+            .from()
+            .map(|f| f.uri_str().to_owned())
+            .unwrap_or_default();
         let config = shared.config.notifier.clone();
         let contact = shared.config.contact.clone();
         let accepted = Machine::accept(Shared::now(), req, txn.to_tag(), &contact, pending, config);
@@ -192,14 +197,8 @@ impl IncomingSubscription {
             wake,
             events,
             event: self.event.clone(),
-            subscriber: self.from_of(req),
+            subscriber,
         })
-    }
-
-    fn from_of(&self, req: &Message) -> String {
-        req.from()
-            .map(|f| f.uri_str().to_owned())
-            .unwrap_or_default()
     }
 }
 
@@ -229,8 +228,8 @@ impl Notifier {
 
     /// Queues a NOTIFY carrying `body` (the new state). NOTIFYs go one at a time, in order,
     /// no faster than the rate limit; a full queue drops the oldest queued state
-    /// ([`NotifierConfig::overflow`](super::NotifierConfig::overflow) `Coalesce`) or refuses this one (`Reject`:
-    /// `Err(QueueFull)`). `Err(NoDialog)` once the subscription is over.
+    /// ([`NotifierConfig::overflow`](super::NotifierConfig::overflow) `Coalesce`) or refuses
+    /// this one (`Reject`: `Err(QueueFull)`). `Err(NoDialog)` once the subscription is over.
     pub fn notify(&self, content_type: &str, body: Bytes) -> Result<(), UaError> {
         let content = Content {
             content_type: content_type.to_owned(),
@@ -299,14 +298,14 @@ impl Drop for Notifier {
 pub(super) async fn on_resubscribe(
     shared: &Shared,
     txn: ServerTransaction,
-) -> Result<(), ServerTransaction> {
+) -> Result<(), Box<ServerTransaction>> {
     let Some(id) = DialogId::of_incoming_request(txn.request()) else {
-        return Err(txn);
+        return Err(Box::new(txn));
     };
     let response = {
         let mut st = shared.state();
         let Some(slot) = st.notifiers.get_mut(&id) else {
-            return Err(txn);
+            return Err(Box::new(txn));
         };
         let req = txn.request();
         let r = match slot.machine.on_subscribe(Shared::now(), req) {
@@ -359,7 +358,7 @@ pub(super) async fn on_subscribe(shared: &Arc<Shared>, txn: ServerTransaction) {
 
 /// What the driver does next, decided under the lock.
 enum Step {
-    Send(Message, String, Flow),
+    Send(Box<Message>, String, Flow),
     Wait(Option<std::time::Instant>, Arc<Notify>),
     Over,
 }
@@ -377,7 +376,7 @@ async fn drive(shared: Arc<Shared>, id: DialogId) {
                 }
             }
             Step::Send(notify, hop, flow) => {
-                let status = send(&shared, notify, &hop, flow).await;
+                let status = send(&shared, *notify, &hop, flow).await;
                 let mut st = shared.state();
                 let Some(slot) = st.notifiers.get_mut(&id) else {
                     return;
@@ -414,7 +413,7 @@ fn next_step(shared: &Shared, id: &DialogId) -> Step {
         return Step::Over;
     }
     match slot.machine.poll_notify(now, &shared.via()) {
-        Some(m) => Step::Send(m, slot.machine.dialog().next_hop(), slot.flow),
+        Some(m) => Step::Send(Box::new(m), slot.machine.dialog().next_hop(), slot.flow),
         None => Step::Wait(slot.machine.poll_timeout(), slot.wake.clone()),
     }
 }

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::call::{insert_slot, random, send_ack, CallEnd, CallEvent};
 use super::incoming::{retransmit_2xx, IncomingCall, IncomingMessage};
 use super::shared::Shared;
+use super::subscription::Routed;
 use super::ALLOW;
 use crate::endpoint::{ServerEvent, ServerTransaction};
 
@@ -119,13 +120,13 @@ async fn handle_request(shared: &Arc<Shared>, txn: ServerTransaction) {
     if has_to_tag {
         let txn = match txn.request().method() {
             Some(Method::Notify) => match super::subscription::route_notify(shared, txn) {
-                Ok(None) => return,
-                Ok(Some(busy)) => return super::subscription::answer(&busy, 503).await,
-                Err(txn) => txn,
+                Routed::Taken => return,
+                Routed::Busy(busy) => return super::subscription::answer(&busy, 503).await,
+                Routed::NotOurs(txn) => *txn,
             },
             Some(Method::Subscribe) => match super::notifier::on_resubscribe(shared, txn).await {
                 Ok(()) => return,
-                Err(txn) => txn,
+                Err(txn) => *txn,
             },
             _ => txn,
         };

@@ -145,22 +145,30 @@ pub(super) async fn start(
     }
 }
 
-/// Routes a NOTIFY to the subscription of its Call-ID: `Err(txn)` when there is none.
-pub(super) fn route_notify(
-    shared: &Shared,
-    txn: ServerTransaction,
-) -> Result<Option<ServerTransaction>, ServerTransaction> {
-    let Some(call_id) = txn.request().call_id() else {
-        return Err(txn);
-    };
-    let Some(tx) = shared.state().subscribers.get(call_id).cloned() else {
-        return Err(txn);
+/// Where [`route_notify`] put a NOTIFY.
+pub(super) enum Routed {
+    /// To its subscription's task.
+    Taken,
+    /// Its subscription has too many waiting: answer 503.
+    Busy(Box<ServerTransaction>),
+    /// No subscription of ours has its Call-ID.
+    NotOurs(Box<ServerTransaction>),
+}
+
+/// Routes a NOTIFY to the subscription of its Call-ID.
+pub(super) fn route_notify(shared: &Shared, txn: ServerTransaction) -> Routed {
+    let tx = txn
+        .request()
+        .call_id()
+        .and_then(|c| shared.state().subscribers.get(c).cloned());
+    let Some(tx) = tx else {
+        return Routed::NotOurs(Box::new(txn));
     };
     match tx.try_send(txn) {
-        Ok(()) => Ok(None),
-        // Full: answered 503 by the caller; closed: the subscription just ended (481).
-        Err(mpsc::error::TrySendError::Full(txn)) => Ok(Some(txn)),
-        Err(mpsc::error::TrySendError::Closed(txn)) => Err(txn),
+        Ok(()) => Routed::Taken,
+        Err(mpsc::error::TrySendError::Full(txn)) => Routed::Busy(Box::new(txn)),
+        // The subscription just ended.
+        Err(mpsc::error::TrySendError::Closed(txn)) => Routed::NotOurs(Box::new(txn)),
     }
 }
 
