@@ -428,8 +428,11 @@ async fn an_unrefreshed_subscription_expires_with_a_terminating_notify() {
 /// The domain server of `proxy --presence --users` as a library: proxy (digest for the
 /// realm's users), registrar and event server on one endpoint.
 async fn domain_server() -> Endpoint {
+    let mut config = RegistrarConfig::new("example.com");
+    // Short registrations, for a binding that expires during a test.
+    config.min_expires = 1;
     let ep = endpoint().await;
-    let registrar = Arc::new(Registrar::open(RegistrarConfig::new("example.com")));
+    let registrar = Arc::new(Registrar::open(config));
     let identity = Identity::new(
         vec![Interface::new(Transport::Udp, addr(&ep))],
         vec!["example.com".into()],
@@ -517,4 +520,39 @@ async fn a_watcher_sees_registration_as_presence() {
         .subscribe("sip:bob@example.com", "presence", 600, &[])
         .await;
     assert_eq!(r.unwrap_err(), UaError::AuthFailed);
+}
+
+#[tokio::test]
+async fn a_binding_that_expires_shows_closed() {
+    let server = domain_server().await;
+    let proxy = Target::new(Transport::Udp, addr(&server));
+    let alice = ua_with("alice", NotifierConfig::default(), Some(proxy)).await;
+    let mut sub = alice
+        .subscribe("sip:carol@example.com", "presence", 600, &[])
+        .await
+        .unwrap();
+    assert_eq!(basic(&mut sub).await.1.basic(), Basic::Closed);
+    // Carol's phone registers for 1 s and never refreshes (the realm's digest does not cover
+    // REGISTER: the registrar here is open).
+    let phone = endpoint().await;
+    let contact = uri_of(&phone, "carol");
+    let register = RequestBuilder::new(Method::Register, "sip:example.com")
+        .header("Via", phone.via(Transport::Udp))
+        .from_addr(None, "sip:carol@example.com", &phone.new_tag())
+        .to_addr(None, "sip:carol@example.com", None)
+        .call_id(&phone.new_call_id())
+        .cseq(1)
+        .max_forwards(70)
+        .contact(&contact)
+        .header("Expires", "1")
+        .build()
+        .unwrap();
+    assert_eq!(final_status(&phone, &server, register).await, 200);
+    let (_, doc) = basic(&mut sub).await;
+    assert_eq!(doc.basic(), Basic::Open);
+    assert_eq!(doc.tuples[0].contact.as_deref(), Some(contact.as_str()));
+    // The registrar's sweep expires it: closed.
+    let (state, doc) = basic(&mut sub).await;
+    assert_eq!(state, SubState::Active);
+    assert_eq!(doc.basic(), Basic::Closed);
 }
