@@ -184,7 +184,10 @@ impl IncomingSubscription {
             ending: None,
         };
         shared.state().notifiers.insert(id.clone(), slot);
-        txn.respond(response).await?;
+        if let Err(e) = txn.respond(response).await {
+            shared.state().notifiers.remove(&id);
+            return Err(e.into());
+        }
         let span =
             tracing::info_span!("notifier", call_id = %id.call_id, event = %self.event.package);
         tokio::spawn(tracing::Instrument::instrument(
