@@ -930,3 +930,7 @@ impl EventServer {
     /// The period [`EventServer::sweep`] is meant to run at.
     pub const SWEEP: Duration = Duration::from_millis(250);
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
