@@ -1,7 +1,8 @@
 //! RFC 6665 subscriptions on the UserAgent's own endpoint, on loopback (127.0.0.14): one UA
 //! subscribes to another (NOTIFYs in order, refresh, unsubscribe, terminate); a bare endpoint
 //! plays the other side where the UA must face what a UA would not do (NOTIFY before the 2xx,
-//! forked NOTIFYs, a 481 to a NOTIFY, no refresh, a NOTIFY of no subscription); and a UA
+//! forked NOTIFYs, a 481 to a NOTIFY, no refresh, a NOTIFY of no subscription); the rate limit;
+//! and a UA
 //! watches a user's presence through the domain server (proxy, registrar and event server,
 //! with digest) while that user registers and unregisters. Awaits are bounded; nothing sleeps
 //! to wait.
@@ -555,4 +556,37 @@ async fn a_binding_that_expires_shows_closed() {
     let (state, doc) = basic(&mut sub).await;
     assert_eq!(state, SubState::Active);
     assert_eq!(doc.basic(), Basic::Closed);
+}
+
+#[tokio::test]
+async fn the_rate_limit_spaces_notifies_and_coalesces_states() {
+    let alice = ua("alice").await;
+    // At most one NOTIFY a second; one state queued, the latest (presence-like).
+    let limited = NotifierConfig {
+        min_interval: Duration::from_secs(1),
+        queue_limit: 1,
+        ..NotifierConfig::default()
+    };
+    let bob = ua_with("bob", limited, None).await;
+    let mut requests = bob.subscriptions();
+    let bob_uri = uri_of(bob.endpoint(), "bob");
+    let sub = subscribe(&alice, &bob_uri, "presence", 600, &[]);
+    let notifier = incoming(&mut requests)
+        .await
+        .accept(text("initial"))
+        .await
+        .unwrap();
+    let mut sub = subscribed(sub).await.unwrap();
+    assert_eq!(notified(&mut sub).await.1, "initial");
+    let first = std::time::Instant::now();
+    for s in ["a", "b", "c"] {
+        notifier.notify("text/plain", Bytes::from(s)).unwrap();
+    }
+    assert_eq!(notified(&mut sub).await.1, "c", "a and b were coalesced");
+    // Sent no sooner than a second after the first (received a moment after it was sent).
+    assert!(
+        first.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        first.elapsed()
+    );
 }
