@@ -1,11 +1,10 @@
 //! RFC 6665 subscriptions on the UserAgent's own endpoint, on loopback (127.0.0.14): one UA
 //! subscribes to another (NOTIFYs in order, refresh, unsubscribe, terminate); a bare endpoint
 //! plays the other side where the UA must face what a UA would not do (NOTIFY before the 2xx,
-//! forked NOTIFYs, a 481 to a NOTIFY, no refresh, a NOTIFY of no subscription); the rate limit;
-//! and a UA
-//! watches a user's presence through the domain server (proxy, registrar and event server,
-//! with digest) while that user registers and unregisters. Awaits are bounded; nothing sleeps
-//! to wait.
+//! forked NOTIFYs, a 481 to a NOTIFY, no refresh, a NOTIFY of no subscription); the rate
+//! limit; and a UA watches a user's presence through the domain server (proxy, registrar and
+//! event server, with digest) while that user registers, unregisters, or lets a binding
+//! expire. Awaits are bounded; nothing sleeps to wait.
 
 use std::sync::Arc;
 use std::time::Duration;
