@@ -16,7 +16,10 @@
 //! - [`serve`]: a proxy, a registrar and the event server on one endpoint (`proxy
 //!   --presence`): stored messages go out when their user registers.
 //! - [`Watcher`]: the subscriber side for an application: SUBSCRIBE, refresh, unsubscribe and
-//!   a stream of [`Notification`](sip_dialog::subscription::Notification)s.
+//!   a stream of [`Notification`](sip_dialog::subscription::Notification)s. It owns its
+//!   endpoint's requests; a [`UserAgent`](crate::ua::UserAgent) subscribes on its own endpoint
+//!   instead ([`UserAgent::subscribe`](crate::ua::UserAgent::subscribe)), and is a notifier
+//!   too ([`UserAgent::subscriptions`](crate::ua::UserAgent::subscriptions)).
 
 mod package;
 pub mod pidf;
