@@ -27,6 +27,12 @@
 //! and the latency histograms `sip_proxy_request_seconds{method}` and
 //! `sip_proxy_call_setup_seconds` as p50/p95/p99 summaries).
 //!
+//! Events: `--presence` makes it the presence server and IM broker too (SUBSCRIBE and PUBLISH
+//! for `presence`, with a registered user shown `open` until its last binding goes; `im`
+//! topics; MESSAGE store-and-forward). `--notify-min-interval MS` (default 0: no limit) is
+//! the least time between two NOTIFYs of one subscription (RFC 6665 §4.2.2.3); changes in
+//! between are coalesced to the latest state.
+//!
 //! Cluster: `--location redis://HOST:PORT/DB --node NAME` keeps the bindings in Redis, shared
 //! with the other nodes (a user registered through any node is reached from every node; one
 //! whose TCP/TLS flow this node does not hold is reached through the node that does); without
@@ -74,6 +80,7 @@ struct Args {
     location: Option<String>,
     node: Option<String>,
     presence: bool,
+    notify_min_interval: Duration,
     threads: usize,
 }
 
@@ -82,7 +89,7 @@ const USAGE: &str =
 [--ws ADDR]... [--wss ADDR --cert PEM --key PEM] [--dns ADDR:PORT] \
 [--realm REALM] (--open | --users FILE) [--algorithms LIST] [--no-record-route] [--refuse-foreign] \
 [--stats SECS] [--max-transactions N] [--metrics ADDR] [--location redis://HOST:PORT/DB --node NAME] \
-[--presence] [--threads N]";
+[--presence [--notify-min-interval MS]] [--threads N]";
 
 fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
     let mut algs = Vec::new();
@@ -122,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
         location: None,
         node: None,
         presence: false,
+        notify_min_interval: Duration::ZERO,
         threads: 1,
     };
     let mut it = std::env::args().skip(1);
@@ -152,6 +160,11 @@ fn parse_args() -> Result<Args, String> {
             "--location" => a.location = Some(value("--location")?),
             "--node" => a.node = Some(value("--node")?),
             "--presence" => a.presence = true,
+            // RFC 6665 §4.2.2.3 rate limiting: the least time between two NOTIFYs of one
+            // subscription (state changes in between are coalesced to the latest).
+            "--notify-min-interval" => {
+                a.notify_min_interval = Duration::from_millis(num(value("--notify-min-interval")?)?)
+            }
             "--threads" => a.threads = (num(value("--threads")?)? as usize).max(1),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -166,12 +179,24 @@ fn parse_args() -> Result<Args, String> {
     if (a.tls.is_some() || a.wss.is_some()) && (a.cert.is_none() || a.key.is_none()) {
         return Err("--tls and --wss need --cert and --key".into());
     }
+    if !a.notify_min_interval.is_zero() && !a.presence {
+        return Err("--notify-min-interval needs --presence".into());
+    }
     if a.open == a.users.is_some() {
         return Err(format!(
             "give exactly one of --open and --users FILE\n{USAGE}"
         ));
     }
     Ok(a)
+}
+
+/// The event server's settings: the NOTIFY rate limit of `--notify-min-interval` on every
+/// package's subscriptions.
+fn event_config(min_interval: Duration) -> sip_stack::events::EventConfig {
+    let mut config = sip_stack::events::EventConfig::default();
+    config.state_notifier.min_interval = min_interval;
+    config.message_notifier.min_interval = min_interval;
+    config
 }
 
 fn main() -> ExitCode {
@@ -347,7 +372,7 @@ async fn run_node<S: LocationStore, R: Router>(
                 Arc::new(sip_stack::events::PresencePackage::default()),
                 Arc::new(sip_stack::events::ImPackage::default()),
             ],
-            sip_stack::events::EventConfig::default(),
+            event_config(args.notify_min_interval),
         );
         tracing::info!("presence server and IM broker on (SUBSCRIBE/PUBLISH presence, im topics, MESSAGE store)");
         if args.stats > 0 {

@@ -4,7 +4,8 @@
 //! cargo run --release --example ua -- --bind 127.0.0.1:5070 --aor sip:alice@example.com \
 //!     [--password PW] [--registrar HOST:PORT] [--proxy HOST:PORT] [--transport udp|tcp] \
 //!     [--answer] [--call URI [--duration SECS] [--calls N --rate CPS]] \
-//!     [--message URI --text TEXT] [--prack] [--session-timer SECS] [--dns ADDR:PORT] [--json]
+//!     [--message URI --text TEXT] [--prack] [--session-timer SECS] [--dns ADDR:PORT] \
+//!     [--watch URI] [--presence open|closed] [--json]
 //! ```
 //!
 //! - `--bind`: UDP and TCP listen there. `--registrar`: registers on start (digest with the
@@ -28,6 +29,15 @@
 //!   a session interval of SECS (at least 90); the refresher sends an UPDATE (or re-INVITE) at
 //!   half of it, and a session not refreshed in time is ended with BYE. Logged as
 //!   `session_timer` events.
+//! - `--watch URI` (RFC 6665, RFC 3856): subscribes to the presence of URI (through `--proxy`
+//!   when given, e.g. `proxy --presence`) and logs each NOTIFY as a `notify` event with its
+//!   Subscription-State (`state`, `reason`) and the PIDF basic status (`basic`: `open`,
+//!   `closed`) and contacts; stays up until SIGINT/SIGTERM, then unsubscribes and logs the
+//!   terminating NOTIFY. Exit 0 only if the subscription was accepted and ended by our
+//!   unsubscribe.
+//! - `--presence open|closed`: answers presence SUBSCRIBEs itself (peer to peer, without a
+//!   presence server) with a PIDF of that basic status and our Contact, and stays up like
+//!   `--answer`; other event packages get 489.
 //!
 //! SDP offers and answers are written and read with the `sdp-types` crate.
 
@@ -38,12 +48,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sip_stack::core::{Target, Transport};
 use sip_stack::endpoint::Endpoint;
-use sip_stack::ua::{Call, CallEnd, CallEvent, UserAgent};
+use sip_stack::events::pidf::{Basic, Pidf, Tuple, PIDF_TYPE};
+use sip_stack::ua::{Call, CallEnd, CallEvent, Content, SubState, SubscriptionEvent, UserAgent};
 
 const USAGE: &str = "usage: ua --bind ADDR --aor URI [--password PW] [--registrar HOST:PORT] \
 [--proxy HOST:PORT] [--transport udp|tcp] [--answer] [--call URI [--duration SECS] \
 [--calls N --rate CPS]] [--message URI --text TEXT] [--prack] [--session-timer SECS] \
-[--dns ADDR:PORT] [--json]";
+[--dns ADDR:PORT] [--watch URI] [--presence open|closed] [--json]";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -63,6 +74,8 @@ struct Args {
     prack: bool,
     session_timer: Option<u32>,
     dns: Option<SocketAddr>,
+    watch: Option<String>,
+    presence: Option<Basic>,
     json: bool,
 }
 
@@ -84,6 +97,8 @@ fn parse_args() -> Result<Args, String> {
         prack: false,
         session_timer: None,
         dns: None,
+        watch: None,
+        presence: None,
         json: false,
     };
     let mut bind = None;
@@ -142,6 +157,14 @@ fn parse_args() -> Result<Args, String> {
                         .parse()
                         .map_err(|e| format!("--session-timer: {e}"))?,
                 )
+            }
+            "--watch" => a.watch = Some(value("--watch")?),
+            "--presence" => {
+                a.presence = Some(match value("--presence")?.as_str() {
+                    "open" => Basic::Open,
+                    "closed" => Basic::Closed,
+                    other => return Err(format!("--presence: {other}: open or closed")),
+                })
             }
             "--json" => a.json = true,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -478,6 +501,127 @@ async fn call_mode(
     failed == 0 && setups.len() as u64 == args.calls
 }
 
+/// Watches the presence of `target` until a signal, then unsubscribes; true when it was
+/// accepted and ended by our unsubscribe.
+async fn watch_mode(ua: UserAgent, log: Log, target: String) -> bool {
+    let mut sub = match ua.subscribe(&target, "presence", 3600, &[PIDF_TYPE]).await {
+        Ok(s) => s,
+        Err(e) => {
+            log.event(
+                0,
+                "watch_failed",
+                serde_json::json!({ "error": e.to_string() }),
+            );
+            return false;
+        }
+    };
+    log.event(0, "watching", serde_json::json!({ "target": target }));
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut unsubscribed = false;
+    loop {
+        tokio::select! {
+            ev = sub.next() => match ev {
+                Some(ev) => report_notify(log, &ev),
+                None => return unsubscribed,
+            },
+            _ = &mut stop, if !unsubscribed => {
+                unsubscribed = true;
+                sub.unsubscribe().await;
+            }
+        }
+    }
+}
+
+/// Logs a NOTIFY of `--watch`: its state and the PIDF's basic status and contacts.
+fn report_notify(log: Log, ev: &SubscriptionEvent) {
+    match ev {
+        SubscriptionEvent::Notify(n) => {
+            let (state, reason) = match &n.state {
+                SubState::Active => ("active", None),
+                SubState::Pending => ("pending", None),
+                SubState::Terminated { reason, .. } => ("terminated", reason.clone()),
+            };
+            let doc = n.content.as_ref().and_then(|c| Pidf::parse(&c.body).ok());
+            let basic = doc.as_ref().map(|d| d.basic().as_str());
+            let contacts: Vec<&str> = doc
+                .iter()
+                .flat_map(|d| d.tuples.iter().filter_map(|t| t.contact.as_deref()))
+                .collect();
+            log.event(
+                0,
+                "notify",
+                serde_json::json!({ "state": state, "reason": reason, "basic": basic, "contacts": contacts }),
+            );
+        }
+        SubscriptionEvent::Removed { status, .. } => log.event(
+            0,
+            "subscription_removed",
+            serde_json::json!({ "status": status }),
+        ),
+        other => log.event(
+            0,
+            "other",
+            serde_json::json!({ "debug": format!("{other:?}") }),
+        ),
+    }
+}
+
+/// Answers presence SUBSCRIBEs with our PIDF (`basic`, our Contact) until a signal, then
+/// terminates every subscription (`reason=deactivated`) and waits for their last NOTIFYs to be
+/// answered (at most 5 s).
+async fn presence_mode(ua: UserAgent, log: Log, aor: String, basic: Basic) {
+    let mut requests = ua.subscriptions();
+    let mut doc = Pidf::new(aor);
+    let mut tuple = Tuple::new("ua", basic);
+    tuple.contact = Some(ua.contact().to_owned());
+    doc.tuples.push(tuple);
+    let state = Content {
+        content_type: PIDF_TYPE.to_owned(),
+        body: Bytes::from(doc.to_xml()),
+    };
+    let mut notifiers: Vec<sip_stack::ua::Notifier> = Vec::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let inc = tokio::select! {
+            inc = requests.next() => match inc {
+                Some(inc) => inc,
+                None => return,
+            },
+            _ = &mut stop => break,
+        };
+        if inc.event().package != "presence" {
+            inc.reject(489).await;
+            continue;
+        }
+        let from = inc.from();
+        match inc.accept(Some(state.clone())).await {
+            Ok(n) => {
+                log.event(0, "watcher", serde_json::json!({ "from": from }));
+                notifiers.retain(|n| n.is_active());
+                notifiers.push(n);
+            }
+            Err(e) => log.event(0, "error", serde_json::json!({ "error": e.to_string() })),
+        }
+    }
+    let ending = async {
+        for mut n in notifiers {
+            if n.terminate("deactivated").is_err() {
+                continue;
+            }
+            while let Some(ev) = n.next_event().await {
+                if let sip_stack::ua::NotifierEvent::Ended(end) = ev {
+                    let why = format!("{end:?}");
+                    log.event(0, "watcher_ended", serde_json::json!({ "end": why }));
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), ending).await;
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
@@ -571,6 +715,23 @@ async fn run(args: Args) -> Result<bool, String> {
     if let Some(target) = &args.call {
         ok &= call_mode(ua.clone(), &args, log, media, target.clone()).await;
     }
+    if args.answer || args.presence.is_some() || args.watch.is_some() {
+        ok &= stay_up(&ua, &args, log, media).await;
+    }
+    if let Some(reg) = registration {
+        reg.close().await;
+        log.event(0, "unregistered", serde_json::json!({}));
+    }
+    let stats = ua.dialog_stats();
+    log.event(0, "stopped", serde_json::json!({ "dialogs_created": stats.created, "dialogs_live": stats.early + stats.confirmed }));
+    ua.close();
+    endpoint.shutdown(Duration::from_secs(1)).await;
+    Ok(ok)
+}
+
+/// `--answer`, `--presence` and `--watch`: up until a signal (`--watch` then unsubscribes
+/// and waits for the terminating NOTIFY). False when the watch failed.
+async fn stay_up(ua: &UserAgent, args: &Args, log: Log, media: SocketAddr) -> bool {
     if args.answer {
         let mut inbox = ua.messages();
         tokio::spawn(async move {
@@ -583,20 +744,37 @@ async fn run(args: Args) -> Result<bool, String> {
                 );
             }
         });
-        tokio::select! {
-            _ = answer_mode(ua.clone(), log, media, args.prack) => {}
-            _ = shutdown_signal() => {}
+    }
+    let answering = async {
+        if args.answer {
+            answer_mode(ua.clone(), log, media, args.prack).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    // Ends at a signal (after the terminating NOTIFYs of `--presence`); with `--watch`, the
+    // watch takes the signal (and unsubscribes).
+    let serving = async {
+        match args.presence {
+            Some(basic) => presence_mode(ua.clone(), log, args.aor.clone(), basic).await,
+            None if args.watch.is_some() => std::future::pending().await,
+            None => shutdown_signal().await,
+        }
+    };
+    match &args.watch {
+        Some(target) => tokio::select! {
+            ok = watch_mode(ua.clone(), log, target.clone()) => ok,
+            _ = answering => true,
+            _ = serving => true,
+        },
+        None => {
+            tokio::select! {
+                _ = answering => {}
+                _ = serving => {}
+            }
+            true
         }
     }
-    if let Some(reg) = registration {
-        reg.close().await;
-        log.event(0, "unregistered", serde_json::json!({}));
-    }
-    let stats = ua.dialog_stats();
-    log.event(0, "stopped", serde_json::json!({ "dialogs_created": stats.created, "dialogs_live": stats.early + stats.confirmed }));
-    ua.close();
-    endpoint.shutdown(Duration::from_secs(1)).await;
-    Ok(ok)
 }
 
 #[tokio::main]

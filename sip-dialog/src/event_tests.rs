@@ -628,3 +628,36 @@ fn timer_n_ends_a_subscription_without_notify() {
     assert!(s.handle_timeout(t0 + Duration::from_secs(40)).is_empty());
     assert_eq!(s.dialogs().len(), 1);
 }
+
+#[test]
+fn challenged_refresh_is_retried_in_its_dialog_with_the_next_cseq() {
+    let t0 = Instant::now();
+    let mut s = Subscriber::new(subscribe(600), "sip:alice@192.0.2.1:5060", 1).unwrap();
+    s.on_response(t0, &ok("b", 100));
+    assert_eq!(
+        s.on_notify(t0, &notify("b", 1, "active;expires=100", "")).0,
+        200
+    );
+    let r = s.refresh(s.poll_timeout().unwrap(), via);
+    let refresh = &r[0];
+    let retry = s
+        .retry_with(refresh, VIA, ("Authorization", "Digest username=\"alice\""))
+        .unwrap();
+    assert_eq!(retry.cseq().unwrap().seq, refresh.cseq().unwrap().seq + 1);
+    assert_eq!(retry.header(HeaderName::Expires), Some("600"));
+    assert_eq!(retry.header(HeaderName::Event), Some("presence"));
+    assert_eq!(
+        retry.header(HeaderName::Authorization),
+        Some("Digest username=\"alice\"")
+    );
+    assert_eq!(retry.call_id(), refresh.call_id());
+    // The unsubscribe keeps its Expires: 0 when challenged.
+    let u = s.unsubscribe(via);
+    let retry = s
+        .retry_with(&u[0], VIA, ("Proxy-Authorization", "x"))
+        .unwrap();
+    assert_eq!(retry.header(HeaderName::Expires), Some("0"));
+    // A subscription we do not have.
+    let other = notify("zz", 9, "active", "");
+    assert!(s.retry_with(&other, VIA, ("Authorization", "x")).is_none());
+}

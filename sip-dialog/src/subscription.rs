@@ -479,6 +479,34 @@ impl Subscriber {
         out
     }
 
+    /// `challenged` (a refresh or unsubscribe of ours that got a 401/407) sent again in its
+    /// subscription with the next CSeq and the `credentials` header (RFC 3261 §22.2), the
+    /// same Expires, a fresh top Via `via`. `None` when that subscription is gone. Answer the
+    /// challenge here rather than through [`Subscriber::on_response`], which would end the
+    /// subscription on the 401.
+    pub fn retry_with(
+        &mut self,
+        challenged: &Message,
+        via: &str,
+        credentials: (&str, &str),
+    ) -> Option<Message> {
+        let remote = challenged.to().ok()?.tag()?.to_owned();
+        let expires = match challenged.expires() {
+            Some(Ok(e)) => e,
+            _ => self.expires,
+        };
+        let event = self.event.header_value();
+        let i = self.find(&remote)?;
+        let d = &mut self.dialogs[i].dialog;
+        let b = d
+            .request(Method::Subscribe, via)
+            .ok()?
+            .header("Event", event)
+            .header("Expires", expires.to_string())
+            .header(credentials.0, credentials.1);
+        b.build().ok()
+    }
+
     /// Unsubscribes (§4.1.2.3): a SUBSCRIBE with `Expires: 0` in every subscription. Their
     /// terminating NOTIFYs then end them.
     pub fn unsubscribe(&mut self, mut via: impl FnMut() -> String) -> Vec<Message> {

@@ -76,6 +76,21 @@ pub trait EventPackage: Send + Sync + 'static {
     /// The compositor: the state of `resource` from its live `publications`, for a NOTIFY.
     /// `None`: the package has no state (a NOTIFY without a body).
     fn compose(&self, resource: &str, publications: &[Publication]) -> Option<Content>;
+
+    /// The state of `resource` from its live `publications` and `registered`, the contacts of
+    /// its live registration bindings (the registrar's view, fed by
+    /// [`EventServer::set_registered`](super::EventServer::set_registered)). By default the
+    /// registrations mean nothing and this is [`EventPackage::compose`]; presence overrides
+    /// it (a registered user with no publication is `open`).
+    fn compose_registered(
+        &self,
+        resource: &str,
+        publications: &[Publication],
+        registered: &[String],
+    ) -> Option<Content> {
+        let _ = registered;
+        self.compose(resource, publications)
+    }
 }
 
 /// The authorization hook of a package as a closure.

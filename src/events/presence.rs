@@ -1,5 +1,13 @@
 //! The `presence` event package (RFC 3856) with PIDF bodies (RFC 3863): the user's
-//! publications compose into one document with their tuples; a user with none is `closed`.
+//! publications compose into one document with their tuples. A user with none is derived
+//! from its registrations: `open` with a tuple per registered contact while it has live
+//! bindings, `closed` when it has none.
+//!
+//! Publications take precedence over registrations: what a user publishes (`closed` while
+//! registered, a note, an away status) is a deliberate statement of its presence, whereas a
+//! binding only says a device can be reached. So registrations stand in only for a user who
+//! publishes nothing (most plain phones), and a user whose publications expire falls back to
+//! its registrations.
 
 use bytes::Bytes;
 use sip_dialog::publication::Publication;
@@ -45,6 +53,21 @@ pub fn compose_pidf(resource: &str, publications: &[Publication]) -> Pidf {
     doc
 }
 
+/// The presence of `resource` derived from registrations: a tuple per registered contact
+/// (`open`, with its `<contact>`), or one `closed` tuple when `contacts` is empty.
+pub fn registered_pidf(resource: &str, contacts: &[String]) -> Pidf {
+    let mut doc = Pidf::new(resource);
+    for (i, c) in contacts.iter().enumerate() {
+        let mut t = Tuple::new(format!("reg{i}"), Basic::Open);
+        t.contact = Some(c.clone());
+        doc.tuples.push(t);
+    }
+    if doc.tuples.is_empty() {
+        doc.tuples.push(Tuple::new("offline", Basic::Closed));
+    }
+    doc
+}
+
 impl EventPackage for PresencePackage {
     fn name(&self) -> &str {
         "presence"
@@ -77,6 +100,23 @@ impl EventPackage for PresencePackage {
         Some(Content {
             content_type: PIDF_TYPE.to_owned(),
             body: Bytes::from(compose_pidf(resource, publications).to_xml()),
+        })
+    }
+
+    /// Publications when there are any (see the module: they take precedence), else the
+    /// registrations ([`registered_pidf`]).
+    fn compose_registered(
+        &self,
+        resource: &str,
+        publications: &[Publication],
+        registered: &[String],
+    ) -> Option<Content> {
+        if !publications.is_empty() {
+            return self.compose(resource, publications);
+        }
+        Some(Content {
+            content_type: PIDF_TYPE.to_owned(),
+            body: Bytes::from(registered_pidf(resource, registered).to_xml()),
         })
     }
 }
@@ -123,6 +163,34 @@ mod tests {
         assert_eq!(d.tuples[0].id, "phone");
         assert_ne!(d.tuples[1].id, "phone");
         assert_eq!(d.basic(), Basic::Open);
+    }
+
+    #[test]
+    fn registrations_stand_in_for_publications() {
+        let p = PresencePackage::default();
+        let bob = "sip:bob@example.com";
+        let contacts = vec![
+            "sip:bob@192.0.2.1:5060".to_owned(),
+            "sip:bob@192.0.2.2:5060;transport=tcp".to_owned(),
+        ];
+        let c = p.compose_registered(bob, &[], &contacts).unwrap();
+        let d = Pidf::parse(&c.body).unwrap();
+        assert_eq!(d.basic(), Basic::Open);
+        assert_eq!(d.tuples.len(), 2);
+        assert_eq!(d.tuples[0].contact.as_deref(), Some(contacts[0].as_str()));
+        assert_eq!(d.tuples[1].contact.as_deref(), Some(contacts[1].as_str()));
+        assert_ne!(d.tuples[0].id, d.tuples[1].id);
+
+        let none = p.compose_registered(bob, &[], &[]).unwrap();
+        assert_eq!(Pidf::parse(&none.body).unwrap().basic(), Basic::Closed);
+
+        // A publication wins over the registrations: closed while registered.
+        let pubs = [publication("e1", doc("phone", "closed"))];
+        let c = p.compose_registered(bob, &pubs, &contacts).unwrap();
+        let d = Pidf::parse(&c.body).unwrap();
+        assert_eq!(d.basic(), Basic::Closed);
+        assert_eq!(d.tuples.len(), 1);
+        assert_eq!(d.tuples[0].id, "phone");
     }
 
     #[test]

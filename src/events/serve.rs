@@ -1,5 +1,6 @@
 //! A proxy, a registrar and an [`EventServer`] on one endpoint: the domain server of
-//! `proxy --presence`.
+//! `proxy --presence`. The registrar's events keep the event server's view of registrations
+//! ([`EventServer::set_registered`]) current, so presence follows registration.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,11 +14,30 @@ use crate::endpoint::ServerEvent;
 use crate::proxy::{AuthCheck, Proxy, Router};
 use crate::registrar::{LocationStore, Registrar, RegistrarEvent};
 
+/// The live, reachable contacts of `aor` told to the event server (presence watchers get a
+/// NOTIFY when that changes the state).
+async fn update_registered<S: LocationStore>(
+    registrar: &Registrar<S>,
+    events: &Arc<EventServer>,
+    aor: &str,
+) {
+    let contacts = registrar
+        .store()
+        .lookup(aor, Instant::now())
+        .await
+        .iter()
+        .filter(|b| !b.offline)
+        .map(|b| b.contact.to_string())
+        .collect();
+    events.set_registered(aor, contacts);
+}
+
 /// Serves until the endpoint shuts down: SUBSCRIBE, PUBLISH and MESSAGE go to `events` first
 /// (after the proxy's digest check of the realm's users, when it has one; `events` hands back
 /// what is not its own), REGISTER to the registrar (unless the endpoint
 /// answers it statelessly), the rest to the proxy. A user that registers gets its stored
-/// messages. `workers` tasks take events.
+/// messages, and its watchers see it `open` (see [`EventServer::set_registered`]). `workers`
+/// tasks take events.
 pub async fn serve<R: Router, S: LocationStore>(
     proxy: Arc<Proxy<R>>,
     registrar: Arc<Registrar<S>>,
@@ -50,12 +70,18 @@ pub async fn serve<R: Router, S: LocationStore>(
                 match registered.recv().await {
                     Ok(RegistrarEvent::Registered { aor, .. })
                     | Ok(RegistrarEvent::Refreshed { aor, .. }) => {
+                        update_registered(&reg, &ev, &aor).await;
                         if ev.has_stored(&aor) {
                             // Let the registrar's 200 go out before the first stored message.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             let bindings = reg.store().lookup(&aor, Instant::now()).await;
                             ev.deliver_stored(&aor, bindings);
                         }
+                    }
+                    Ok(RegistrarEvent::Unregistered { aor, .. })
+                    | Ok(RegistrarEvent::Expired { aor, .. })
+                    | Ok(RegistrarEvent::Offline { aor, .. }) => {
+                        update_registered(&reg, &ev, &aor).await;
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => debug!(n, "registration events missed"),

@@ -138,6 +138,9 @@ struct Inner {
     by_resource: HashMap<(usize, String), Vec<SubId>>,
     /// One compositor per package (unused for message packages).
     compositors: Vec<Compositor>,
+    /// The contacts of each AOR's live registrations (sorted), for packages that compose
+    /// them ([`EventServer::set_registered`]); AORs without any have no entry.
+    registered: HashMap<String, Vec<String>>,
     queued_bytes: usize,
     store: MessageStore,
 }
@@ -164,6 +167,11 @@ pub struct EventServer {
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The registered contacts of `aor` (none when it has no entry).
+fn registered_of<'a>(registered: &'a HashMap<String, Vec<String>>, aor: &str) -> &'a [String] {
+    registered.get(aor).map_or(&[], Vec::as_slice)
 }
 
 fn is_message_package(p: &dyn EventPackage) -> bool {
@@ -198,6 +206,7 @@ impl EventServer {
                 subs: HashMap::new(),
                 by_resource: HashMap::new(),
                 compositors,
+                registered: HashMap::new(),
                 queued_bytes: 0,
                 store: MessageStore::new(config.store),
             }),
@@ -435,7 +444,7 @@ impl EventServer {
                 let state = if pending {
                     None
                 } else {
-                    package.compose(&resource, g.compositors[pi].publications(&resource))
+                    self.compose_state(&g, pi, &resource)
                 };
                 let _ = match state {
                     Some(c) => notifier.notify(c),
@@ -487,7 +496,8 @@ impl EventServer {
                             // §4.2.1.4: the terminating NOTIFY carries the current state.
                             let p = &self.packages[sub.package];
                             let pubs = inner.compositors[sub.package].publications(&sub.resource);
-                            if let Some(c) = p.compose(&sub.resource, pubs) {
+                            let registered = registered_of(&inner.registered, &sub.resource);
+                            if let Some(c) = p.compose_registered(&sub.resource, pubs, registered) {
                                 let _ = sub.notifier.notify(c);
                             }
                         }
@@ -574,14 +584,61 @@ impl EventServer {
         }
     }
 
+    /// The state of `resource` in package `pi`: its publications and registrations composed.
+    fn compose_state(&self, g: &Inner, pi: usize, resource: &str) -> Option<Content> {
+        let pubs = g.compositors[pi].publications(resource);
+        let registered = registered_of(&g.registered, resource);
+        self.packages[pi].compose_registered(resource, pubs, registered)
+    }
+
+    /// The live registrations of `aor` are now `contacts` (the reachable contacts of its
+    /// bindings; empty when it has none): the registrar's part of the state that packages
+    /// compose ([`EventPackage::compose_registered`]; presence shows a registered user without
+    /// publications `open`). Watchers whose composed state changed get a NOTIFY. Returns how
+    /// many were notified.
+    pub fn set_registered(self: &Arc<Self>, aor: &str, mut contacts: Vec<String>) -> usize {
+        contacts.sort();
+        contacts.dedup();
+        let ids = {
+            let mut g = lock(&self.inner);
+            if registered_of(&g.registered, aor) == contacts.as_slice() {
+                return 0;
+            }
+            let state_packages: Vec<usize> = (0..self.packages.len())
+                .filter(|&pi| !is_message_package(&*self.packages[pi]))
+                .filter(|&pi| g.by_resource.contains_key(&(pi, aor.to_owned())))
+                .collect();
+            let before: Vec<Option<Content>> = state_packages
+                .iter()
+                .map(|&pi| self.compose_state(&g, pi, aor))
+                .collect();
+            if contacts.is_empty() {
+                g.registered.remove(aor);
+            } else {
+                g.registered.insert(aor.to_owned(), contacts);
+            }
+            let mut ids = Vec::new();
+            for (pi, before) in state_packages.into_iter().zip(before) {
+                if self.compose_state(&g, pi, aor) != before {
+                    ids.extend(self.queue_state(&mut g, pi, aor));
+                }
+            }
+            ids
+        };
+        let n = ids.len();
+        for id in ids {
+            self.pump(id);
+        }
+        n
+    }
+
     /// Queues the composed state of `resource` to its watchers; returns them.
     fn queue_state(&self, g: &mut Inner, pi: usize, resource: &str) -> Vec<SubId> {
         let Some(ids) = g.by_resource.get(&(pi, resource.to_owned())) else {
             return Vec::new();
         };
         let ids = ids.clone();
-        let pubs = g.compositors[pi].publications(resource);
-        let Some(content) = self.packages[pi].compose(resource, pubs) else {
+        let Some(content) = self.compose_state(g, pi, resource) else {
             return Vec::new();
         };
         for id in &ids {
@@ -607,8 +664,7 @@ impl EventServer {
             let Some(ids) = inner.by_resource.get(&(pi, resource.to_owned())) else {
                 return 0;
             };
-            let state =
-                self.packages[pi].compose(resource, inner.compositors[pi].publications(resource));
+            let state = self.compose_state(inner, pi, resource);
             let mut activated = Vec::new();
             for id in ids {
                 if let Some(sub) = inner.subs.get_mut(id) {
@@ -874,3 +930,7 @@ impl EventServer {
     /// The period [`EventServer::sweep`] is meant to run at.
     pub const SWEEP: Duration = Duration::from_millis(250);
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -18,6 +18,10 @@
 //! - [`UserAgent::register`] keeps a [`Registration`] fresh (RFC 3261 §10.2) until closed.
 //! - [`UserAgent::message`] sends an RFC 3428 MESSAGE; [`UserAgent::messages`] yields the
 //!   ones that arrive.
+//! - RFC 6665 subscriptions, both roles, on this endpoint: [`UserAgent::subscribe`] gives a
+//!   [`Subscription`] (refreshed, NOTIFYs as [`SubscriptionEvent`]s, unsubscribe);
+//!   [`UserAgent::subscriptions`] yields [`IncomingSubscription`]s to accept (a [`Notifier`]
+//!   to NOTIFY state on) or reject. The protocol is [`sip_dialog::subscription`]'s.
 //!
 //! Every request is retried once per digest challenge (401/407, CSeq + 1) with the realm's
 //! credentials. The 2xx of an INVITE we answer is retransmitted until its ACK (T1, T2 from the
@@ -52,6 +56,7 @@
 mod call;
 mod in_dialog;
 mod incoming;
+mod notifier;
 mod offer;
 mod outbound;
 mod prack;
@@ -61,6 +66,7 @@ mod registration;
 mod retransmit;
 mod session_timer;
 mod shared;
+mod subscription;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,14 +84,19 @@ use shared::{Config, Shared, State};
 
 pub use call::{Call, CallEnd, CallEvent};
 pub use incoming::{IncomingCall, IncomingCalls, IncomingMessage, IncomingMessages};
+pub use notifier::{
+    IncomingSubscription, IncomingSubscriptions, Notifier, NotifierEnd, NotifierEvent,
+};
 pub use offer::OfferAnswer;
 pub use refer::ReferNotifier;
 pub use registration::{Registration, RegistrationState};
 pub use retransmit::{AckOutcome, AckReport, Pending2xx, TwoXxRetransmitter};
+pub use sip_dialog::subscription::{Content, EventKey, Notification, NotifierConfig, SubState};
+pub use subscription::{Subscription, SubscriptionEvent};
 
 /// Methods the UserAgent handles (the Allow header it sends).
 pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY, REFER";
 
 /// What went wrong in a UserAgent operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +120,10 @@ pub enum UaError {
     /// The request was answered with this final status.
     #[error("rejected with {0}")]
     Rejected(u16),
+    /// A subscription's NOTIFY queue is full and refuses more
+    /// ([`sip_dialog::subscription::Overflow::Reject`]).
+    #[error("NOTIFY queue full")]
+    QueueFull,
     /// The call has no confirmed dialog (not answered yet, or ended).
     #[error("no dialog: the call is not established")]
     NoDialog,
@@ -152,6 +167,7 @@ pub struct UserAgentBuilder {
     session_timer: Option<sip_dialog::session_timer::Config>,
     manual_answers: bool,
     instance: Option<String>,
+    notifier: NotifierConfig,
 }
 
 impl UserAgentBuilder {
@@ -257,6 +273,14 @@ impl UserAgentBuilder {
         self
     }
 
+    /// The settings of the subscriptions we accept as notifier (RFC 6665 §4.2: Expires
+    /// bounds, NOTIFY queue and its overflow, the least interval between NOTIFYs). Default:
+    /// [`NotifierConfig::default`].
+    pub fn notifier(mut self, config: NotifierConfig) -> Self {
+        self.notifier = config;
+        self
+    }
+
     /// Caps of the dialog table.
     pub fn dialog_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -304,6 +328,7 @@ impl UserAgentBuilder {
                 session_timer: self.session_timer,
                 manual_answers: self.manual_answers,
                 instance: self.instance,
+                notifier: self.notifier,
             },
             state: Mutex::new(State {
                 dialogs: DialogTable::new(self.limits),
@@ -312,6 +337,9 @@ impl UserAgentBuilder {
                 next_reg_id: 1,
                 incoming: None,
                 messages: None,
+                subscribers: HashMap::new(),
+                notifiers: HashMap::new(),
+                subscriptions: None,
             }),
             digest: Mutex::new(digest),
             flow_closed,
@@ -359,6 +387,7 @@ impl UserAgent {
             session_timer: None,
             manual_answers: false,
             instance: None,
+            notifier: NotifierConfig::default(),
         }
     }
 
@@ -426,6 +455,32 @@ impl UserAgent {
     /// [`Registration::close`].
     pub async fn register(&self, registrar: &str, expires: u32) -> Result<Registration, UaError> {
         registration::start(self.shared.clone(), registrar, expires).await
+    }
+
+    /// Subscribes to `event` (e.g. `presence`) of `target` (RFC 6665 §4.1) for `expires`
+    /// seconds, with `accept` as the Accept header (empty: none, the package's default). It
+    /// returns once the subscription is accepted (a 2xx, or a NOTIFY that came first) and is
+    /// refreshed before it expires until [`Subscription::unsubscribe`]; NOTIFYs arrive as
+    /// [`SubscriptionEvent`]s. Digest challenges are answered (CSeq + 1); a refusal is
+    /// `Err(Rejected(status))`.
+    pub async fn subscribe(
+        &self,
+        target: &str,
+        event: &str,
+        expires: u32,
+        accept: &[&str],
+    ) -> Result<Subscription, UaError> {
+        subscription::start(self.shared.clone(), target, event, expires, accept).await
+    }
+
+    /// The stream of SUBSCRIBEs that arrive (RFC 6665 §4.2): accept one to NOTIFY its
+    /// subscriber ([`IncomingSubscription::accept`] gives a [`Notifier`]), or reject it. Until
+    /// it is first asked for, SUBSCRIBEs are answered 489 (Bad Event); asking again replaces
+    /// the previous stream.
+    pub fn subscriptions(&self) -> IncomingSubscriptions {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.state().subscriptions = Some(tx);
+        IncomingSubscriptions { rx }
     }
 
     /// Counters of the dialog table.

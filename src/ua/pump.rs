@@ -2,7 +2,9 @@
 //! [`IncomingCall`]s, requests in dialogs are checked (RFC 3261 §12.2.2) and answered (BYE
 //! §15.1.2, re-INVITE with §14.2 glare answers, UPDATE, INFO, NOTIFY, MESSAGE), ACKs stop the
 //! 2xx retransmission, 2xx retransmissions after the INVITE transaction get their ACK again,
-//! CANCELs end ringing calls, closed flows wake the registrations.
+//! CANCELs end ringing calls, closed flows wake the registrations. RFC 6665: NOTIFYs of our
+//! subscriptions go to their task (`subscription.rs`), new SUBSCRIBEs to the application and
+//! refreshes to their notifier (`notifier.rs`).
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use tracing::Instrument;
 use super::call::{insert_slot, random, send_ack, CallEnd, CallEvent};
 use super::incoming::{retransmit_2xx, IncomingCall, IncomingMessage};
 use super::shared::Shared;
+use super::subscription::Routed;
 use super::ALLOW;
 use crate::endpoint::{ServerEvent, ServerTransaction};
 
@@ -115,6 +118,18 @@ async fn handle_request(shared: &Arc<Shared>, txn: ServerTransaction) {
         .and_then(|t| t.tag().map(|_| ()))
         .is_some();
     if has_to_tag {
+        let txn = match txn.request().method() {
+            Some(Method::Notify) => match super::subscription::route_notify(shared, txn) {
+                Routed::Taken => return,
+                Routed::Busy(busy) => return super::subscription::answer(&busy, 503).await,
+                Routed::NotOurs(txn) => *txn,
+            },
+            Some(Method::Subscribe) => match super::notifier::on_resubscribe(shared, txn).await {
+                Ok(()) => return,
+                Err(txn) => *txn,
+            },
+            _ => txn,
+        };
         return in_dialog(shared, txn).await;
     }
     if txn.merged_with().is_some() {
@@ -123,6 +138,7 @@ async fn handle_request(shared: &Arc<Shared>, txn: ServerTransaction) {
     match txn.request().method() {
         Some(Method::Invite) => new_call(shared, txn).await,
         Some(Method::Message) => message(shared, &txn).await,
+        Some(Method::Subscribe) => super::notifier::on_subscribe(shared, txn).await,
         Some(Method::Options) => {
             let ok = txn
                 .request()

@@ -38,6 +38,8 @@ pub(crate) struct Config {
     pub manual_answers: bool,
     /// RFC 5626: our instance ID (`urn:uuid:…`), when registrations use outbound.
     pub instance: Option<String>,
+    /// RFC 6665: the settings of the subscriptions we accept (expires bounds, queue, rate).
+    pub notifier: sip_dialog::subscription::NotifierConfig,
 }
 
 /// The usage state kept on each dialog in the table.
@@ -82,6 +84,12 @@ pub(crate) struct State {
     pub next_reg_id: u32,
     pub incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     pub messages: Option<mpsc::UnboundedSender<IncomingMessage>>,
+    /// RFC 6665 subscriber: our SUBSCRIBEs by Call-ID (their NOTIFYs go to their task).
+    pub subscribers: HashMap<String, mpsc::Sender<ServerTransaction>>,
+    /// RFC 6665 notifier: the subscriptions we accepted, by dialog.
+    pub notifiers: HashMap<DialogId, super::notifier::NotifierSlot>,
+    /// Where new SUBSCRIBEs go, once the application asked.
+    pub subscriptions: Option<mpsc::UnboundedSender<super::IncomingSubscription>>,
 }
 
 pub(crate) struct Shared {
