@@ -11,6 +11,7 @@
 #   KAMAILIO=0 scripts/load-registrar.sh            # skip Kamailio (default: when installed)
 #   WORKERS=2 scripts/load-registrar.sh             # the registrar's --workers (default: cores)
 #   OURS_ARGS=--no-inline scripts/load-registrar.sh # more flags for the registrar
+#   SIPP_T=un WORKERS=2 scripts/load-registrar.sh    # SIPp on 16 source ports: both workers busy
 #   OURS_LOG=info scripts/load-registrar.sh         # the registrar logging each new binding
 #   QUICK=1 scripts/load-registrar.sh               # smoke: 500 and 1000/s for 2 s, no Kamailio;
 #                                                   # exits 1 when a step fails (CI smoke)
@@ -74,7 +75,7 @@ NUSERS=$((max_rate * SECS))
 awk -v n="$NUSERS" 'BEGIN { print "SEQUENTIAL"; for (i = 1; i <= n; i++) printf "u%d;[authentication username=u%d password=pw]\n", i, i }' >"$WORK/users.csv"
 awk -v n="$NUSERS" 'BEGIN { for (i = 1; i <= n; i++) printf "u%d:localhost:pw\n", i }' >"$WORK/users.txt"
 
-reg_headers='      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+reg_headers='      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: <sip:[field0]@localhost>;tag=[pid]T[call_number]
       To: <sip:[field0]@localhost>
       Call-ID: [call_id]'
@@ -167,6 +168,12 @@ start_kamailio() {  # $1: noauth|digest
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/kamailio-$1.log" >&2; return 1; }
 }
 
+# SIPp's transport: u1 (one socket: every REGISTER from one source port, so the kernel hands
+# them all to one SO_REUSEPORT worker) or un (SIPP_T=un: calls spread over SIPP_SOCKETS
+# sockets, i.e. source ports, which the kernel spreads over the workers).
+SIPP_T="${SIPP_T:-u1}"
+SIPP_SOCKETS=()
+if [ "$SIPP_T" = un ]; then SIPP_SOCKETS=(-max_socket "${SIPP_SOCKETS_N:-16}"); fi
 SUMMARY=()
 FAILED_STEP=0
 # steps KIND MODE: runs the rates; appends the summary line.
@@ -183,7 +190,7 @@ steps() {
     t0=$(date +%s.%N)
     (cd "$out" && /usr/bin/time -f "%U %S" -o sipp.time \
       timeout $((SECS * 4 + 30)) sipp "127.0.0.1:$TARGET_PORT" -sf "$WORK/$mode.xml" \
-      -inf "$WORK/users.csv" -i 127.0.0.1 -p "$SIPP_PORT" -t u1 \
+      -inf "$WORK/users.csv" -i 127.0.0.1 -p "$SIPP_PORT" -t "$SIPP_T" "${SIPP_SOCKETS[@]}" \
       -r "$rate" -rp 1000 -m "$m" -l $((rate * 2)) \
       -timeout $((SECS * 4 + 20))s -recv_timeout 5000 -max_recv_loops 10000 -max_sched_loops 10000 \
       -buff_size 4194304 -nostdin -trace_stat -stf stat.csv -fd 3600 >sipp.out 2>&1) || true
