@@ -295,3 +295,39 @@ async fn workers_share_a_port_with_reuse_port() {
     );
     drop((a, b));
 }
+
+/// Bursts sent before the layer reads: every datagram is read (several per `recvmmsg`), whole,
+/// in order, whatever its size (up to 4 KB here, larger than an Ethernet MTU), into small
+/// shared slabs. Bursts of 20 stay well within a default receive buffer.
+#[tokio::test]
+async fn bursts_are_read_whole_in_batches() {
+    let cfg = TransportConfig {
+        udp_receive_slab: 4096,
+        ..TransportConfig::default()
+    };
+    let (b, mut b_rx) = layer(&["127.0.0.1:0"], &[], cfg).await;
+    let to = b.local_addr(Transport::Udp).unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = client.local_addr().unwrap();
+    let pad_len = |i: usize| (i * 411) % 4000;
+    const N: usize = 200;
+    for burst in 0..N / 20 {
+        for i in burst * 20..(burst + 1) * 20 {
+            let req = request(
+                "OPTIONS",
+                &format!("SIP/2.0/UDP {me};branch=z9hG4bKburst{i}"),
+                &format!("burst-{i}"),
+                &format!("X-Pad: {}\r\n", "x".repeat(pad_len(i))),
+            );
+            client.send_to(req.as_bytes(), to).unwrap();
+        }
+        for i in burst * 20..(burst + 1) * 20 {
+            let (msg, flow) = next_message(&mut b_rx).await;
+            assert_eq!(msg.call_id(), Some(format!("burst-{i}").as_str()));
+            let pad = msg.headers_named("X-Pad").next().map_or(0, |v| v.len());
+            assert_eq!(pad, pad_len(i));
+            assert_eq!(flow.remote, me);
+        }
+    }
+    assert_eq!(b.stats().udp.messages_in, N as u64);
+}
