@@ -16,13 +16,26 @@
 //!   ([`crate::proxy::stateless::forward_response`]). Requests that carry a Route (in-dialog
 //!   requests naming their node) or come from a node (toward a device) are forwarded by their
 //!   Route or Request-URI, not dispatched.
+//! - Devices behind NAT (RFC 3327 Path with RFC 5626 §5.2 flow tokens, [`FlowTokens`]): a
+//!   REGISTER from a device leaves with `Path: <sip:TOKEN@dispatcher;lr;ob>` on top (and
+//!   `Require: path`), TOKEN naming the flow it came in on (transport, our address, its source
+//!   address: for TCP its connection) under an HMAC. The registrar node keeps the Path with
+//!   the binding, so any proxy node reaches the device with that Path as a preloaded Route:
+//!   the request comes back here, and a top Route with a token of ours sends it out on that
+//!   flow (403 for a token that is not ours, 430 Flow Failed when the connection is gone),
+//!   with a Record-Route carrying the same token on dialog-forming requests, so the dialog's
+//!   later requests pass here too. A request that arrives on the very flow its token names is
+//!   the device's own (its route set starts with our Record-Route): the token is popped and
+//!   the request goes on by its next Route.
 //! - Nothing is kept per request except the bounded Call-ID pin table; the dispatcher runs on
 //!   sip-transport's [`TransportHandle`] directly, sending with `enqueue` (it never waits for a
 //!   peer).
 
+mod flow_token;
 mod load;
 mod nodes;
 
+pub use flow_token::{FlowTokens, TokenError};
 pub use load::{LoadReporter, LOAD_HEADER};
 pub use nodes::{HealthPolicy, NodeConfig, NodeId, NodeSet, NodeStats, Role, AFFINITY_TTL};
 
@@ -32,7 +45,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sip_core::{Flow, Message, Method, Target, Transport};
+use sip_core::addr::NameAddr;
+use sip_core::{Flow, HeaderName, Message, Method, Target, Transport};
 use sip_transport::{TransportConfig, TransportEvent, TransportHandle, TransportLayer};
 use tokio::sync::mpsc;
 
@@ -55,6 +69,12 @@ pub struct DispatcherConfig {
     pub health: HealthPolicy,
     /// Transport limits.
     pub transport: TransportConfig,
+    /// Add a Path with a flow token to the REGISTERs of devices (default true), so that nodes
+    /// reach devices behind NAT through the dispatcher.
+    pub path: bool,
+    /// The key of the flow tokens (`None`: a random one per process). Dispatchers that share
+    /// one key, or one restarted with the same key, recognise each other's tokens.
+    pub flow_key: Option<Vec<u8>>,
 }
 
 impl Default for DispatcherConfig {
@@ -65,6 +85,8 @@ impl Default for DispatcherConfig {
             probe_interval: Duration::from_secs(2),
             health: HealthPolicy::default(),
             transport: TransportConfig::default(),
+            path: true,
+            flow_key: None,
         }
     }
 }
@@ -82,6 +104,8 @@ pub struct DispatcherCounters {
     pub refused: u64,
     /// Messages that could not be sent or routed.
     pub dropped: u64,
+    /// Requests sent to a device on the flow its token names (RFC 5626 §5.3).
+    pub to_flows: u64,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +115,7 @@ struct Counters {
     responses: AtomicU64,
     refused: AtomicU64,
     dropped: AtomicU64,
+    to_flows: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -105,6 +130,8 @@ pub struct Dispatcher {
     nodes: Mutex<NodeSet>,
     counters: Counters,
     opts: ForwardOptions,
+    tokens: FlowTokens,
+    path: bool,
 }
 
 impl Dispatcher {
@@ -121,6 +148,10 @@ impl Dispatcher {
         for a in &config.tcp {
             b = b.tcp(*a);
         }
+        let tokens = match &config.flow_key {
+            Some(k) => FlowTokens::with_key(k),
+            None => FlowTokens::random()?,
+        };
         let (transport, events) = b.build().await?;
         let interfaces = transport
             .local_addrs()
@@ -140,6 +171,8 @@ impl Dispatcher {
                 record_route: false,
                 ..ForwardOptions::default()
             },
+            tokens,
+            path: config.path,
         });
         tokio::spawn(Self::receive(Arc::downgrade(&d), events));
         tokio::spawn(Self::probe(Arc::downgrade(&d), config.probe_interval));
@@ -180,6 +213,7 @@ impl Dispatcher {
             responses: c.responses.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            to_flows: c.to_flows.load(Ordering::Relaxed),
         }
     }
 
@@ -275,18 +309,122 @@ impl Dispatcher {
         if let Some(Ok(0)) = req.max_forwards() {
             return self.respond(&req, flow, 483);
         }
+        // Read before §16.4 pops it: a top Route of ours may carry a flow token.
+        let token = match self.own_token(&req) {
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, peer = %flow.remote, "flow token refused");
+                return self.respond(&req, flow, 403);
+            }
+            None => None,
+        };
         if crate::proxy::route::preprocess(&mut req, &self.identity).is_err() {
             return self.respond(&req, flow, 400);
         }
+        match token {
+            // Toward the device, on its flow. A request that came in on that flow is the
+            // device's own: it goes on by its next Route, as any other.
+            Some(device) if !same_flow(&device, &flow) => self.to_device(req, flow, device),
+            _ => self.on_routed_request(req, flow),
+        }
+    }
+
+    /// The flow named by the token in the top Route, when that Route is ours and has a user
+    /// part (`None` otherwise).
+    fn own_token(&self, req: &Message) -> Option<Result<Flow, TokenError>> {
+        let top = req.values(HeaderName::Route).next()?;
+        let addr = NameAddr::parse(top).ok()?;
+        let uri = addr.sip_uri()?;
+        if !self.identity.is_us(uri) {
+            return None;
+        }
+        let user = uri.user()?;
+        Some(self.tokens.decode(user))
+    }
+
+    /// RFC 5626 §5.3: a request for a device, sent out on the flow its token names.
+    fn to_device(&self, req: Message, incoming: Flow, device: Flow) {
+        let target = ProxyTarget {
+            flow: Some(device),
+            outbound: true,
+            ..ProxyTarget::uri(req.uri_str().unwrap_or_default())
+        };
+        let mut out =
+            match forward_request(&req, Some(&incoming), &target, &self.identity, &self.opts) {
+                Ok(f) => f.request,
+                Err(e) => {
+                    tracing::debug!(error = %e, "request not forwarded");
+                    return self.respond(&req, incoming, 502);
+                }
+            };
+        // The dialog's later requests must pass here too, both ways: from the node toward the
+        // device (the token sends them to its flow) and from the device (popped, on by the
+        // node's Record-Route).
+        if creates_dialog(&req) {
+            let rr = self.token_uri(&device, device.transport, device.local);
+            if out.push_record_route(&format!("<{rr}>")).is_err() {
+                return self.respond(&req, incoming, 500);
+            }
+        }
+        match self.transport.enqueue(device, out.to_bytes(), None) {
+            Ok(_) => bump(&self.counters.to_flows),
+            Err(e) => {
+                // The connection is gone (or the socket refused): 430 Flow Failed tells the
+                // node to try another binding.
+                tracing::debug!(flow = %device, error = %e, "flow failed");
+                self.respond(&req, incoming, 430);
+            }
+        }
+    }
+
+    /// `sip:TOKEN@ADDR;lr;ob` (and `;transport=` other than UDP): a URI that leads back to us
+    /// over `transport`, naming `flow`.
+    fn token_uri(&self, flow: &Flow, transport: Transport, local: SocketAddr) -> String {
+        let token = self.tokens.encode(flow);
+        let advertised = self
+            .identity
+            .interface_at(transport, local)
+            .map_or_else(|| local.to_string(), |i| i.advertised.clone());
+        match transport {
+            Transport::Udp => format!("sip:{token}@{advertised};lr;ob"),
+            t => format!(
+                "sip:{token}@{advertised};transport={};lr;ob",
+                t.as_str().to_ascii_lowercase()
+            ),
+        }
+    }
+
+    /// RFC 3327 §5.2: our Path on top of the REGISTER, naming the flow it came in on, and
+    /// `Require: path` (the registrar must keep it, or refuse with 420).
+    fn add_path(&self, reg: &mut Message, incoming: &Flow, toward: &Flow) -> sip_core::Result<()> {
+        let path = format!(
+            "<{}>",
+            self.token_uri(incoming, toward.transport, toward.local)
+        );
+        let below: Vec<String> = reg.values(HeaderName::Path).map(str::to_owned).collect();
+        reg.remove_header(HeaderName::Path);
+        reg.append_header("Path", &path)?;
+        for p in &below {
+            reg.append_header("Path", p)?;
+        }
+        if !reg.has_token(HeaderName::Require, "path") {
+            reg.append_header("Require", "path")?;
+        }
+        Ok(())
+    }
+
+    fn on_routed_request(&self, req: Message, flow: Flow) {
         // Loose-routed (a Route left after ours: an in-dialog request that names its node),
         // or from a node toward a device: on by Route or Request-URI, not dispatched.
-        let relay = req.has(sip_core::HeaderName::Route) || self.nodes().is_node(flow.remote);
+        let relay = req.has(HeaderName::Route) || self.nodes().is_node(flow.remote);
         let Some(uri) = req.uri_str().map(str::to_owned) else {
             return;
         };
         let mut target = ProxyTarget::uri(uri);
+        let is_register = req.method() == Some(Method::Register);
+        let mut node_flow = None;
         if !relay {
-            let role = if req.method() == Some(Method::Register) {
+            let role = if is_register {
                 Role::Registrar
             } else {
                 Role::Proxy
@@ -306,12 +444,14 @@ impl Dispatcher {
             };
             // The node is the next hop whatever the Request-URI says: the proxy core sends
             // over a given flow when the target is marked so (as for an outbound binding).
-            target.flow = Some(Flow {
+            let f = Flow {
                 transport: node.transport,
                 local,
                 remote: node.addr,
-            });
+            };
+            target.flow = Some(f);
             target.outbound = true;
+            node_flow = Some(f);
         }
         let fwd = match forward_request(&req, Some(&flow), &target, &self.identity, &self.opts) {
             Ok(f) => f,
@@ -332,7 +472,12 @@ impl Dispatcher {
             },
             NextHop::Flow(f) => Target::new(f.transport, f.remote),
         };
-        let out = fwd.request;
+        let mut out = fwd.request;
+        if let (true, true, Some(toward)) = (self.path, is_register, node_flow) {
+            if self.add_path(&mut out, &flow, &toward).is_err() {
+                return self.respond(&req, flow, 500);
+            }
+        }
         match self.transport.enqueue(dest.clone(), out.to_bytes(), None) {
             Ok(_) => bump(if relay {
                 &self.counters.relayed
@@ -371,6 +516,23 @@ impl Dispatcher {
             Ok((_, ResponseHop::Name(..))) | Err(_) => bump(&self.counters.dropped),
         }
     }
+}
+
+/// Whether a request came in on the flow a token names: the same connection, or for UDP the
+/// same source address on the same socket.
+fn same_flow(token: &Flow, incoming: &Flow) -> bool {
+    token.transport == incoming.transport
+        && token.remote == incoming.remote
+        && token.local == incoming.local
+}
+
+/// A request that may create a dialog (out of any dialog: no To tag): our Record-Route keeps
+/// the dialog's later requests on the device's flow.
+fn creates_dialog(req: &Message) -> bool {
+    matches!(
+        req.method(),
+        Some(Method::Invite | Method::Subscribe | Method::Refer | Method::Notify)
+    ) && req.to().ok().is_none_or(|t| t.tag().is_none())
 }
 
 /// The node and sequence number of a response to one of our probes.
