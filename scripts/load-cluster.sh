@@ -13,6 +13,12 @@
 #    dispatcher against those of a stateful proxy node (goal: >= 3x). The dispatcher sees the
 #    INVITE and its responses; ACK and BYE follow the node's Record-Route and skip it.
 #
+# DISPATCHER_ARGS: more flags for the dispatcher. By default it adds its Path with a flow token
+# to REGISTERs (devices behind NAT), so the callee registered through it is reached through it:
+# every request and response of a call then passes the dispatcher twice (caller -> dispatcher
+# -> node -> dispatcher -> callee). DISPATCHER_ARGS=--no-path measures the call flow of
+# devices reachable at their Contact (caller -> dispatcher -> node -> callee).
+#
 # Each run offers RATE/s for SECS seconds (at most RATE x SECS calls, 4 x SECS + 60 s at most).
 # Prints one row per run: calls, % ok, rate reached, CPU seconds and microseconds per call of
 # each process. Not for CI: the figures depend on the machine and its other load.
@@ -90,7 +96,8 @@ server() {
 dispatcher() { # NODE_PORT...
   local args=()
   for p in "$@"; do args+=(--registrar-node "$IP:$p" --proxy-node "$IP:$p"); done
-  "$BIN/dispatcher" --udp "$IP:$D" --stats 0 --probe-ms 1000 "${args[@]}" \
+  # shellcheck disable=SC2086 # DISPATCHER_ARGS is a list of flags
+  "$BIN/dispatcher" --udp "$IP:$D" --stats 0 --probe-ms 1000 "${args[@]}" ${DISPATCHER_ARGS:-} \
     >"$WORK/dispatcher.log" 2>&1 &
   PIDS+=($!)
   DISPATCHER_PID=$!
