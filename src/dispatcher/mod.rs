@@ -32,8 +32,10 @@
 //!   peer).
 
 mod flow_token;
+mod forward;
 mod load;
 mod nodes;
+mod relay;
 
 pub use flow_token::{FlowTokens, TokenError};
 pub use load::{LoadReporter, LOAD_HEADER};
@@ -44,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sip_core::addr::NameAddr;
 use sip_core::{Flow, HeaderName, Message, Method, Target, Transport};
 use sip_transport::{TransportConfig, TransportEvent, TransportHandle, TransportLayer};
@@ -67,7 +69,10 @@ pub struct DispatcherConfig {
     pub probe_interval: Duration,
     /// When nodes go out and come back.
     pub health: HealthPolicy,
-    /// Transport limits.
+    /// Transport limits. By default the transport does not run the full
+    /// [`Message::validate`] on what it receives: a stateless forwarder checks what it uses
+    /// (top Via, Max-Forwards, Call-ID, From, To, CSeq present, the top Route), and the nodes
+    /// behind it validate the rest (RFC 3261 §16.3 step 1 asks no more of a proxy).
     pub transport: TransportConfig,
     /// Add a Path with a flow token to the REGISTERs of devices (default true), so that nodes
     /// reach devices behind NAT through the dispatcher.
@@ -84,7 +89,10 @@ impl Default for DispatcherConfig {
             tcp: Vec::new(),
             probe_interval: Duration::from_secs(2),
             health: HealthPolicy::default(),
-            transport: TransportConfig::default(),
+            transport: TransportConfig {
+                validate: false,
+                ..TransportConfig::default()
+            },
             path: true,
             flow_key: None,
         }
@@ -132,6 +140,8 @@ pub struct Dispatcher {
     opts: ForwardOptions,
     tokens: FlowTokens,
     path: bool,
+    /// Our interfaces' sent-by values (the responses whose top Via is ours).
+    sent_bys: Vec<String>,
 }
 
 impl Dispatcher {
@@ -153,11 +163,12 @@ impl Dispatcher {
             None => FlowTokens::random()?,
         };
         let (transport, events) = b.build().await?;
-        let interfaces = transport
+        let interfaces: Vec<Interface> = transport
             .local_addrs()
             .into_iter()
             .map(|(t, a)| Interface::new(t, a))
             .collect();
+        let sent_bys = interfaces.iter().map(|i| i.advertised.clone()).collect();
         let mut set = NodeSet::new(config.health);
         for n in nodes {
             set.add(n);
@@ -173,6 +184,7 @@ impl Dispatcher {
             },
             tokens,
             path: config.path,
+            sent_bys,
         });
         tokio::spawn(Self::receive(Arc::downgrade(&d), events));
         tokio::spawn(Self::probe(Arc::downgrade(&d), config.probe_interval));
@@ -231,13 +243,16 @@ impl Dispatcher {
         this: std::sync::Weak<Dispatcher>,
         mut events: mpsc::Receiver<TransportEvent>,
     ) {
+        // Every forwarded message is written here; its allocation is reused once the
+        // transport has sent the previous one.
+        let mut buf = BytesMut::with_capacity(8192);
         while let Some(ev) = events.recv().await {
             let Some(d) = this.upgrade() else { return };
             if let TransportEvent::Message { msg, flow } = ev {
                 if msg.is_request() {
-                    d.on_request(msg, flow);
+                    d.on_request(msg, flow, &mut buf);
                 } else {
-                    d.on_response(msg);
+                    d.on_response(msg, &mut buf);
                 }
             }
         }
@@ -305,7 +320,10 @@ impl Dispatcher {
         }
     }
 
-    fn on_request(&self, mut req: Message, flow: Flow) {
+    /// The general path (through the proxy core), for what the fast path leaves: a strict
+    /// router before us, several of our Routes on top, Route values sharing a line, a
+    /// request from a node routed by its Request-URI, a next hop that is not an address.
+    fn on_request_general(&self, mut req: Message, flow: Flow) {
         if let Some(Ok(0)) = req.max_forwards() {
             return self.respond(&req, flow, 483);
         }
@@ -491,7 +509,37 @@ impl Dispatcher {
         }
     }
 
-    fn on_response(&self, resp: Message) {
+    fn on_response(&self, resp: Message, buf: &mut BytesMut) {
+        if let Some(probe) = probe_of(&resp) {
+            return self.on_probe_answer(&resp, probe);
+        }
+        match relay::response_is_ours(&resp, &self.sent_bys) {
+            Some(true) => {}
+            Some(false) => return bump(&self.counters.dropped),
+            None => return self.on_response_general(resp),
+        }
+        let Some((t, addr)) = relay::upstream(&resp) else {
+            return bump(&self.counters.dropped);
+        };
+        let out = relay::write_response(buf, &resp);
+        match self.transport.enqueue(Target::new(t, addr), out, None) {
+            Ok(_) => bump(&self.counters.responses),
+            Err(_) => bump(&self.counters.dropped),
+        }
+    }
+
+    fn on_probe_answer(&self, resp: &Message, probe: (NodeId, u64)) {
+        let (id, seq) = probe;
+        let load = resp
+            .headers_named(LOAD_HEADER)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse().ok());
+        let status = resp.status().unwrap_or(500);
+        self.nodes().probe_answered(id, seq, status, load);
+    }
+
+    fn on_response_general(&self, resp: Message) {
         if let Some(probe) = probe_of(&resp) {
             let (id, seq) = probe;
             let load = resp
@@ -537,8 +585,9 @@ fn creates_dialog(req: &Message) -> bool {
 
 /// The node and sequence number of a response to one of our probes.
 fn probe_of(resp: &Message) -> Option<(NodeId, u64)> {
-    let via = resp.via().ok()?;
-    let rest = via.branch()?.strip_prefix(PROBE_PREFIX)?;
+    let branch = relay::top_branch(resp)?;
+    let rest = branch.strip_prefix(PROBE_PREFIX.as_bytes())?;
+    let rest = std::str::from_utf8(rest).ok()?;
     let (id, seq) = rest.split_once('.')?;
     Some((id.parse().ok()?, seq.parse().ok()?))
 }
