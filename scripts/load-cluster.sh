@@ -11,8 +11,9 @@
 #    on Redis).
 # 3. Calls/s through the dispatcher with one node (memory, Redis) and two nodes (Redis: the
 #    callee registered through one node is reached from both), and calls per CPU-second of the
-#    dispatcher against those of a stateful proxy node (goal: >= 3x). The dispatcher sees the
-#    INVITE and its responses; ACK and BYE follow the node's Record-Route and skip it.
+#    dispatcher against those of a stateful proxy node (goal: >= 3x). SIPp sends every request
+#    of a call to the dispatcher's address, so the ACK and the BYE pass the dispatcher too (by
+#    the node's Record-Route in their Route), as they would from phones that reach only it.
 #
 # DISPATCHER_ARGS: more flags for the dispatcher. By default it adds its Path with a flow token
 # to REGISTERs (devices behind NAT), so the callee registered through it is reached through it:

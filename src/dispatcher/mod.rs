@@ -9,13 +9,17 @@
 //!   [`HealthPolicy::up_after`] answers. Its answers report its load in the [`LOAD_HEADER`]
 //!   header ([`LoadReporter`] adds it on a node), which weights the choice; a node at its
 //!   maximum load gets nothing new. Nodes can be added while running ([`Dispatcher::add_node`]).
-//! - Requests are forwarded by the proxy core's stateless path
-//!   ([`crate::proxy::stateless::forward_request`]: Max-Forwards, our Via with a
-//!   retransmission-stable branch, no Record-Route: later in-dialog requests go straight to the
-//!   node that record-routed); responses go back by their Via
-//!   ([`crate::proxy::stateless::forward_response`]). Requests that carry a Route (in-dialog
-//!   requests naming their node) or come from a node (toward a device) are forwarded by their
-//!   Route or Request-URI, not dispatched.
+//! - Requests are forwarded statelessly (`forward.rs`, written by `relay.rs` straight from the
+//!   received bytes into one reused buffer): Max-Forwards, our Via with a branch stable across
+//!   retransmissions, CANCEL and the ACK of an error, loop detection by that branch (482), no
+//!   Record-Route (later in-dialog requests go to the node that record-routed); responses go
+//!   back by their Via. Requests that carry a Route (in-dialog requests naming their node) or
+//!   come from a node are forwarded by their Route or Request-URI, not dispatched. What the
+//!   fast path leaves (a strict router before us, several of our Routes on top, a hop by name)
+//!   goes through the proxy core's stateless path
+//!   ([`crate::proxy::stateless::forward_request`], [`crate::proxy::stateless::forward_response`]).
+//!   Only what forwarding uses is checked (§16.3): the transport's full validation is off by
+//!   default ([`DispatcherConfig::transport`]).
 //! - Devices behind NAT (RFC 3327 Path with RFC 5626 §5.2 flow tokens, [`FlowTokens`]): a
 //!   REGISTER from a device leaves with `Path: <sip:TOKEN@dispatcher;lr;ob>` on top (and
 //!   `Require: path`), TOKEN naming the flow it came in on (transport, our address, its source
