@@ -20,6 +20,8 @@
 //! | `--down-after N`, `--up-after M` | misses that take a node out (3), answers that put it back (2) |
 //! | `--nodes-file FILE` | more nodes, read at start and again every probe interval (lines `registrar ADDR` or `proxy ADDR`; `#` comments): nodes are added while running |
 //! | `--stats SECS` | log every node's state, load and requests forwarded (default 10; 0: never) |
+//! | `--flow-key HEX` | key of the flow tokens in the Path it adds to REGISTERs (devices behind NAT are reached through it; default: random per run, so a restart breaks the tokens given out) |
+//! | `--no-path` | add no Path to REGISTERs (nodes then reach devices at their Contact) |
 
 #[path = "common/mod.rs"]
 mod common;
@@ -42,7 +44,22 @@ struct Args {
 
 const USAGE: &str = "usage: dispatcher [--udp ADDR]... [--tcp ADDR]... --registrar-node ADDR... \
 --proxy-node ADDR... [--max-load N] [--probe-ms N] [--down-after N] [--up-after M] \
-[--nodes-file FILE] [--stats SECS]";
+[--nodes-file FILE] [--stats SECS] [--flow-key HEX] [--no-path]";
+
+fn hex_key(v: &str) -> Result<Vec<u8>, String> {
+    let b = v.as_bytes();
+    if b.is_empty() || !b.len().is_multiple_of(2) {
+        return Err(format!("--flow-key {v}: an even number of hex digits"));
+    }
+    b.chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .ok_or(format!("--flow-key {v}: not hex"))
+        })
+        .collect()
+}
 
 fn node_target(v: &str) -> Result<Target, String> {
     let (transport, addr) = match v.split_once(':') {
@@ -88,6 +105,8 @@ fn parse_args() -> Result<Args, String> {
             "--up-after" => a.config.health.up_after = num(value("--up-after")?)? as u32,
             "--nodes-file" => a.nodes_file = Some(value("--nodes-file")?),
             "--stats" => a.stats = num(value("--stats")?)?,
+            "--flow-key" => a.config.flow_key = Some(hex_key(&value("--flow-key")?)?),
+            "--no-path" => a.config.path = false,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -203,6 +222,7 @@ async fn print_stats(d: Arc<Dispatcher>, every: Duration) {
             responses = c.responses,
             refused = c.refused,
             dropped = c.dropped,
+            to_flows = c.to_flows,
             "stats"
         );
         for n in d.stats() {

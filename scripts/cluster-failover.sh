@@ -10,6 +10,10 @@
 # 2. A user registered through node A is reached from node B: carol registers at A over UDP
 #    and is called at B; dave registers at A over TCP with a contact nobody listens on (only
 #    A's connection reaches him) and gets a MESSAGE sent to B, which B forwards through A.
+# 2b. A device behind NAT (frank, UDP, a Contact on a private address nobody listens on)
+#    registers through the dispatcher, which adds a Path with a flow token; he is called at
+#    node A, then at node B: each node sends the INVITE along the Path to the dispatcher,
+#    which sends it, the ACK and the BYE, on frank's flow (his REGISTER's source address).
 # 3. Node A is killed while calls run through the dispatcher. Once the dispatcher's health
 #    check has taken A out, a new callee registers and 20 new calls to it all succeed
 #    (through B), and the dispatcher sends nothing more to A (its per-node count of forwarded
@@ -150,6 +154,34 @@ sipp_run message-dave "$IP:$B" -sf "$PWD/$SCEN/proxy/uac_message.xml" -p 5322 -t
   -cid_str dave-flow-test \
   || fail "MESSAGE to dave (TCP flow on node a) sent at node b"
 wait "$DAVE" || fail "dave did not get the MESSAGE over his connection to node a"
+
+echo "== 2b. a device behind NAT registers through the dispatcher; called from each node"
+# to_flows: the dispatcher's last logged count of requests sent on a device's flow by token.
+to_flows() {
+  plain "$WORK/dispatcher.log" | grep " stats" | tail -n 1 | sed -E 's/.*to_flows=([0-9]+).*/\1/'
+}
+sleep 1.2
+flows_before=$(to_flows)
+for round in 1 2; do
+  node_port=$A
+  [ "$round" = 2 ] && node_port=$B
+  N=$((N + 1))
+  dir="$WORK/$N-frank-$round"
+  mkdir -p "$dir"
+  (cd "$dir" && exec timeout 60 sipp "$IP:$D" -sf "$OLDPWD/$SCEN/cluster/uas_register_nat.xml" -i "$IP" \
+    -p 5315 -t u1 -s frank -m 1 -cid_str "frank-nat-$round" -timeout 40s -trace_err -nostdin \
+    >sipp.out 2>&1) &
+  FRANK=$!
+  sleep 0.5
+  sipp_run "call-frank-$round" "$IP:$node_port" -sf "$PWD/$SCEN/proxy/uac_call.xml" -p 5324 -t u1 \
+    -s frank -m 1 -cid_str "frank-nat-$round" \
+    || fail "call to frank (behind NAT, registered through the dispatcher) at node $node_port"
+  wait "$FRANK" || fail "frank did not get the call on his flow through the dispatcher"
+done
+sleep 1.2
+flows=$(( $(to_flows) - ${flows_before:-0} ))
+echo "   requests sent on frank's flow by token: $flows"
+[ "$flows" -ge 6 ] || fail "INVITE, ACK and BYE of both calls not sent on frank's flow"
 
 echo "== 3. node a killed while calls run; new calls after the health check"
 callee 5311 40

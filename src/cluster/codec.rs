@@ -73,8 +73,14 @@ pub fn binding_id(c: &ContactUpdate) -> String {
 
 /// Whether a binding must be reached over the flow it registered on, so that only the node
 /// holding that flow can reach it: connection-oriented flows, RFC 5626 outbound, and a contact
-/// whose address is not the one the REGISTER came from (behind NAT).
-pub fn is_flow_bound(c: &ContactUpdate, flow: &Flow) -> bool {
+/// whose address is not the one the REGISTER came from (behind NAT). A binding registered
+/// through Path (RFC 3327) is not: its first hop is the Path's top URI (an edge proxy, the
+/// dispatcher with a flow token), which every node reaches, and the edge holds the flow.
+pub fn is_flow_bound(change: &RegisterChange, c: &ContactUpdate) -> bool {
+    let flow = &change.flow;
+    if !change.path.is_empty() {
+        return false;
+    }
     if flow.transport.is_reliable() || (c.instance.is_some() && c.reg_id.is_some()) {
         return true;
     }
@@ -89,7 +95,7 @@ pub fn is_flow_bound(c: &ContactUpdate, flow: &Flow) -> bool {
 
 /// The stored value of a contact of `change`, without its expiry (the script adds it).
 pub fn tail(change: &RegisterChange, c: &ContactUpdate, node: &str) -> String {
-    let bound = is_flow_bound(c, &change.flow);
+    let bound = is_flow_bound(change, c);
     let path: Vec<String> = change.path.iter().map(|p| clean(p).into_owned()).collect();
     format!(
         "{}\n{}\n0\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
@@ -201,7 +207,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let c = update("sip:bob@198.51.100.4:40000");
-        let ch = change(Transport::Tcp, c.clone());
+        let ch = RegisterChange {
+            path: vec![],
+            ..change(Transport::Tcp, c.clone())
+        };
         let v = format!("1500\n{}", tail(&ch, &c, "n1"));
         let now = Instant::now();
         let s = decode(v.as_bytes(), 1000, now).unwrap();
@@ -212,21 +221,33 @@ mod tests {
         assert_eq!(s.binding.q, 500);
         assert_eq!(s.binding.cseq, 7);
         assert_eq!(&*s.binding.call_id, "abc@h");
+        let with_path = change(Transport::Tcp, c.clone());
+        let v = format!("1500\n{}", tail(&with_path, &c, "n1"));
+        let s = decode(v.as_bytes(), 1000, now).unwrap();
         assert_eq!(&*s.binding.path()[0], "<sip:edge.example.com;lr>");
+        assert!(!s.bound);
         assert!(decode(b"garbage", 0, now).is_none());
     }
 
     #[test]
-    fn udp_bound_only_behind_nat() {
+    fn udp_bound_only_behind_nat_and_without_path() {
+        let no_path = |t, c: &ContactUpdate| RegisterChange {
+            path: vec![],
+            ..change(t, c.clone())
+        };
         let direct = update("sip:bob@198.51.100.4:40000");
-        assert!(!is_flow_bound(
-            &direct,
-            &change(Transport::Udp, direct.clone()).flow
-        ));
+        assert!(!is_flow_bound(&no_path(Transport::Udp, &direct), &direct));
         let natted = update("sip:bob@10.0.0.4:5060");
-        assert!(is_flow_bound(
-            &natted,
-            &change(Transport::Udp, natted.clone()).flow
+        assert!(is_flow_bound(&no_path(Transport::Udp, &natted), &natted));
+        assert!(is_flow_bound(&no_path(Transport::Tcp, &direct), &direct));
+        // Through an edge (the dispatcher's Path with a flow token): any node reaches it.
+        assert!(!is_flow_bound(
+            &change(Transport::Udp, natted.clone()),
+            &natted
+        ));
+        assert!(!is_flow_bound(
+            &change(Transport::Tcp, direct.clone()),
+            &direct
         ));
     }
 }

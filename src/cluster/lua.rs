@@ -11,7 +11,14 @@
 //! | `P owned:<node>` | sorted set (lexical) | `<flow>\n<aor>\n<binding id>` of the flow-bound bindings a node holds |
 //! | `P node:<node>` | string with TTL | the node's heartbeat: its SIP URI, for forwarding to it |
 //! | `P nodes` | set | node names seen (to notice a heartbeat that lapsed) |
-//! | `P stats` | hash | `aors`, `bindings` |
+//! | `P stats` | hash | `aors`, `bindings`, `bytes` |
+//!
+//! `bytes` is what the bindings take in Redis, by the measure [`StoreLimits::max_bytes`]
+//! budgets (see [`BYTES`]): per binding its hash field and value, its expiry entry and a fixed
+//! overhead; per AOR its key and a fixed overhead. Every script that adds or removes a binding
+//! keeps it, so that the REGISTER script can refuse growth past the cap atomically.
+//!
+//! [`StoreLimits::max_bytes`]: crate::registrar::StoreLimits::max_bytes
 //!
 //! Events are published as `<kind>\n<aor>\n<binding value>`: on `P events` with kind `A`
 //! (added), `F` (refreshed), `R` (removed by its owner); on `P offline` with `E` (expired) and
@@ -45,6 +52,15 @@ local function unown(aor, bid, v)
     redis.call('ZREM', P .. 'owned:' .. node, flow .. '\n' .. aor .. '\n' .. bid)
   end
 end
+-- Bytes one binding takes (see the module doc): field, value, expiry member, overhead.
+local function cost(aor, bid, v)
+  return #bid * 2 + #v + #aor + 1 + BINDING_OVERHEAD
+end
+-- Bytes an AOR takes on top of its bindings (0 when it has none: its key is gone).
+local function aor_cost(aor, n)
+  if n == 0 then return 0 end
+  return #P + 4 + #aor + AOR_OVERHEAD
+end
 local function publish(kind, aor, v)
   local channel = P .. 'events'
   if kind == 'E' or kind == 'L' then channel = P .. 'offline' end
@@ -57,9 +73,12 @@ local function remove(aor, bid, v, kind)
   redis.call('ZREM', P .. 'exp', aor .. '\n' .. bid)
   unown(aor, bid, v)
   redis.call('HINCRBY', P .. 'stats', 'bindings', -1)
+  local freed = cost(aor, bid, v)
   if redis.call('HLEN', hkey) == 0 then
     redis.call('HINCRBY', P .. 'stats', 'aors', -1)
+    freed = freed + aor_cost(aor, 1)
   end
+  redis.call('HINCRBY', P .. 'stats', 'bytes', -freed)
   publish(kind, aor, v)
 end
 "#;
@@ -67,16 +86,20 @@ end
 /// One REGISTER, RFC 3261 §10.3 steps 6–7 (the same rules as
 /// [`apply_register`](crate::registrar::apply_register)): ordering checked for every binding
 /// touched before anything changes (same Call-ID: a repeated CSeq changes nothing, a lower
-/// one fails); `*` removes all; expires 0 removes; another binding is added within the caps.
+/// one fails); `*` removes all; expires 0 removes; another binding is added within the caps:
+/// bindings per AOR, bindings in all, and bytes in all (a REGISTER that grows the AOR's bytes
+/// past `max_bytes` is refused as `full`, one that shrinks or keeps them is applied, as in
+/// [`MemoryLocationStore`](crate::registrar::MemoryLocationStore)).
 ///
 /// ARGV: prefix, skew, aor, call_id, cseq, remove_all, max_per_aor, max_total, n, then n
-/// triples (binding id, expires seconds, value without its expiry).
+/// triples (binding id, expires seconds, value without its expiry), then max_bytes.
 /// Returns `{'ok', now, nchanges, kind, value, …, value of every binding after}`,
 /// `{'dup', now, value…}`, `{'ooo', now, have}`, `{'aor_full', now}` or `{'full', now}`.
 const REGISTER: &str = r#"
 local aor, cid, cseq = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local rmall = ARGV[6] == '1'
 local maxper, maxtotal, n = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local maxbytes = tonumber(ARGV[10 + 3 * n])
 local now = now_ms()
 local hkey = P .. 'aor:' .. aor
 local cur = redis.call('HGETALL', hkey)
@@ -150,6 +173,13 @@ if count > #order then
   local total = tonumber(redis.call('HGET', P .. 'stats', 'bindings') or '0')
   if total + count - #order - #expired > maxtotal then return {'full', tostring(now)} end
 end
+local bytes_before, bytes_after = aor_cost(aor, #cur / 2), aor_cost(aor, count)
+for i = 1, #cur, 2 do bytes_before = bytes_before + cost(aor, cur[i], cur[i + 1]) end
+for bid, v in pairs(nxt) do bytes_after = bytes_after + cost(aor, bid, v) end
+if bytes_after > bytes_before then
+  local all = tonumber(redis.call('HGET', P .. 'stats', 'bytes') or '0')
+  if all - bytes_before + bytes_after > maxbytes then return {'full', tostring(now)} end
+end
 local expkey = P .. 'exp'
 for _, bid in ipairs(expired) do
   local v = redis.call('HGET', hkey, bid)
@@ -170,6 +200,9 @@ for bid, _ in pairs(written) do
   own(aor, bid, v)
 end
 if delta ~= 0 then redis.call('HINCRBY', P .. 'stats', 'bindings', delta) end
+if bytes_after ~= bytes_before then
+  redis.call('HINCRBY', P .. 'stats', 'bytes', bytes_after - bytes_before)
+end
 if before == 0 and count > 0 then redis.call('HINCRBY', P .. 'stats', 'aors', 1) end
 if before > 0 and count == 0 then redis.call('HINCRBY', P .. 'stats', 'aors', -1) end
 local out = {'ok', tostring(now), tostring(#changes / 2)}
@@ -310,6 +343,11 @@ end
 return n
 "#;
 
+/// The fixed parts of [`StoreLimits::max_bytes`](crate::registrar::StoreLimits::max_bytes)'s
+/// measure in Redis: per binding (its hash entry and its expiry entry) and per AOR (its key),
+/// about what Redis spends on each beyond the strings.
+pub(crate) const BYTES: (usize, usize) = (96, 64);
+
 /// The scripts, compiled once per store (redis-rs sends EVALSHA and loads a script the
 /// server does not know, after a restart for instance).
 pub(crate) struct Scripts {
@@ -322,7 +360,12 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub fn new() -> Scripts {
-        let s = |body: &str| redis::Script::new(&format!("{PRELUDE}{body}"));
+        let (binding, aor) = BYTES;
+        let s = |body: &str| {
+            redis::Script::new(&format!(
+                "local BINDING_OVERHEAD, AOR_OVERHEAD = {binding}, {aor}\n{PRELUDE}{body}"
+            ))
+        };
         Scripts {
             register: s(REGISTER),
             lookup: s(LOOKUP),

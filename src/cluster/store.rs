@@ -29,7 +29,9 @@ pub struct RedisStoreConfig {
     pub node_uri: String,
     /// Prefix of every key and of the event channel (default `sip:`).
     pub prefix: String,
-    /// Caps on bindings (per AOR and in total; `max_bytes` is not applied: Redis holds them).
+    /// Caps on bindings: per AOR, in total, and the bytes they take in Redis (`max_bytes`,
+    /// measured as the Lua scripts' module doc says), each enforced inside the REGISTER
+    /// script, so nodes registering at once cannot overshoot them together.
     pub limits: StoreLimits,
     /// How often the heartbeat is refreshed (default 1 s); it lapses after three intervals,
     /// and the other nodes then remove the bindings this node held.
@@ -396,6 +398,7 @@ impl RedisLocationStore {
                 .arg(c.expires)
                 .arg(codec::tail(change, c, &self.config.node));
         }
+        inv.arg(limits.max_bytes);
         let mut conn = self.conn();
         let v: Vec<Value> = inv.invoke_async(&mut conn).await?;
         let status = v.first().and_then(bytes).unwrap_or_default();
@@ -644,6 +647,16 @@ impl LocationStore for RedisLocationStore {
             }
         }
         out
+    }
+
+    async fn bytes(&self) -> Option<usize> {
+        let mut conn = self.conn();
+        let r: Result<Option<i64>, _> = redis::cmd("HGET")
+            .arg(format!("{}stats", self.config.prefix))
+            .arg("bytes")
+            .query_async(&mut conn)
+            .await;
+        r.ok().map(|b| b.unwrap_or(0).max(0) as usize)
     }
 
     async fn counts(&self) -> (usize, usize) {

@@ -511,3 +511,90 @@ async fn redis_restarted_mid_run_is_a_503_then_recovers() {
     }
     assert_eq!(reg.store().lookup(AOR, Instant::now()).await.len(), 1);
 }
+
+/// `max_bytes` holds across nodes, inside the REGISTER script: growth past it is refused as the
+/// memory store refuses it (StoreFull, which the registrar answers 503 Too Many
+/// Registrations), refreshes and removals are applied, and every way a binding goes (removed,
+/// expired, swept, flow closed) gives its bytes back exactly.
+#[tokio::test]
+async fn max_bytes_is_enforced_by_the_script() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let long = format!("sip:{}@198.51.100.7", "u".repeat(900));
+    let now = Instant::now();
+    // What one such AOR takes, measured by an uncapped store (a node name as long as the
+    // others': it is part of the stored value).
+    let probe = store(&r, "p", StoreLimits::default());
+    let ch = change("p", 1, &[(&long, 60)], udp());
+    probe.register("sip:p@example.com", ch, now).await.unwrap();
+    let big = probe.bytes().await.expect("bytes counted");
+    assert!(big > 900 + long.len(), "{big}");
+    let ch = change("p", 2, &[(&long, 0)], udp());
+    probe.register("sip:p@example.com", ch, now).await.unwrap();
+    assert_eq!(probe.bytes().await, Some(0));
+
+    // Room for one big AOR and a small one, shared by two nodes.
+    let limits = StoreLimits {
+        max_bytes: big + 400,
+        ..StoreLimits::default()
+    };
+    let a = store(&r, "a", limits);
+    let b = store(&r, "b", limits);
+    let ch = change("c", 1, &[(&long, 60)], udp());
+    a.register("sip:a@example.com", ch, now).await.unwrap();
+    let ch = change("d", 1, &[(&long, 60)], udp());
+    assert_eq!(
+        b.register("sip:b@example.com", ch, now).await,
+        Err(RegisterError::StoreFull)
+    );
+    // A refresh of the same size is applied.
+    let ch = change("c", 2, &[(&long, 120)], udp());
+    b.register("sip:a@example.com", ch, now).await.unwrap();
+    assert_eq!(a.bytes().await, Some(big));
+
+    // The registrar answers the cap as it does for the memory store (a contact within the
+    // registrar's per-field limit, past what is left of the budget).
+    let carol = format!("sip:{}@198.51.100.7", "c".repeat(430));
+    let mut config = RegistrarConfig::new("example.com");
+    config.response_cache = 0;
+    let reg = Registrar::with_store(config, store(&r, "c", limits));
+    let refused = Message::parse(
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKbig\r\n\
+             To: <sip:carol@example.com>\r\nFrom: <sip:carol@example.com>;tag=1\r\n\
+             Call-ID: big\r\nCSeq: 1 REGISTER\r\nContact: <{carol}>\r\n\
+             Expires: 600\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes(),
+    )
+    .unwrap();
+    let resp = reg
+        .handle(&refused, udp(), Instant::now(), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), Some(503));
+    assert_eq!(resp.reason(), Some("Too Many Registrations"));
+    assert!(resp.header(sip_core::HeaderName::RetryAfter).is_some());
+
+    // Expiry (a short binding, swept in Redis time), a closed flow, and a removal each give
+    // the bytes back.
+    let ch = change("e", 1, &[("sip:e@198.51.100.7", 1)], udp());
+    a.register("sip:e@example.com", ch, now).await.unwrap();
+    assert!(a.bytes().await.unwrap() > big);
+    a.advance_clock(Duration::from_secs(2));
+    assert_eq!(a.sweep(Instant::now()).await.len(), 1);
+    assert_eq!(a.bytes().await, Some(big));
+    let tcp = flow(Transport::Tcp, 7000);
+    let ch = change("t", 1, &[("sip:t@198.51.100.7;transport=tcp", 60)], tcp);
+    b.register("sip:t@example.com", ch, now).await.unwrap();
+    assert!(b.bytes().await.unwrap() > big);
+    b.flow_closed(tcp).await;
+    assert_eq!(b.bytes().await, Some(big));
+    let ch = change("c", 3, &[(&long, 0)], udp());
+    a.register("sip:a@example.com", ch, now).await.unwrap();
+    assert_eq!(a.bytes().await, Some(0));
+    // Now the other one fits.
+    let ch = change("d", 2, &[(&long, 60)], udp());
+    b.register("sip:b@example.com", ch, now).await.unwrap();
+}

@@ -45,6 +45,18 @@ async fn next_request(
     }
 }
 
+/// The next response (probes that arrive meanwhile are answered).
+async fn next_response(h: &TransportHandle, rx: &mut mpsc::Receiver<TransportEvent>) -> Message {
+    loop {
+        let (m, f) = next_message(rx).await;
+        if m.is_response() {
+            return m;
+        }
+        let ok = m.response(200).build().unwrap();
+        h.send_response(&ok, Some(f)).await.unwrap();
+    }
+}
+
 fn request(method: &str, call_id: &str, me: SocketAddr) -> Bytes {
     Bytes::from(format!(
         "{method} sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bK{call_id}\r\n\
@@ -177,5 +189,180 @@ async fn in_dialog_requests_follow_their_route() {
     assert_eq!(d.counters().relayed, 1);
     assert_eq!(d.stats()[0].forwarded, 0);
     drop(other);
+    d.shutdown();
+}
+
+/// A device behind NAT (a private Contact) registers through the dispatcher; a node reaches
+/// it with the Path as a preloaded Route; the dialog's later requests pass the dispatcher both
+/// ways; a forged token is refused.
+#[tokio::test]
+async fn nat_device_reached_over_its_flow_by_path_token() {
+    let (node, mut node_rx, node_addr) = layer().await;
+    let (device, mut device_rx, device_addr) = layer().await;
+    let d = Dispatcher::start(
+        DispatcherConfig {
+            udp: vec!["127.0.0.1:0".parse().unwrap()],
+            flow_key: Some(b"test key".to_vec()),
+            ..DispatcherConfig::default()
+        },
+        vec![NodeConfig {
+            role: Role::Registrar,
+            target: Target::new(Transport::Udp, node_addr),
+            max_load: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let d_addr = d.transport().local_addr(Transport::Udp).unwrap();
+    let to_dispatcher = Target::new(Transport::Udp, d_addr);
+    let private = "10.0.0.9:5060";
+    let register = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {private};rport;branch=z9hG4bKreg\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: nat-reg\r\nCSeq: 1 REGISTER\r\nSupported: path\r\nContact: <sip:bob@{private}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    device
+        .send(&to_dispatcher, Bytes::from(register))
+        .await
+        .unwrap();
+    let (reg, reg_flow) = next_request(&node, &mut node_rx, 0).await;
+    assert!(reg.has_token(HeaderName::Require, "path"));
+    let path = reg.values(HeaderName::Path).next().unwrap().to_owned();
+    let device_flow = Flow {
+        transport: Transport::Udp,
+        local: d_addr,
+        remote: device_addr,
+    };
+    let token = FlowTokens::with_key(b"test key").encode(&device_flow);
+    assert_eq!(path, format!("<sip:{token}@{d_addr};lr;ob>"));
+    // The registrar's 200 goes back to the device by its Via (received/rport).
+    let ok = reg.response(200).header("Path", &path).build().unwrap();
+    node.send_response(&ok, Some(reg_flow)).await.unwrap();
+    let (resp, _) = next_message(&mut device_rx).await;
+    assert_eq!(resp.status(), Some(200));
+
+    // A call from a node: the Path is its preloaded Route, the Request-URI the private
+    // Contact; it reaches the device on the flow of its REGISTER.
+    let invite = |route: &str, branch: &str| {
+        format!(
+            "INVITE sip:bob@{private} SIP/2.0\r\nVia: SIP/2.0/UDP {node_addr};branch=z9hG4bK{branch}\r\n\
+             Route: {route}\r\nRecord-Route: <sip:{node_addr};lr>\r\nMax-Forwards: 69\r\n\
+             From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\n\
+             Call-ID: nat-call\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.5>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    node.send(&to_dispatcher, Bytes::from(invite(&path, "inv")))
+        .await
+        .unwrap();
+    let (inv, _) = next_message(&mut device_rx).await;
+    assert_eq!(inv.method(), Some(Method::Invite));
+    assert_eq!(inv.uri_str(), Some(format!("sip:bob@{private}").as_str()));
+    assert_eq!(inv.count(HeaderName::Route), 0);
+    assert_eq!(inv.count(HeaderName::Via), 2);
+    assert_eq!(inv.header(HeaderName::MaxForwards), Some("68"));
+    let rr: Vec<&str> = inv.values(HeaderName::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        vec![path.as_str(), format!("<sip:{node_addr};lr>").as_str()]
+    );
+    assert_eq!(d.counters().to_flows, 1);
+
+    // Its answer goes back by the Vias to the node.
+    let ok = inv
+        .response(200)
+        .header("Contact", format!("<sip:bob@{private}>"))
+        .build()
+        .unwrap();
+    device.send_response(&ok, None).await.unwrap();
+    let resp = next_response(&node, &mut node_rx).await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.count(HeaderName::Via), 1);
+
+    // The device's BYE along its route set (our Record-Route, then the node's): on its own
+    // flow the token is only popped, and the request goes on to the node.
+    let bye = format!(
+        "BYE sip:alice@192.0.2.5 SIP/2.0\r\nVia: SIP/2.0/UDP {private};rport;branch=z9hG4bKbye\r\n\
+         Route: {path}\r\nRoute: <sip:{node_addr};lr>\r\nMax-Forwards: 70\r\n\
+         From: <sip:bob@example.com>;tag=b2\r\nTo: <sip:alice@example.com>;tag=a\r\n\
+         Call-ID: nat-call\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    device.send(&to_dispatcher, Bytes::from(bye)).await.unwrap();
+    let (bye, _) = next_request(&node, &mut node_rx, 0).await;
+    assert_eq!(bye.method(), Some(Method::Bye));
+    let routes: Vec<&str> = bye.values(HeaderName::Route).collect();
+    assert_eq!(routes, vec![format!("<sip:{node_addr};lr>").as_str()]);
+    assert!(bye.has(HeaderName::Via));
+    assert_eq!(d.counters().relayed, 1);
+
+    // A token altered by one digit, or made with another key: 403, nothing sent.
+    let mut forged = token.clone().into_bytes();
+    forged[10] = if forged[10] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    for bad in [forged, FlowTokens::with_key(b"other").encode(&device_flow)] {
+        let route = format!("<sip:{bad}@{d_addr};lr;ob>");
+        node.send(&to_dispatcher, Bytes::from(invite(&route, "forged")))
+            .await
+            .unwrap();
+        let resp = next_response(&node, &mut node_rx).await;
+        assert_eq!(resp.status(), Some(403));
+    }
+    assert_eq!(d.counters().to_flows, 1);
+    d.shutdown();
+}
+
+/// Over TCP the token names the device's connection: a request for it after the connection
+/// closed is answered 430 Flow Failed (RFC 5626 §5.3), not sent on a new connection.
+#[tokio::test]
+async fn closed_tcp_flow_is_430() {
+    let (node, mut node_rx, node_addr) = layer().await;
+    let d = Dispatcher::start(
+        DispatcherConfig {
+            udp: vec!["127.0.0.1:0".parse().unwrap()],
+            tcp: vec!["127.0.0.1:0".parse().unwrap()],
+            ..DispatcherConfig::default()
+        },
+        vec![NodeConfig {
+            role: Role::Registrar,
+            target: Target::new(Transport::Udp, node_addr),
+            max_load: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let d_udp = d.transport().local_addr(Transport::Udp).unwrap();
+    let d_tcp = d.transport().local_addr(Transport::Tcp).unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(d_tcp).await.unwrap();
+    let register = "REGISTER sip:example.com SIP/2.0\r\n\
+        Via: SIP/2.0/TCP 10.0.0.9:5060;branch=z9hG4bKtcpreg\r\nMax-Forwards: 70\r\n\
+        From: <sip:bob@example.com>;tag=b\r\nTo: <sip:bob@example.com>\r\n\
+        Call-ID: tcp-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@10.0.0.9:5060;transport=tcp>\r\n\
+        Content-Length: 0\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, register.as_bytes())
+        .await
+        .unwrap();
+    let (reg, _) = next_request(&node, &mut node_rx, 0).await;
+    let path = reg.values(HeaderName::Path).next().unwrap().to_owned();
+    // The Path leads back over UDP (the node's transport) and names the TCP connection.
+    assert!(path.ends_with(&format!("@{d_udp};lr;ob>")), "{path}");
+    drop(tcp);
+    // Closed on our side too before the call: wait for the transport's event count.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.transport().stats().open_connections > 0 {
+        assert!(Instant::now() < deadline, "connection not closed");
+        tokio::task::yield_now().await;
+    }
+    let invite = format!(
+        "INVITE sip:bob@10.0.0.9:5060;transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {node_addr};branch=z9hG4bKtcpinv\r\nRoute: {path}\r\nMax-Forwards: 69\r\n\
+         From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: tcp-call\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    node.send(Target::new(Transport::Udp, d_udp), Bytes::from(invite))
+        .await
+        .unwrap();
+    let resp = next_response(&node, &mut node_rx).await;
+    assert_eq!(resp.status(), Some(430));
     d.shutdown();
 }
