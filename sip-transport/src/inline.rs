@@ -11,7 +11,8 @@ use sip_core::{Flow, Message};
 
 use crate::layer::TransportHandle;
 
-/// Sees UDP requests on the receive task, before they are queued for the endpoint.
+/// Sees UDP requests (and, if it wants, responses) on the receive task, before they are
+/// queued for the endpoint.
 ///
 /// It runs on the receive loop of a socket: it must be quick and never block. Work that has to
 /// wait (a networked store) belongs on a task of its own, or to the usual path (return the
@@ -23,4 +24,16 @@ pub trait InlineHandler: Send + Sync + 'static {
     /// task, or deliberately dropped.
     fn request(&self, request: Message, flow: Flow, transport: &TransportHandle)
         -> Option<Message>;
+
+    /// A response received over UDP, likewise (a stateless relay forwards it here). The
+    /// default lets every response go on to the endpoint.
+    fn response(
+        &self,
+        response: Message,
+        flow: Flow,
+        transport: &TransportHandle,
+    ) -> Option<Message> {
+        let _ = (flow, transport);
+        Some(response)
+    }
 }

@@ -207,8 +207,13 @@ impl Receiver {
             Inbound::Deliver(msg) => {
                 debug!(%flow, size = n, "message received");
                 let msg = match &self.inline {
-                    Some((handler, transport)) if msg.is_request() => {
-                        match handler.request(msg, flow, transport) {
+                    Some((handler, transport)) => {
+                        let passed = if msg.is_request() {
+                            handler.request(msg, flow, transport)
+                        } else {
+                            handler.response(msg, flow, transport)
+                        };
+                        match passed {
                             Some(msg) => msg,
                             None => {
                                 Counters::bump(&shared.stats.inline_taken);
@@ -216,7 +221,7 @@ impl Receiver {
                             }
                         }
                     }
-                    _ => msg,
+                    None => msg,
                 };
                 shared
                     .events

@@ -47,13 +47,15 @@ pub use nodes::{HealthPolicy, NodeConfig, NodeId, NodeSet, NodeStats, Role, AFFI
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sip_core::addr::NameAddr;
 use sip_core::{Flow, HeaderName, Message, Method, Target, Transport};
-use sip_transport::{TransportConfig, TransportEvent, TransportHandle, TransportLayer};
+use sip_transport::{
+    InlineHandler, TransportConfig, TransportEvent, TransportHandle, TransportLayer,
+};
 use tokio::sync::mpsc;
 
 use crate::proxy::stateless::{forward_request, forward_response, ResponseHop};
@@ -148,6 +150,46 @@ pub struct Dispatcher {
     sent_bys: Vec<String>,
 }
 
+/// The dispatcher as the transport's [`InlineHandler`]: relays on the receive task.
+struct InlineRelay(Arc<OnceLock<Weak<Dispatcher>>>);
+
+thread_local! {
+    /// Where the receive tasks of this thread write what they forward (the allocation is
+    /// reused once the transport has sent the previous message).
+    static RELAY_BUF: std::cell::RefCell<BytesMut> =
+        std::cell::RefCell::new(BytesMut::with_capacity(8192));
+}
+
+impl InlineRelay {
+    fn with(
+        &self,
+        msg: Message,
+        f: impl FnOnce(&Dispatcher, Message, &mut BytesMut),
+    ) -> Option<Message> {
+        let Some(d) = self.0.get().and_then(Weak::upgrade) else {
+            // Not started yet, or stopping: the event loop decides.
+            return Some(msg);
+        };
+        RELAY_BUF.with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => {
+                f(&d, msg, &mut buf);
+                None
+            }
+            Err(_) => Some(msg),
+        })
+    }
+}
+
+impl InlineHandler for InlineRelay {
+    fn request(&self, request: Message, flow: Flow, _: &TransportHandle) -> Option<Message> {
+        self.with(request, |d, m, buf| d.on_request(m, flow, buf))
+    }
+
+    fn response(&self, response: Message, _: Flow, _: &TransportHandle) -> Option<Message> {
+        self.with(response, |d, m, buf| d.on_response(m, buf))
+    }
+}
+
 impl Dispatcher {
     /// Binds the listeners, adds `nodes` and starts dispatching and probing. Stops when the
     /// last handle is dropped or [`Dispatcher::shutdown`] is called.
@@ -166,6 +208,10 @@ impl Dispatcher {
             Some(k) => FlowTokens::with_key(k),
             None => FlowTokens::random()?,
         };
+        // Run to completion: UDP requests and responses are relayed on the receive task that
+        // read them (no queue, no hand-off); TCP goes through the event loop below.
+        let slot: Arc<OnceLock<Weak<Dispatcher>>> = Arc::default();
+        b = b.inline(Arc::new(InlineRelay(slot.clone())));
         let (transport, events) = b.build().await?;
         let interfaces: Vec<Interface> = transport
             .local_addrs()
@@ -190,6 +236,7 @@ impl Dispatcher {
             path: config.path,
             sent_bys,
         });
+        let _ = slot.set(Arc::downgrade(&d));
         tokio::spawn(Self::receive(Arc::downgrade(&d), events));
         tokio::spawn(Self::probe(Arc::downgrade(&d), config.probe_interval));
         Ok(d)
