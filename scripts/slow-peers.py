@@ -33,9 +33,10 @@ def options(transport, here, n, pad):
     ).encode()
 
 
-def stalled_peer(i, stop, sent):
+def stalled_peer(i, stop, sent, socks):
     s = socket.create_connection(("127.0.0.1", PORT))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    socks[i] = s
     here = s.getsockname()
     n = 0
     try:
@@ -70,7 +71,11 @@ def main():
                 time.sleep(0.05)
         stop = threading.Event()
         sent = [0, 0, 0, 0]
-        peers = [threading.Thread(target=stalled_peer, args=(i, stop, sent)) for i in range(4)]
+        socks = [None, None, None, None]
+        peers = [
+            threading.Thread(target=stalled_peer, args=(i, stop, sent, socks), daemon=True)
+            for i in range(4)
+        ]
         for p in peers:
             p.start()
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -100,8 +105,17 @@ def main():
             if rest > 0:
                 time.sleep(rest)
         stop.set()
+        # A peer may be blocked in sendall for good: the server stopped reading from it (as
+        # it may from a peer that never reads its answers) without closing it yet. Shutting
+        # the socket down from here wakes it.
+        for s in socks:
+            if s is not None:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         for p in peers:
-            p.join()
+            p.join(timeout=10)
         times.sort()
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
         print(
