@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use sip_stack::core::{Flow, HeaderName, Message, Method, Transport};
 use sip_stack::endpoint::{Endpoint, ServerEvent};
-use sip_stack::registrar::location::{Binding, BindingChange, Lost, RegisterChange, RegisterError};
+use sip_stack::registrar::location::{
+    Binding, BindingChanges, Bindings, Lost, RegisterChange, RegisterError,
+};
 use sip_stack::registrar::{
     InlineRegistrar, LocationStore, MemoryLocationStore, Registrar, RegistrarConfig,
 };
@@ -148,7 +150,7 @@ impl LocationStore for Waiting {
         aor: &str,
         change: RegisterChange,
         now: Instant,
-    ) -> Result<(Vec<Binding>, Vec<BindingChange>), RegisterError> {
+    ) -> Result<(Bindings, BindingChanges), RegisterError> {
         tokio::task::yield_now().await;
         self.0.register(aor, change, now).await
     }

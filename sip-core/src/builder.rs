@@ -3,7 +3,9 @@
 //! A builder writes the wire form once and parses it, so a built message is indexed exactly
 //! like a received one and every edit and accessor works the same on both.
 
-use bytes::Bytes;
+use std::cell::RefCell;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
@@ -342,7 +344,7 @@ fn share(buf: &Bytes, s: &[u8]) -> Bytes {
 }
 
 /// Appends the decimal digits of `n` (no allocation).
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+fn push_decimal(out: &mut impl BufMut, mut n: usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -353,7 +355,83 @@ fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    out.put_slice(&digits[i..]);
+}
+
+/// Length of the To-tag a response gets when the caller gives none (as
+/// [`IdGenerator::tag`]).
+const GENERATED_TAG_LEN: usize = 16;
+
+/// Bytes of the slab each thread writes the responses it builds into. A response's buffer is
+/// a slice of the slab (shared, reference-counted), so a thread allocates one slab per this
+/// many bytes of responses instead of one buffer per response; a slab is freed when the last
+/// response written into it is dropped. Responses larger than a quarter of it get their own
+/// buffer. Small, so that a response kept long (a transaction's final answer, a dialog's 2xx)
+/// holds at most this much memory of answers that are gone.
+pub const RESPONSE_SLAB: usize = 16 * 1024;
+
+/// Largest `extra` buffer a thread keeps for its next response.
+const SCRATCH_KEEP: usize = 4096;
+
+thread_local! {
+    static SLAB: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of at least `len` bytes of room for one response: the rest of this thread's
+/// slab, a new slab, or (for a large response) a buffer of its own.
+fn slab_for(len: usize) -> BytesMut {
+    if len > RESPONSE_SLAB / 4 {
+        return BytesMut::with_capacity(len);
+    }
+    SLAB.with(|slab| {
+        let mut slab = slab.borrow_mut();
+        if slab.capacity() < len {
+            *slab = BytesMut::with_capacity(RESPONSE_SLAB);
+        }
+        // An empty view of the slab's free room: written, then frozen by `slab_done`.
+        slab.split_off(0)
+    })
+}
+
+/// The written response as shared bytes; the slab's free room past it goes back to the
+/// thread for the next response.
+fn slab_done(mut out: BytesMut) -> Bytes {
+    let rest = out.split_off(out.len());
+    if rest.capacity() > 0 {
+        SLAB.with(|slab| {
+            let mut slab = slab.borrow_mut();
+            if slab.capacity() < rest.capacity() {
+                *slab = rest;
+            }
+        });
+    }
+    out.freeze()
+}
+
+/// This thread's spare `extra` buffer (empty, with its capacity), or a new one.
+fn take_scratch() -> Vec<u8> {
+    let v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if v.capacity() == 0 {
+        Vec::with_capacity(192)
+    } else {
+        v
+    }
+}
+
+impl Drop for ResponseBuilder {
+    fn drop(&mut self) {
+        let mut v = std::mem::take(&mut self.extra);
+        if v.capacity() > 0 && v.capacity() <= SCRATCH_KEEP {
+            v.clear();
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.capacity() < v.capacity() {
+                    *s = v;
+                }
+            });
+        }
+    }
 }
 
 impl Message {
@@ -403,8 +481,8 @@ impl Message {
             to,
             to_has_tag,
             to_tag: None,
-            // Sized once for the few headers a response usually gets.
-            extra: Vec::with_capacity(192),
+            // A buffer this thread used before (see `scratch`): no allocation per response.
+            extra: take_scratch(),
             body: Bytes::new(),
             error,
         }
@@ -441,6 +519,54 @@ impl ResponseBuilder {
         self
     }
 
+    /// Adds a header line whose value is formatted straight into the response (no `String`
+    /// in between); the value is checked as [`header`](Self::header) checks it.
+    ///
+    /// ```
+    /// use sip_core::{HeaderName, Message};
+    /// let req = Message::parse(&b"REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+    ///     From: <sip:alice@b>;tag=1\r\nTo: <sip:alice@b>\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\n\
+    ///     Content-Length: 0\r\n\r\n"[..])?;
+    /// let resp = req
+    ///     .response(200)
+    ///     .header_fmt("Contact", format_args!("<sip:alice@{}>;expires={}", "192.0.2.1", 3600))
+    ///     .build()?;
+    /// assert_eq!(resp.header(HeaderName::Contact), Some("<sip:alice@192.0.2.1>;expires=3600"));
+    /// # Ok::<(), sip_core::Error>(())
+    /// ```
+    pub fn header_fmt(mut self, name: &str, value: std::fmt::Arguments<'_>) -> ResponseBuilder {
+        use std::io::Write as _;
+        if HeaderName::from_bytes(name.as_bytes()) == HeaderName::ContentLength {
+            return self;
+        }
+        let at = self.extra.len();
+        self.extra.extend_from_slice(name.as_bytes());
+        self.extra.extend_from_slice(b": ");
+        let value_at = self.extra.len();
+        // Writing into a Vec cannot fail; a Display impl that errs leaves a partial value,
+        // refused below like any other bad value.
+        let written = self.extra.write_fmt(value);
+        let bad_name = name.is_empty() || !name.bytes().all(|c| crate::parser::TOKEN[c as usize]);
+        let bad_value = written.is_err()
+            || self.extra[value_at..]
+                .iter()
+                .any(|&c| c == b'\r' || c == b'\n' || c == 0);
+        if bad_name || bad_value {
+            self.extra.truncate(at);
+            self.error.get_or_insert(Error::Syntax {
+                what: if bad_name {
+                    "header name"
+                } else {
+                    "header value (line break)"
+                },
+                offset: 0,
+            });
+            return self;
+        }
+        self.extra.extend_from_slice(b"\r\n");
+        self
+    }
+
     /// Sets the body with its Content-Type.
     pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> ResponseBuilder {
         self = self.header("Content-Type", content_type);
@@ -448,19 +574,22 @@ impl ResponseBuilder {
         self
     }
 
-    /// Writes and parses the response: one buffer, sized up front.
-    pub fn build(self) -> Result<Message> {
-        if let Some(e) = self.error {
+    /// Writes the response and indexes it as it goes (no parse). The bytes go into a slab
+    /// this thread shares among the responses it builds (see [`RESPONSE_SLAB`]), so building
+    /// a typical response allocates nothing.
+    pub fn build(mut self) -> Result<Message> {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
         let with_tag = self.to.is_some() && !self.to_has_tag && self.status != 100;
-        let generated;
+        let mut generated = [0u8; GENERATED_TAG_LEN];
         let tag: &str = match (&self.to_tag, with_tag) {
             (_, false) => "",
             (Some(t), true) => t,
             (None, true) => {
-                generated = IdGenerator::new(OsRandom).tag();
-                &generated
+                IdGenerator::new(OsRandom).fill_alnum(&mut generated);
+                // Alphanumeric ASCII only.
+                std::str::from_utf8(&generated).unwrap_or_default()
             }
         };
         if !tag.bytes().all(|c| crate::parser::TOKEN[c as usize]) {
@@ -473,10 +602,10 @@ impl ResponseBuilder {
         let to_len = self.to.as_ref().map_or(0, |t| t.len() + 8 + tag.len() + 5);
         let len =
             16 + self.reason.len() + copied_len + to_len + self.extra.len() + 24 + self.body.len();
-        let mut out = Vec::with_capacity(len);
+        let mut out = slab_for(len);
         out.extend_from_slice(b"SIP/2.0 ");
         push_decimal(&mut out, usize::from(self.status));
-        out.push(b' ');
+        out.put_u8(b' ');
         let reason_at = out.len();
         out.extend_from_slice(self.reason.as_bytes());
         let start = Start::Response {
@@ -523,7 +652,7 @@ impl ResponseBuilder {
         out.extend_from_slice(&self.body);
         let body = Body::Span(body_at as u32, out.len() as u32);
         Ok(Message {
-            buf: Bytes::from(out),
+            buf: slab_done(out),
             extra: Vec::new(),
             start,
             start_raw,
@@ -580,7 +709,7 @@ fn index_lines(
 
 /// Writes and indexes the To line (with `;tag=` when asked).
 fn push_to(
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
     headers: &mut SmallVec<[Entry; crate::message::INLINE_HEADERS]>,
     to: Option<&Bytes>,
     with_tag: bool,

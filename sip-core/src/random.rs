@@ -135,16 +135,38 @@ impl<R: RandomSource> IdGenerator<R> {
     }
 
     fn push_alnum(&mut self, s: &mut String, n: usize) {
+        let mut buf = [0u8; 32];
+        let mut n = n;
+        while n > 0 {
+            let k = n.min(buf.len());
+            let chunk = &mut buf[..k];
+            self.fill_alnum(chunk);
+            // Every byte is from ALPHABET: ASCII.
+            s.extend(chunk.iter().map(|&c| char::from(c)));
+            n -= k;
+        }
+    }
+
+    /// Fills `out` with random characters from `[0-9A-Za-z]` (5.95 bits each), for an
+    /// identifier written straight into a buffer without a `String`.
+    ///
+    /// ```
+    /// use sip_core::random::IdGenerator;
+    /// let mut tag = [0u8; 16];
+    /// IdGenerator::default().fill_alnum(&mut tag);
+    /// assert!(tag.iter().all(u8::is_ascii_alphanumeric));
+    /// ```
+    pub fn fill_alnum(&mut self, out: &mut [u8]) {
         let mut word = 0u64;
         let mut left = 0;
-        for _ in 0..n {
+        for c in out {
             if left == 0 {
                 word = self.rng.next_u64();
                 left = 10; // 10 draws of 6 bits from 64 random bits
             }
             // Rejection-free mapping; the bias of 64/62 on two symbols is irrelevant here.
             let idx = (word & 0x3f) as usize % ALPHABET.len();
-            s.push(ALPHABET[idx] as char);
+            *c = ALPHABET[idx];
             word >>= 6;
             left -= 1;
         }

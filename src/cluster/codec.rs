@@ -182,7 +182,7 @@ mod tests {
             call_id: "abc@h".into(),
             cseq: 7,
             remove_all: false,
-            contacts: vec![c],
+            contacts: vec![c].into(),
             flow: Flow {
                 transport,
                 local: "192.0.2.1:5060".parse().unwrap(),

@@ -13,7 +13,8 @@ use tokio::sync::broadcast;
 use super::codec::{self, Stored};
 use super::lua::Scripts;
 use crate::registrar::{
-    Binding, BindingChange, LocationStore, Lost, RegisterChange, RegisterError, StoreLimits,
+    Binding, BindingChange, BindingChanges, Bindings, LocationStore, Lost, RegisterChange,
+    RegisterError, StoreLimits,
 };
 
 /// Configuration of a [`RedisLocationStore`].
@@ -381,13 +382,13 @@ impl RedisLocationStore {
         aor: &str,
         change: &RegisterChange,
         now: Instant,
-    ) -> Result<Result<(Vec<Binding>, Vec<BindingChange>), RegisterError>, redis::RedisError> {
+    ) -> Result<Result<(Bindings, BindingChanges), RegisterError>, redis::RedisError> {
         let limits = &self.config.limits;
         let mut inv = self.scripts.register.prepare_invoke();
         inv.arg(&self.config.prefix)
             .arg(self.skew())
             .arg(aor)
-            .arg(&change.call_id)
+            .arg(&*change.call_id)
             .arg(change.cseq)
             .arg(u8::from(change.remove_all))
             .arg(limits.max_bindings_per_aor)
@@ -403,8 +404,8 @@ impl RedisLocationStore {
         let v: Vec<Value> = inv.invoke_async(&mut conn).await?;
         let status = v.first().and_then(bytes).unwrap_or_default();
         let redis_now = int_at(&v, 1);
-        let decode_all = |vals: &[Value]| -> Vec<Binding> {
-            let mut b: Vec<Binding> = vals
+        let decode_all = |vals: &[Value]| -> Bindings {
+            let mut b: Bindings = vals
                 .iter()
                 .filter_map(|x| decode_value(x, redis_now, now).map(|s| s.binding))
                 .collect();
@@ -430,7 +431,10 @@ impl RedisLocationStore {
                     .collect();
                 Ok((decode_all(after), changes))
             }
-            b"dup" => Ok((decode_all(v.get(2..).unwrap_or_default()), Vec::new())),
+            b"dup" => Ok((
+                decode_all(v.get(2..).unwrap_or_default()),
+                BindingChanges::new(),
+            )),
             b"ooo" => Err(RegisterError::OutOfOrder {
                 have: int_at(&v, 2) as u32,
                 got: change.cseq,
@@ -541,7 +545,7 @@ impl LocationStore for RedisLocationStore {
         aor: &str,
         change: RegisterChange,
         now: Instant,
-    ) -> Result<(Vec<Binding>, Vec<BindingChange>), RegisterError> {
+    ) -> Result<(Bindings, BindingChanges), RegisterError> {
         match self.try_register(aor, &change, now).await {
             Ok(r) => r,
             Err(e) => {

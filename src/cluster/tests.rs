@@ -215,24 +215,26 @@ async fn same_rules_as_the_memory_store() {
         let now = Instant::now();
         let a = redis.register(AOR, step.clone(), now).await;
         let b = mem.register(AOR, step, now).await;
-        let shape =
-            |r: &Result<(Vec<crate::registrar::Binding>, Vec<BindingChange>), RegisterError>| {
-                r.as_ref()
-                    .map(|(bs, chs)| {
-                        let mut c: Vec<String> = bs.iter().map(|b| b.contact.to_string()).collect();
-                        c.sort();
-                        let k: Vec<&str> = chs
-                            .iter()
-                            .map(|c| match c {
-                                BindingChange::Added(_) => "A",
-                                BindingChange::Refreshed(_) => "F",
-                                BindingChange::Removed(_) => "R",
-                            })
-                            .collect();
-                        (c, k)
-                    })
-                    .map_err(Clone::clone)
-            };
+        let shape = |r: &Result<
+            (crate::registrar::Bindings, crate::registrar::BindingChanges),
+            RegisterError,
+        >| {
+            r.as_ref()
+                .map(|(bs, chs)| {
+                    let mut c: Vec<String> = bs.iter().map(|b| b.contact.to_string()).collect();
+                    c.sort();
+                    let k: Vec<&str> = chs
+                        .iter()
+                        .map(|c| match c {
+                            BindingChange::Added(_) => "A",
+                            BindingChange::Refreshed(_) => "F",
+                            BindingChange::Removed(_) => "R",
+                        })
+                        .collect();
+                    (c, k)
+                })
+                .map_err(Clone::clone)
+        };
         assert_eq!(shape(&a), shape(&b), "step {i}");
     }
     assert_eq!(redis.counts().await, (0, 0));

@@ -80,7 +80,7 @@ mod tests {
             call_id: "c".into(),
             cseq: 1,
             remove_all: false,
-            contacts: vec![ContactUpdate {
+            contacts: smallvec::smallvec![ContactUpdate {
                 contact: contact.into(),
                 expires: 60,
                 q: 1000,
@@ -105,7 +105,7 @@ mod tests {
             (change(&long), 400, "Contact Too Long"),
             (
                 RegisterChange {
-                    call_id: "c".repeat(257),
+                    call_id: "c".repeat(257).into(),
                     ..change("sip:a@h")
                 },
                 400,
@@ -131,7 +131,7 @@ mod tests {
             (
                 {
                     let mut c = change("sip:a@h");
-                    c.contacts = vec![c.contacts[0].clone(); 17];
+                    c.contacts = smallvec::smallvec![c.contacts[0].clone(); 17];
                     c
                 },
                 413,

@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 use sip_core::uri::Uri;
 use sip_core::Flow;
+use smallvec::SmallVec;
+
+/// An AOR's bindings as a REGISTER leaves them (inline for up to two: no allocation for the
+/// usual one or two).
+pub type Bindings = SmallVec<[Binding; 2]>;
+
+/// What one REGISTER changed (inline for up to two).
+pub type BindingChanges = SmallVec<[BindingChange; 2]>;
 
 /// One contact registered for an address-of-record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,8 +108,8 @@ impl Binding {
 /// One contact of a REGISTER, ready to be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactUpdate {
-    /// The contact URI.
-    pub contact: String,
+    /// The contact URI (shared with the binding it makes: no copy).
+    pub contact: Arc<str>,
     /// The expiration interval granted (0 removes the binding).
     pub expires: u32,
     /// q-value in thousandths.
@@ -115,14 +123,14 @@ pub struct ContactUpdate {
 /// What one REGISTER asks for (RFC 3261 §10.3 steps 6–7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterChange {
-    /// Call-ID of the request.
-    pub call_id: String,
+    /// Call-ID of the request (shared with the bindings it makes: no copy).
+    pub call_id: Arc<str>,
     /// CSeq number of the request.
     pub cseq: u32,
     /// `Contact: *` with `Expires: 0`: remove every binding.
     pub remove_all: bool,
-    /// The contacts, in request order.
-    pub contacts: Vec<ContactUpdate>,
+    /// The contacts, in request order (inline for one).
+    pub contacts: SmallVec<[ContactUpdate; 1]>,
     /// The flow the request arrived on.
     pub flow: Flow,
     /// The Path header values (RFC 3327), top first.
@@ -221,22 +229,45 @@ fn uri_eq(a: &str, b: &str) -> bool {
 /// per contact, an existing binding with another Call-ID is replaced; with the same Call-ID the
 /// CSeq must be higher, or the whole request fails and nothing changes; expires 0 removes.
 /// `others` is the number of bindings the store holds for other AORs (for the total cap).
+/// Expired bindings are dropped.
 pub fn apply_register(
     bindings: &mut Vec<Binding>,
     change: &RegisterChange,
     now: Instant,
     limits: &StoreLimits,
     others: usize,
-) -> Result<Vec<BindingChange>, RegisterError> {
-    bindings.retain(|b| b.expires_at > now);
+) -> Result<BindingChanges, RegisterError> {
+    match plan_register(bindings, change, now, limits, others)? {
+        Some((next, changes)) => {
+            *bindings = next;
+            Ok(changes)
+        }
+        None => {
+            bindings.retain(|b| b.expires_at > now);
+            Ok(BindingChanges::new())
+        }
+    }
+}
+
+/// [`apply_register`] without touching `current`: the AOR's bindings afterwards (expired ones
+/// dropped, in a vector of exactly the room needed) and what changed, or `None` when the
+/// request was already applied (a retransmission: nothing changes).
+pub fn plan_register(
+    current: &[Binding],
+    change: &RegisterChange,
+    now: Instant,
+    limits: &StoreLimits,
+    others: usize,
+) -> Result<Option<(Vec<Binding>, BindingChanges)>, RegisterError> {
+    let live = |b: &&Binding| b.expires_at > now;
     // Ordering is checked for every binding touched before anything changes.
     let touched =
         |b: &Binding| change.remove_all || change.contacts.iter().any(|c| same_binding(b, c));
-    for b in bindings.iter().filter(|b| touched(b)) {
+    for b in current.iter().filter(live).filter(|b| touched(b)) {
         if *b.call_id == *change.call_id && change.cseq == b.cseq {
             // The same request again (a retransmission reaching a registrar that answers
             // REGISTER without server transactions): already applied, nothing changes.
-            return Ok(Vec::new());
+            return Ok(None);
         }
         if *b.call_id == *change.call_id && change.cseq < b.cseq {
             return Err(RegisterError::OutOfOrder {
@@ -245,10 +276,20 @@ pub fn apply_register(
             });
         }
     }
-    let mut next = bindings.clone();
-    let mut changes = Vec::new();
+    let mut changes = BindingChanges::new();
+    let mut next: Vec<Binding> = Vec::new();
     if change.remove_all {
-        changes.extend(next.drain(..).map(BindingChange::Removed));
+        changes.extend(
+            current
+                .iter()
+                .filter(live)
+                .cloned()
+                .map(BindingChange::Removed),
+        );
+    } else {
+        let adds = change.contacts.iter().filter(|c| c.expires != 0).count();
+        next.reserve_exact(current.iter().filter(live).count() + adds);
+        next.extend(current.iter().filter(live).cloned());
     }
     for c in &change.contacts {
         let existing = next.iter().position(|b| same_binding(b, c));
@@ -259,10 +300,10 @@ pub fn apply_register(
             continue;
         }
         let binding = Binding {
-            contact: c.contact.as_str().into(),
+            contact: c.contact.clone(),
             expires_at: now + Duration::from_secs(u64::from(c.expires)),
             q: c.q,
-            call_id: change.call_id.as_str().into(),
+            call_id: change.call_id.clone(),
             cseq: change.cseq,
             flow: change.flow,
             offline: false,
@@ -293,8 +334,7 @@ pub fn apply_register(
             }
         }
     }
-    *bindings = next;
-    Ok(changes)
+    Ok(Some((next, changes)))
 }
 
 /// A binding that went away without its owner asking (expiry, flow closed).
@@ -312,13 +352,14 @@ pub trait LocationStore: Send + Sync + 'static {
     /// The live bindings of an AOR, highest q first.
     fn lookup(&self, aor: &str, now: Instant) -> impl Future<Output = Vec<Binding>> + Send;
 
-    /// Applies a REGISTER; returns the AOR's bindings afterwards and what changed.
+    /// Applies a REGISTER; returns the AOR's bindings afterwards (highest q first) and what
+    /// changed.
     fn register(
         &self,
         aor: &str,
         change: RegisterChange,
         now: Instant,
-    ) -> impl Future<Output = Result<(Vec<Binding>, Vec<BindingChange>), RegisterError>> + Send;
+    ) -> impl Future<Output = Result<(Bindings, BindingChanges), RegisterError>> + Send;
 
     /// Removes expired bindings and returns them.
     fn sweep(&self, now: Instant) -> impl Future<Output = Vec<Lost>> + Send;
@@ -412,27 +453,39 @@ impl LocationStore for MemoryLocationStore {
         aor: &str,
         change: RegisterChange,
         now: Instant,
-    ) -> Result<(Vec<Binding>, Vec<BindingChange>), RegisterError> {
+    ) -> Result<(Bindings, BindingChanges), RegisterError> {
         let mut inner = self.lock();
         let Inner { aors, total, bytes } = &mut *inner;
-        let mut bindings = aors.get(aor).cloned().unwrap_or_default();
-        let before = bindings.len();
-        let before_bytes = aor_footprint(aor, &bindings);
+        let current = aors.get(aor).map_or(&[][..], Vec::as_slice);
+        let before = current.len();
+        let before_bytes = aor_footprint(aor, current);
         let others = *total - before;
-        let changes = apply_register(&mut bindings, &change, now, &self.limits, others)?;
-        let after_bytes = aor_footprint(aor, &bindings);
+        let planned = plan_register(current, &change, now, &self.limits, others)?;
+        let Some((next, changes)) = planned else {
+            // Already applied: the bindings as they are.
+            let mut out: Bindings = current
+                .iter()
+                .filter(|b| b.expires_at > now)
+                .cloned()
+                .collect();
+            out.sort_by_key(|b| std::cmp::Reverse(b.q));
+            return Ok((out, BindingChanges::new()));
+        };
+        let after_bytes = aor_footprint(aor, &next);
         let others_bytes = bytes.saturating_sub(before_bytes);
         if after_bytes > before_bytes && others_bytes + after_bytes > self.limits.max_bytes {
             return Err(RegisterError::StoreFull);
         }
         *bytes = others_bytes + after_bytes;
-        *total = others + bindings.len();
-        let out = sorted(bindings.clone());
-        if bindings.is_empty() {
+        *total = others + next.len();
+        let mut out: Bindings = next.iter().cloned().collect();
+        out.sort_by_key(|b| std::cmp::Reverse(b.q));
+        if next.is_empty() {
             aors.remove(aor);
+        } else if let Some(v) = aors.get_mut(aor) {
+            *v = next;
         } else {
-            bindings.shrink_to_fit();
-            aors.insert(aor.into(), bindings);
+            aors.insert(aor.into(), next);
         }
         Ok((out, changes))
     }

@@ -39,7 +39,7 @@ fn ordering_per_call_id() {
     apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 60)]), now, &lim, 0).unwrap();
     // Same Call-ID, same CSeq: the request again (a retransmission), nothing changes.
     let e = apply_register(&mut b, &change("c1", 5, &[("sip:a@h", 0)]), now, &lim, 0);
-    assert_eq!(e, Ok(vec![]));
+    assert_eq!(e, Ok(BindingChanges::new()));
     assert_eq!(b.len(), 1);
     // Same Call-ID, lower CSeq: refused, nothing changes.
     let e = apply_register(&mut b, &change("c1", 4, &[("sip:a@h", 0)]), now, &lim, 0);

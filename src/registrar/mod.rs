@@ -60,8 +60,9 @@ pub use retransmit::RETRANSMISSION_WINDOW;
 use retransmit::{Lookup, ResponseCache};
 
 pub use location::{
-    apply_register, Binding, BindingChange, BindingExtra, ContactUpdate, LocationStore, Lost,
-    MemoryLocationStore, RegisterChange, RegisterError, StoreLimits,
+    apply_register, plan_register, Binding, BindingChange, BindingChanges, BindingExtra, Bindings,
+    ContactUpdate, LocationStore, Lost, MemoryLocationStore, RegisterChange, RegisterError,
+    StoreLimits,
 };
 
 /// Option tags the registrar understands in Require (RFC 3261 §8.2.2.3).
@@ -283,21 +284,50 @@ fn inc(c: &AtomicU64) {
 /// The canonical AOR of a To URI: `sip:user@host` (scheme and host lower-cased, no port or
 /// parameters), or `None` when To is not a sip/sips URI with a user.
 pub fn canonical_aor(to: &AnyUri<'_>) -> Option<String> {
+    aor_key(to).map(|a| a.to_string())
+}
+
+/// [`canonical_aor`] written on the stack (most AORs fit in 96 bytes): the key of a
+/// REGISTER's work, which allocates only when the store keeps it.
+fn aor_key(to: &AnyUri<'_>) -> Option<AorKey> {
+    use std::fmt::Write as _;
     let uri = to.as_uri()?;
     let user = uri.user()?;
-    let scheme = if uri.is_secure() { "sips:" } else { "sip:" };
-    let mut aor = String::with_capacity(scheme.len() + user.len() + 1 + 48);
-    aor.push_str(scheme);
-    aor.push_str(user);
-    aor.push('@');
+    let mut aor = AorKey(smallvec::SmallVec::new());
+    aor.0
+        .extend_from_slice(if uri.is_secure() { b"sips:" } else { b"sip:" });
+    aor.0.extend_from_slice(user.as_bytes());
+    aor.0.push(b'@');
     match uri.host() {
-        Host::Domain(d) => aor.extend(d.chars().map(|c| c.to_ascii_lowercase())),
+        Host::Domain(d) => aor.0.extend(d.bytes().map(|c| c.to_ascii_lowercase())),
         h => {
-            use std::fmt::Write as _;
             let _ = write!(aor, "{h}");
         }
     }
     Some(aor)
+}
+
+/// A canonical AOR (UTF-8: built only from `str`s and ASCII case mapping).
+struct AorKey(smallvec::SmallVec<[u8; 96]>);
+
+impl std::ops::Deref for AorKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for AorKey {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for AorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
 }
 
 impl Registrar<MemoryLocationStore> {
@@ -585,7 +615,7 @@ impl<S: LocationStore> Registrar<S> {
         // Step 5 (before auth so the AOR user can be checked against the authenticated one):
         // the To URI is an AOR of a domain this registrar serves.
         let to = req.to()?;
-        let Some(aor) = canonical_aor(to.uri()) else {
+        let Some(aor) = aor_key(to.uri()) else {
             return req
                 .response(404)
                 .reason("Not Found (address-of-record)")
@@ -636,10 +666,10 @@ impl<S: LocationStore> Registrar<S> {
             None => None,
         };
         let mut change = RegisterChange {
-            call_id: req.call_id().unwrap_or_default().to_owned(),
+            call_id: req.call_id().unwrap_or_default().into(),
             cseq: req.cseq()?.seq,
             remove_all: false,
-            contacts: Vec::new(),
+            contacts: smallvec::SmallVec::new(),
             flow,
             path: req.values(HeaderName::Path).map(str::to_owned).collect(),
         };
@@ -661,7 +691,7 @@ impl<S: LocationStore> Registrar<S> {
                 too_brief = true;
             }
             change.contacts.push(ContactUpdate {
-                contact: addr.uri_str().to_owned(),
+                contact: addr.uri_str().into(),
                 expires: requested.min(self.config.max_expires),
                 q: addr.q().unwrap_or(1000),
                 instance: addr.instance().map(|i| i.into_owned()),
@@ -685,7 +715,10 @@ impl<S: LocationStore> Registrar<S> {
         }
         // Step 8 (no Contact): a query for the current bindings.
         let (bindings, changes) = if change.contacts.is_empty() && !change.remove_all {
-            (self.store.lookup(&aor, now).await, Vec::new())
+            (
+                self.store.lookup(&aor, now).await.into(),
+                BindingChanges::new(),
+            )
         } else {
             match self.store.register(&aor, change, now).await {
                 Ok(r) => r,
@@ -715,26 +748,28 @@ impl<S: LocationStore> Registrar<S> {
                 }
             }
         };
-        for ch in changes {
+        // Events are built only for someone listening (each carries the AOR as a String).
+        let listened = self.events.receiver_count() > 0;
+        for ch in changes.into_iter().filter(|_| listened) {
             let event = match ch {
                 BindingChange::Added(b) => {
                     tracing::info!(%aor, contact = %b.contact, expires = b.remaining(now), %flow, "registered");
                     RegistrarEvent::Registered {
-                        aor: aor.clone(),
+                        aor: aor.to_string(),
                         binding: b,
                     }
                 }
                 BindingChange::Refreshed(b) => {
                     tracing::debug!(%aor, contact = %b.contact, expires = b.remaining(now), "refreshed");
                     RegistrarEvent::Refreshed {
-                        aor: aor.clone(),
+                        aor: aor.to_string(),
                         binding: b,
                     }
                 }
                 BindingChange::Removed(b) => {
                     tracing::info!(%aor, contact = %b.contact, "unregistered");
                     RegistrarEvent::Unregistered {
-                        aor: aor.clone(),
+                        aor: aor.to_string(),
                         binding: b,
                     }
                 }
@@ -752,28 +787,12 @@ impl<S: LocationStore> Registrar<S> {
         now: Instant,
         wall: SystemTime,
     ) -> sip_core::Result<Message> {
-        use std::fmt::Write as _;
         let mut b = req.response(200);
         let mut outbound = false;
-        // One buffer for every value written here (the builder copies each).
-        let mut v = String::with_capacity(160);
         for binding in bindings {
-            v.clear();
-            let _ = write!(
-                v,
-                "<{}>;expires={}",
-                binding.contact,
-                binding.remaining(now)
-            );
-            if binding.q != 1000 {
-                v.push_str(";q=");
-                push_q(&mut v, binding.q);
-            }
-            if let (Some(i), Some(r)) = (binding.instance(), binding.reg_id()) {
-                let _ = write!(v, ";+sip.instance=\"{i}\";reg-id={r}");
-                outbound = true;
-            }
-            b = b.header("Contact", &v);
+            outbound |= binding.instance().is_some() && binding.reg_id().is_some();
+            // Written straight into the response (no String per Contact).
+            b = b.header_fmt("Contact", format_args!("{}", ContactOut(binding, now)));
         }
         // RFC 3327 §5.3: the Path is echoed when the UA supports it.
         if req.has_token(HeaderName::Supported, "path") {
@@ -788,10 +807,33 @@ impl<S: LocationStore> Registrar<S> {
             b = b.header("Server", server);
         }
         // GB28181 devices set their clock from the Date of the 200 (GB/T 28181 §9.1.2).
-        v.clear();
-        write_http_date(&mut v, wall);
-        b = b.header("Date", &v);
+        let date = http_date_bytes(wall);
+        b = b.header("Date", std::str::from_utf8(&date).unwrap_or_default());
         b.build()
+    }
+}
+
+/// A binding as a Contact value of a 200 (`<uri>;expires=N[;q=..][;+sip.instance=..;reg-id=..]`).
+struct ContactOut<'a>(&'a Binding, Instant);
+
+impl std::fmt::Display for ContactOut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (binding, now) = (self.0, self.1);
+        write!(
+            f,
+            "<{}>;expires={}",
+            binding.contact,
+            binding.remaining(now)
+        )?;
+        if binding.q != 1000 {
+            let mut q = String::new();
+            push_q(&mut q, binding.q);
+            write!(f, ";q={q}")?;
+        }
+        if let (Some(i), Some(r)) = (binding.instance(), binding.reg_id()) {
+            write!(f, ";+sip.instance=\"{i}\";reg-id={r}")?;
+        }
+        Ok(())
     }
 }
 
@@ -826,22 +868,29 @@ pub fn http_date(t: SystemTime) -> String {
 /// The text changes once a second, so each thread keeps the last one it wrote: a registrar
 /// answering thousands of REGISTERs a second formats the date once per second, not per answer.
 pub fn write_http_date(out: &mut String, t: SystemTime) {
-    use std::cell::RefCell;
+    // Only ASCII is ever written into the array.
+    out.push_str(std::str::from_utf8(&http_date_bytes(t)).unwrap_or_default());
+}
+
+/// The RFC 1123 date of `t`, formatted once per second per thread.
+fn http_date_bytes(t: SystemTime) -> [u8; 29] {
+    use std::cell::Cell;
     thread_local! {
-        static LAST: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+        static LAST: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
     }
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
     LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != secs {
-            *last = (secs, format_http_date(secs));
+        let (at, text) = last.get();
+        if at == secs {
+            return text;
         }
-        // Only ASCII is ever written into the array.
-        out.push_str(std::str::from_utf8(&last.1).unwrap_or_default());
-    });
+        let text = format_http_date(secs);
+        last.set((secs, text));
+        text
+    })
 }
 
 /// `Www, DD Mon YYYY HH:MM:SS GMT` for `secs` after the epoch (years 1970..=9999).

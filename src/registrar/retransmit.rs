@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sip_core::{HeaderName, Message};
 use tokio::sync::Notify;
 
@@ -98,9 +99,9 @@ enum Slot {
     /// A worker is answering it.
     InFlight,
     /// Answered with this wire form (when: in `Inner::order`). Kept serialized: a parsed
-    /// [`Message`] is several times larger than its bytes. The buffer of an answer that
-    /// leaves the cache takes the next one, so a full cache allocates nothing.
-    Done(Vec<u8>),
+    /// [`Message`] is several times larger than its bytes. The bytes are the response's own
+    /// buffer (a slice of the slab it was built in), shared, not copied.
+    Done(Bytes),
 }
 
 struct Inner {
@@ -195,7 +196,7 @@ impl ResponseCache {
     /// Looks `key` (of `req`) up, marking it in flight when it is new.
     pub fn begin(&self, key: CacheKey, req: &Message, now: Instant) -> Lookup<'_> {
         let mut inner = self.lock();
-        let _ = self.expire(&mut inner, now);
+        self.expire(&mut inner, now);
         match inner.map.entry(key) {
             Entry::Occupied(e) => {
                 let parsed = match e.get() {
@@ -248,15 +249,12 @@ impl ResponseCache {
     fn store(&self, key: CacheKey, response: &Message, now: Instant) {
         {
             let mut inner = self.lock();
-            let mut spare = self.expire(&mut inner, now);
+            self.expire(&mut inner, now);
             while inner.order.len() >= self.cap {
-                spare = self.evict_oldest(&mut inner).or(spare);
+                self.evict_oldest(&mut inner);
             }
-            let mut wire = spare.unwrap_or_default();
-            wire.clear();
-            response.write_to(&mut wire);
             inner.order.push_back((now, key));
-            inner.map.insert(key, Slot::Done(wire));
+            inner.map.insert(key, Slot::Done(response.to_bytes()));
         }
         self.wake();
     }
@@ -277,27 +275,27 @@ impl ResponseCache {
         }
     }
 
-    /// Drops the answers older than 64·T1; returns the buffer of one of them for reuse.
-    fn expire(&self, inner: &mut Inner, now: Instant) -> Option<Vec<u8>> {
-        let mut spare = None;
+    /// Drops the answers older than 64·T1.
+    fn expire(&self, inner: &mut Inner, now: Instant) {
         while let Some((at, _)) = inner.order.front() {
             if now.saturating_duration_since(*at) < self.ttl {
                 break;
             }
             if let Some((_, key)) = inner.order.pop_front() {
-                spare = remove_done(&mut inner.map, &key).or(spare);
+                remove_done(&mut inner.map, &key);
             }
         }
-        spare
     }
 
-    /// Drops the oldest answer for room; returns its buffer for reuse.
-    fn evict_oldest(&self, inner: &mut Inner) -> Option<Vec<u8>> {
-        let (at, key) = inner.order.pop_front()?;
+    /// Drops the oldest answer for room.
+    fn evict_oldest(&self, inner: &mut Inner) {
+        let Some((at, key)) = inner.order.pop_front() else {
+            return;
+        };
         // It could still be retransmitted until at + ttl.
         let until = at + self.ttl;
         inner.blind_until = Some(inner.blind_until.map_or(until, |b| b.max(until)));
-        remove_done(&mut inner.map, &key)
+        remove_done(&mut inner.map, &key);
     }
 
     /// Whether a request missing from the cache is certainly not a retransmission of one
@@ -312,15 +310,10 @@ impl ResponseCache {
     }
 }
 
-/// Removes `key` if it holds an answer (an in-flight marker of a newer request is kept);
-/// returns the answer's buffer.
-fn remove_done(map: &mut FingerprintMap<Slot>, key: &CacheKey) -> Option<Vec<u8>> {
-    match map.remove(key)? {
-        Slot::Done(wire) => Some(wire),
-        Slot::InFlight => {
-            map.insert(*key, Slot::InFlight);
-            None
-        }
+/// Removes `key` if it holds an answer (an in-flight marker of a newer request is kept).
+fn remove_done(map: &mut FingerprintMap<Slot>, key: &CacheKey) {
+    if let Some(Slot::InFlight) = map.remove(key) {
+        map.insert(*key, Slot::InFlight);
     }
 }
 
