@@ -41,7 +41,9 @@ cat >"$WORK/reg.xml" <<'EOF'
 </scenario>
 EOF
 
-RUST_LOG="${RUST_LOG:-warn,registrar=info}" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+# --vgdb=no: a callgrind_control run elsewhere on the machine (load-proxy.sh) cannot zero or dump
+# this count.
+RUST_LOG="${RUST_LOG:-warn,registrar=info}" valgrind --tool=callgrind --vgdb=no --callgrind-out-file="$WORK/cg.out" \
   "$BIN" --udp "127.0.0.1:$PORT" --open --stats 0 "$@" >"$WORK/reg.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do

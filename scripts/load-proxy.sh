@@ -366,14 +366,15 @@ instructions() {
   local kind=$1 m=$((RATES * SECS)) total out
   out="$WORK/cgrun-$kind"
   mkdir -p "$out"
-  callgrind_control -z >/dev/null 2>&1 || true
+  # Only this server's processes: other callgrind runs on the machine keep their counts.
+  for p in $(tree_pids "$SERVER_PID"); do callgrind_control -z "$p" >/dev/null 2>&1 || true; done
   rm -f "$WORK"/cg-"$kind".*
   (cd "$out" && timeout $((m / RATES * 4 + 120)) sipp "127.0.0.1:$PORT" -sf "$WORK/uac.xml" \
     -i 127.0.0.1 -p "$UAC_PORT" -t u1 -r "$RATES" -rp 1000 -m "$m" -l $((RATES * 20)) \
     -timeout $((m / RATES * 4 + 100))s -recv_timeout 30000 -nostdin -trace_stat -stf stat.csv \
     >sipp.out 2>&1) || true
   sleep 2
-  callgrind_control -d >/dev/null 2>&1 || true
+  for p in $(tree_pids "$SERVER_PID"); do callgrind_control -d "$p" >/dev/null 2>&1 || true; done
   sleep 2
   total=$(for f in "$WORK"/cg-"$kind".*; do awk '/^totals:/ { print $2; exit }' "$f"; done | awk '{ s += $1 } END { print s + 0 }')
   local succ

@@ -33,3 +33,18 @@ rss_kib() {
   done
   echo "$total"
 }
+
+# tree_pids PID: PID and its children (one level, as cpu_ticks counts them), one per line.
+tree_pids() {
+  local root=$1 stat pid rest
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    rest=${rest##*) }
+    set -- $rest
+    if [ "$pid" = "$root" ] || [ "$2" = "$root" ]; then
+      echo "$pid"
+    fi
+  done
+}

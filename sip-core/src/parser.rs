@@ -2,7 +2,7 @@
 //!
 //! One pass over the bytes: the start line is split and checked, every header line is found with
 //! `memchr`, its name resolved and its value located; nothing is copied and, for messages of up
-//! to 32 header lines, nothing is allocated. Header values are parsed into typed views only when
+//! to 16 header lines, nothing is allocated (one allocation up to 64 lines). Header values are parsed into typed views only when
 //! asked for.
 
 use bytes::Bytes;
@@ -130,6 +130,10 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits, framing: Framing) -> Result<Mes
             content_length = Some((entry.value as usize, entry.end as usize));
         }
         pos = next;
+        if headers.len() == headers.inline_size() {
+            // The first spill goes straight to room for 64 lines: one allocation, not two.
+            headers.reserve_exact(64 - headers.len());
+        }
         headers.push(entry);
     }
 

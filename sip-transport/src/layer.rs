@@ -576,6 +576,22 @@ impl TransportHandle {
         self.outcome(r)
     }
 
+    /// [`enqueue_response`](Self::enqueue_response) for a response to `request` (the request
+    /// as received and stamped): the destination is read from the request's top Via, which the
+    /// response copies, through the request's own header index instead of a scan of `data`.
+    ///
+    /// For a server answering on the receive task (an [`InlineHandler`](crate::InlineHandler)).
+    pub fn enqueue_response_to(
+        &self,
+        data: Bytes,
+        request: &Message,
+        flow: Option<Flow>,
+        tag: Option<u64>,
+    ) -> Result<Option<Flow>, SendError> {
+        let r = self.route_response(data, Some(request), flow, notice(tag));
+        self.outcome(r)
+    }
+
     fn route_response(
         &self,
         data: Bytes,

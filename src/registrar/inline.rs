@@ -77,13 +77,19 @@ impl<S: LocationStore> InlineRegistrar<S> {
 }
 
 /// Adds `Server` before Content-Length (which the builder puts last) and sends the response
-/// back per RFC 3261 §18.2.2.
-fn send(transport: &TransportHandle, mut response: Message, flow: Flow, server: Option<&str>) {
+/// to `request` back per RFC 3261 §18.2.2 (the destination read from the request's Via).
+fn send(
+    transport: &TransportHandle,
+    request: &Message,
+    mut response: Message,
+    flow: Flow,
+    server: Option<&str>,
+) {
     if let Some(s) = server.filter(|_| !response.has(sip_core::HeaderName::Server)) {
         let at = response.header_count().saturating_sub(1);
         let _ = response.insert_header(at, "Server", s);
     }
-    if let Err(e) = transport.enqueue_response(response.to_bytes(), Some(flow), None) {
+    if let Err(e) = transport.enqueue_response_to(response.to_bytes(), request, Some(flow), None) {
         debug!(%flow, error = %e, "response not sent");
     }
 }
@@ -95,7 +101,8 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
         flow: Flow,
         transport: &TransportHandle,
     ) -> Option<Message> {
-        if request.method() != Some(Method::Register) || request.via().is_err() {
+        // The transport delivers only requests whose top Via parses (it stamped it).
+        if request.method() != Some(Method::Register) {
             return Some(request);
         }
         if let Some(r) = self
@@ -103,7 +110,7 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
             .as_ref()
             .and_then(|r| r.respond(&request, flow))
         {
-            send(transport, r, flow, None);
+            send(transport, &request, r, flow, None);
             return None;
         }
         let (now, wall) = (Instant::now(), SystemTime::now());
@@ -120,18 +127,22 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
             };
             self.answered.fetch_add(1, Ordering::Relaxed);
             if let Some(r) = response {
-                send(transport, r, flow, self.server.as_deref());
+                send(transport, &request, r, flow, self.server.as_deref());
             }
             return None;
         }
         let registrar = self.registrar.clone();
-        let mut work: Pin<Box<dyn Future<Output = Option<Message>> + Send>> =
-            Box::pin(async move { registrar.handle(&request, flow, now, wall).await });
+        // The request stays with the work: its Via says where the answer goes.
+        type Work = Pin<Box<dyn Future<Output = (Message, Option<Message>)> + Send>>;
+        let mut work: Work = Box::pin(async move {
+            let response = registrar.handle(&request, flow, now, wall).await;
+            (request, response)
+        });
         match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(response) => {
+            Poll::Ready((request, response)) => {
                 self.answered.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = response {
-                    send(transport, r, flow, self.server.as_deref());
+                    send(transport, &request, r, flow, self.server.as_deref());
                 }
             }
             Poll::Pending => {
@@ -139,8 +150,8 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
                 let transport = transport.clone();
                 let server = self.server.clone();
                 tokio::spawn(async move {
-                    if let Some(r) = work.await {
-                        send(&transport, r, flow, server.as_deref());
+                    if let (request, Some(r)) = work.await {
+                        send(&transport, &request, r, flow, server.as_deref());
                     }
                 });
             }

@@ -405,7 +405,9 @@ pub struct MemoryLocationStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    aors: HashMap<Box<str>, Vec<Binding>>,
+    /// Keyed by AORs the network chooses: foldhash's quality hasher with a random seed per
+    /// map (several times cheaper than SipHash, still seeded against chosen collisions).
+    aors: HashMap<Box<str>, Vec<Binding>, foldhash::quality::RandomState>,
     total: usize,
     /// [`aor_footprint`] summed over `aors`.
     bytes: usize,

@@ -19,7 +19,7 @@
 //! while the cache can no longer tell a retransmission from a replay;
 //! [`ResponseCache::vouches_new`] says when it can.
 
-use std::collections::hash_map::{Entry, RandomState};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,7 +152,10 @@ impl Drop for Ticket<'_> {
 
 /// The registrar's bounded response cache (see the module documentation).
 pub(crate) struct ResponseCache {
-    keys: RandomState,
+    /// Keyed per cache with a random seed (foldhash's quality hasher: several times cheaper
+    /// than SipHash; a collision only costs a cache miss, since answers are checked against
+    /// the request).
+    keys: foldhash::quality::RandomState,
     inner: Mutex<Inner>,
     cap: usize,
     ttl: Duration,
@@ -164,7 +167,7 @@ impl ResponseCache {
     /// A cache holding at most `cap` answers (at least 1) for `ttl` each.
     pub fn new(cap: usize, ttl: Duration) -> ResponseCache {
         ResponseCache {
-            keys: RandomState::new(),
+            keys: foldhash::quality::RandomState::default(),
             inner: Mutex::new(Inner {
                 map: FingerprintMap::default(),
                 order: VecDeque::new(),
