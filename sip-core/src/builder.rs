@@ -319,14 +319,14 @@ pub struct ResponseBuilder {
     reason: std::borrow::Cow<'static, str>,
     /// Header lines copied from the request: canonical name, and the value as a slice of the
     /// request's own buffer (no copy, no allocation).
-    copied: smallvec::SmallVec<[(&'static str, Bytes); 8]>,
+    copied: smallvec::SmallVec<[(HeaderName, Bytes); 8]>,
     /// Where To goes among `copied` (right after From, where most stacks expect it).
     to_at: usize,
     to: Option<Bytes>,
     to_has_tag: bool,
     to_tag: Option<String>,
-    /// Header lines added by the caller, already written as `Name: value\r\n`.
-    extra: Vec<u8>,
+    /// Header lines added by the caller, already written as `Name: value\r\n` and indexed.
+    extra: Scratch,
     body: Bytes,
     error: Option<Error>,
 }
@@ -373,9 +373,49 @@ pub const RESPONSE_SLAB: usize = 16 * 1024;
 /// Largest `extra` buffer a thread keeps for its next response.
 const SCRATCH_KEEP: usize = 4096;
 
+/// The lines a caller adds to a response, written and indexed as they come (offsets from the
+/// start of `bytes`), so that `build` copies them in one piece and indexes them without a scan.
+/// Each thread keeps one for its next response: no allocation per response.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    bytes: Vec<u8>,
+    lines: Vec<Entry>,
+}
+
+impl Scratch {
+    /// Writes `name: <value>\r\n` with the value from `write`, and indexes it; `false` (and
+    /// nothing written) when the value holds a CR, LF or NUL.
+    fn push(&mut self, name: HeaderName, name_str: &str, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let line = self.bytes.len();
+        self.bytes.extend_from_slice(name_str.as_bytes());
+        self.bytes.extend_from_slice(b": ");
+        let value_at = self.bytes.len();
+        write(&mut self.bytes);
+        let value = &self.bytes[value_at..];
+        if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+            self.bytes.truncate(line);
+            return false;
+        }
+        // As the parser reads a value: leading blanks are not part of it.
+        let lead = value
+            .iter()
+            .take_while(|&&c| c == b' ' || c == b'\t')
+            .count();
+        self.lines.push(entry(
+            name,
+            line,
+            name_str.len(),
+            value_at + lead,
+            self.bytes.len(),
+        ));
+        self.bytes.extend_from_slice(b"\r\n");
+        true
+    }
+}
+
 thread_local! {
     static SLAB: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// A buffer of at least `len` bytes of room for one response: the rest of this thread's
@@ -409,24 +449,26 @@ fn slab_done(mut out: BytesMut) -> Bytes {
     out.freeze()
 }
 
-/// This thread's spare `extra` buffer (empty, with its capacity), or a new one.
-fn take_scratch() -> Vec<u8> {
-    let v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if v.capacity() == 0 {
-        Vec::with_capacity(192)
-    } else {
-        v
+/// This thread's spare `extra` buffers (empty, with their capacity), or new ones.
+fn take_scratch() -> Scratch {
+    let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if v.bytes.capacity() == 0 {
+        v.bytes.reserve(192);
+        v.lines.reserve(8);
     }
+    v
 }
 
 impl Drop for ResponseBuilder {
     fn drop(&mut self) {
         let mut v = std::mem::take(&mut self.extra);
-        if v.capacity() > 0 && v.capacity() <= SCRATCH_KEEP {
-            v.clear();
+        if v.bytes.capacity() > 0 && v.bytes.capacity() <= SCRATCH_KEEP && v.lines.capacity() <= 64
+        {
+            v.bytes.clear();
+            v.lines.clear();
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
-                if s.capacity() < v.capacity() {
+                if s.bytes.capacity() < v.bytes.capacity() {
                     *s = v;
                 }
             });
@@ -458,8 +500,7 @@ impl Message {
                 _ => false,
             };
             if keep {
-                let name = h.name.canonical().unwrap_or("X-Unknown");
-                copied.push((name, share(src, v.as_bytes())));
+                copied.push((h.name, share(src, v.as_bytes())));
                 if h.name == HeaderName::From {
                     to_at = copied.len();
                 }
@@ -508,13 +549,44 @@ impl ResponseBuilder {
     }
 
     /// Adds a header line after the copied ones.
-    pub fn header(mut self, name: &str, value: impl AsRef<str>) -> ResponseBuilder {
+    pub fn header(self, name: &str, value: impl AsRef<str>) -> ResponseBuilder {
         let value = value.as_ref();
-        if let Err(e) = check_line(name, value) {
-            self.error.get_or_insert(e);
+        self.header_with(name, |out| out.extend_from_slice(value.as_bytes()))
+    }
+
+    /// Adds a header line whose value `write` appends to the response's buffer (no `String`
+    /// in between). The value is checked as [`header`](Self::header) checks it: a CR, LF or
+    /// NUL in it fails [`build`](Self::build).
+    ///
+    /// ```
+    /// use sip_core::{HeaderName, Message};
+    /// let req = Message::parse(&b"REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+    ///     From: <sip:alice@b>;tag=1\r\nTo: <sip:alice@b>\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\n\
+    ///     Content-Length: 0\r\n\r\n"[..])?;
+    /// let resp = req
+    ///     .response(200)
+    ///     .header_with("Contact", |out| out.extend_from_slice(b"<sip:alice@192.0.2.1>"))
+    ///     .build()?;
+    /// assert_eq!(resp.header(HeaderName::Contact), Some("<sip:alice@192.0.2.1>"));
+    /// # Ok::<(), sip_core::Error>(())
+    /// ```
+    pub fn header_with(mut self, name: &str, write: impl FnOnce(&mut Vec<u8>)) -> ResponseBuilder {
+        if name.is_empty() || !name.bytes().all(|c| crate::parser::TOKEN[c as usize]) {
+            self.error.get_or_insert(Error::Syntax {
+                what: "header name",
+                offset: 0,
+            });
+            return self;
         }
-        if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
-            push_line(&mut self.extra, name, value);
+        let id = HeaderName::from_bytes(name.as_bytes());
+        if id == HeaderName::ContentLength {
+            return self;
+        }
+        if !self.extra.push(id, name, write) {
+            self.error.get_or_insert(Error::Syntax {
+                what: "header value (line break)",
+                offset: 0,
+            });
         }
         self
     }
@@ -534,37 +606,15 @@ impl ResponseBuilder {
     /// assert_eq!(resp.header(HeaderName::Contact), Some("<sip:alice@192.0.2.1>;expires=3600"));
     /// # Ok::<(), sip_core::Error>(())
     /// ```
-    pub fn header_fmt(mut self, name: &str, value: std::fmt::Arguments<'_>) -> ResponseBuilder {
+    pub fn header_fmt(self, name: &str, value: std::fmt::Arguments<'_>) -> ResponseBuilder {
         use std::io::Write as _;
-        if HeaderName::from_bytes(name.as_bytes()) == HeaderName::ContentLength {
-            return self;
-        }
-        let at = self.extra.len();
-        self.extra.extend_from_slice(name.as_bytes());
-        self.extra.extend_from_slice(b": ");
-        let value_at = self.extra.len();
-        // Writing into a Vec cannot fail; a Display impl that errs leaves a partial value,
-        // refused below like any other bad value.
-        let written = self.extra.write_fmt(value);
-        let bad_name = name.is_empty() || !name.bytes().all(|c| crate::parser::TOKEN[c as usize]);
-        let bad_value = written.is_err()
-            || self.extra[value_at..]
-                .iter()
-                .any(|&c| c == b'\r' || c == b'\n' || c == 0);
-        if bad_name || bad_value {
-            self.extra.truncate(at);
-            self.error.get_or_insert(Error::Syntax {
-                what: if bad_name {
-                    "header name"
-                } else {
-                    "header value (line break)"
-                },
-                offset: 0,
-            });
-            return self;
-        }
-        self.extra.extend_from_slice(b"\r\n");
-        self
+        self.header_with(name, |out| {
+            // Writing into a Vec cannot fail; a Display impl that errs leaves a NUL, refused
+            // like a line break.
+            if out.write_fmt(value).is_err() {
+                out.push(0);
+            }
+        })
     }
 
     /// Sets the body with its Content-Type.
@@ -598,10 +648,19 @@ impl ResponseBuilder {
                 offset: 0,
             });
         }
-        let copied_len: usize = self.copied.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let copied_len: usize = self
+            .copied
+            .iter()
+            .map(|(n, v)| n.canonical().map_or(9, str::len) + v.len() + 4)
+            .sum();
         let to_len = self.to.as_ref().map_or(0, |t| t.len() + 8 + tag.len() + 5);
-        let len =
-            16 + self.reason.len() + copied_len + to_len + self.extra.len() + 24 + self.body.len();
+        let len = 16
+            + self.reason.len()
+            + copied_len
+            + to_len
+            + self.extra.bytes.len()
+            + 24
+            + self.body.len();
         let mut out = slab_for(len);
         out.extend_from_slice(b"SIP/2.0 ");
         push_decimal(&mut out, usize::from(self.status));
@@ -622,26 +681,27 @@ impl ResponseBuilder {
             if i == self.to_at {
                 push_to(&mut out, &mut headers, self.to.as_ref(), with_tag, tag);
             }
+            // Only known names are copied (Via, From, Call-ID, CSeq, Timestamp).
+            let name = n.canonical().unwrap_or("X-Unknown");
             let line = out.len();
-            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             let value = out.len();
             out.extend_from_slice(v);
-            headers.push(entry(
-                HeaderName::from_bytes(n.as_bytes()),
-                line,
-                n.len(),
-                value,
-                out.len(),
-            ));
+            headers.push(entry(*n, line, name.len(), value, out.len()));
             out.extend_from_slice(b"\r\n");
         }
         if self.to_at >= self.copied.len() {
             push_to(&mut out, &mut headers, self.to.as_ref(), with_tag, tag);
         }
-        let extra_at = out.len();
-        out.extend_from_slice(&self.extra);
-        index_lines(&out, extra_at, &mut headers)?;
+        let extra_at = out.len() as u32;
+        out.extend_from_slice(&self.extra.bytes);
+        headers.extend(self.extra.lines.iter().map(|e| Entry {
+            line: e.line + extra_at,
+            value: e.value + extra_at,
+            end: e.end + extra_at,
+            ..*e
+        }));
         let line = out.len();
         out.extend_from_slice(b"Content-Length: ");
         let value = out.len();
@@ -659,6 +719,7 @@ impl ResponseBuilder {
             headers,
             body,
             edited: false,
+            crlf_only: true,
         })
     }
 }
@@ -674,37 +735,6 @@ fn entry(name: HeaderName, line: usize, name_len: usize, value: usize, end: usiz
         value: value as u32,
         end: end as u32,
     }
-}
-
-/// Indexes the `Name: value\r\n` lines that [`push_line`] wrote into `out` from `at` on.
-fn index_lines(
-    out: &[u8],
-    mut at: usize,
-    headers: &mut SmallVec<[Entry; crate::message::INLINE_HEADERS]>,
-) -> Result<()> {
-    let broken = Error::Syntax {
-        what: "header value (line break)",
-        offset: 0,
-    };
-    while at < out.len() {
-        let eol = memchr::memchr(b'\n', &out[at..]).ok_or(broken.clone())? + at;
-        let line = &out[at..eol];
-        let colon = memchr::memchr(b':', line).ok_or(broken.clone())?;
-        let mut value = colon + 1;
-        while matches!(line.get(value), Some(b' ' | b'\t')) {
-            value += 1;
-        }
-        let end = line.len().saturating_sub(1).max(value); // before the CR
-        headers.push(entry(
-            HeaderName::from_bytes(&line[..colon]),
-            at,
-            colon,
-            at + value,
-            at + end,
-        ));
-        at = eol + 1;
-    }
-    Ok(())
 }
 
 /// Writes and indexes the To line (with `;tag=` when asked).

@@ -116,6 +116,9 @@ pub struct Message {
     pub(crate) body: Body,
     /// Whether anything was edited since parsing (otherwise serialising is a buffer clone).
     pub(crate) edited: bool,
+    /// Whether every line of `buf` is known to end in CRLF (a built message), so that the
+    /// unedited buffer is the canonical form without looking; a parsed one is checked.
+    pub(crate) crlf_only: bool,
 }
 
 /// One header line as seen through [`Message::headers`].

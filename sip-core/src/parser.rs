@@ -159,6 +159,7 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits, framing: Framing) -> Result<Mes
         body: Body::Span(body_start as u32, (body_start + body_len) as u32),
         extra: Vec::new(),
         edited: false,
+        crlf_only: false,
         buf,
     })
 }

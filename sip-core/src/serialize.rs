@@ -73,7 +73,7 @@ impl Message {
                 let (s, end) = (s as usize, *end as usize);
                 // Headers are only ever parsed with CRLF or LF endings; the verbatim slice is
                 // only equal to the canonical form when every line used CRLF.
-                if self.uses_crlf_only(s, end) {
+                if self.crlf_only || self.uses_crlf_only(s, end) {
                     return self.buf.slice(s..end);
                 }
             }

@@ -791,8 +791,8 @@ impl<S: LocationStore> Registrar<S> {
         let mut outbound = false;
         for binding in bindings {
             outbound |= binding.instance().is_some() && binding.reg_id().is_some();
-            // Written straight into the response (no String per Contact).
-            b = b.header_fmt("Contact", format_args!("{}", ContactOut(binding, now)));
+            // Written straight into the response (no String, no formatter per Contact).
+            b = b.header_with("Contact", |out| write_contact(out, binding, now));
         }
         // RFC 3327 §5.3: the Path is echoed when the UA supports it.
         if req.has_token(HeaderName::Supported, "path") {
@@ -813,28 +813,39 @@ impl<S: LocationStore> Registrar<S> {
     }
 }
 
-/// A binding as a Contact value of a 200 (`<uri>;expires=N[;q=..][;+sip.instance=..;reg-id=..]`).
-struct ContactOut<'a>(&'a Binding, Instant);
-
-impl std::fmt::Display for ContactOut<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (binding, now) = (self.0, self.1);
-        write!(
-            f,
-            "<{}>;expires={}",
-            binding.contact,
-            binding.remaining(now)
-        )?;
-        if binding.q != 1000 {
-            let mut q = String::new();
-            push_q(&mut q, binding.q);
-            write!(f, ";q={q}")?;
-        }
-        if let (Some(i), Some(r)) = (binding.instance(), binding.reg_id()) {
-            write!(f, ";+sip.instance=\"{i}\";reg-id={r}")?;
-        }
-        Ok(())
+/// A binding as a Contact value of a 200: `<uri>;expires=N[;q=..][;+sip.instance="..";reg-id=N]`.
+fn write_contact(out: &mut Vec<u8>, binding: &Binding, now: Instant) {
+    out.push(b'<');
+    out.extend_from_slice(binding.contact.as_bytes());
+    out.extend_from_slice(b">;expires=");
+    push_u64(out, binding.remaining(now));
+    if binding.q != 1000 {
+        let mut q = String::new();
+        push_q(&mut q, binding.q);
+        out.extend_from_slice(b";q=");
+        out.extend_from_slice(q.as_bytes());
     }
+    if let (Some(i), Some(r)) = (binding.instance(), binding.reg_id()) {
+        out.extend_from_slice(b";+sip.instance=\"");
+        out.extend_from_slice(i.as_bytes());
+        out.extend_from_slice(b"\";reg-id=");
+        push_u64(out, u64::from(r));
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The host of a canonical AOR (`sip:user@host`).
