@@ -57,7 +57,7 @@ static GLOBAL: Counting = Counting;
 
 fn register(n: u32, me: std::net::SocketAddr, cseq: u32) -> Vec<u8> {
     format!(
-        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{n}-{cseq}\r\n\
+        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{n}-{cseq};rport\r\n\
          Max-Forwards: 70\r\nTo: <sip:u{n}@localhost>\r\nFrom: <sip:u{n}@localhost>;tag=t{n}\r\n\
          Call-ID: c{n}@{me}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:u{n}@{me}>\r\n\
          Expires: 3600\r\nContent-Length: 0\r\n\r\n"

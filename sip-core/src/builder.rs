@@ -317,29 +317,56 @@ fn name_addr(display: Option<&str>, uri: &str) -> String {
 pub struct ResponseBuilder {
     status: u16,
     reason: std::borrow::Cow<'static, str>,
-    /// Header lines copied from the request: canonical name, and the value as a slice of the
-    /// request's own buffer (no copy, no allocation).
-    copied: smallvec::SmallVec<[(HeaderName, Bytes); 8]>,
+    /// The request's buffer (shared), where most copied values are read from.
+    src: Bytes,
+    /// Header lines copied from the request: name, and where the value is (offsets into
+    /// `src`, or into the scratch buffer for a value the request holds elsewhere, such as a
+    /// Via the transport stamped). Small, because the builder moves at every call.
+    copied: smallvec::SmallVec<[Copied; 8]>,
     /// Where To goes among `copied` (right after From, where most stacks expect it).
     to_at: usize,
-    to: Option<Bytes>,
+    to: Option<Copied>,
     to_has_tag: bool,
     to_tag: Option<String>,
-    /// Header lines added by the caller, already written as `Name: value\r\n` and indexed.
-    extra: Scratch,
+    /// Header lines added by the caller, already written as `Name: value\r\n` and indexed
+    /// (boxed: the builder moves at every call, the box is the thread's own).
+    extra: ScratchBox,
     body: Bytes,
     error: Option<Error>,
 }
 
-/// `s` as a slice of `buf` when it lies inside it (a header value of a parsed message), else a
-/// copy (an edited header's value lives elsewhere).
-fn share(buf: &Bytes, s: &[u8]) -> Bytes {
+/// A value copied from the request into its response, as offsets.
+#[derive(Debug, Clone, Copy)]
+struct Copied {
+    name: HeaderName,
+    /// In the builder's scratch `copied` buffer rather than the request's buffer.
+    owned: bool,
+    start: u32,
+    end: u32,
+}
+
+/// Where `s` is: offsets into `buf` when it lies inside it (a header value of a parsed
+/// message), else a copy appended to `owned` (an edited header's value lives elsewhere).
+fn locate(name: HeaderName, buf: &Bytes, owned: &mut Vec<u8>, s: &[u8]) -> Copied {
     let start = buf.as_ptr() as usize;
     let at = s.as_ptr() as usize;
     if at >= start && at + s.len() <= start + buf.len() {
-        buf.slice_ref(s)
+        let off = at - start;
+        Copied {
+            name,
+            owned: false,
+            start: off as u32,
+            end: (off + s.len()) as u32,
+        }
     } else {
-        Bytes::copy_from_slice(s)
+        let off = owned.len();
+        owned.extend_from_slice(s);
+        Copied {
+            name,
+            owned: true,
+            start: off as u32,
+            end: owned.len() as u32,
+        }
     }
 }
 
@@ -380,6 +407,8 @@ const SCRATCH_KEEP: usize = 4096;
 struct Scratch {
     bytes: Vec<u8>,
     lines: Vec<Entry>,
+    /// Copied values the request does not hold in its buffer.
+    copied: Vec<u8>,
 }
 
 impl Scratch {
@@ -413,9 +442,32 @@ impl Scratch {
     }
 }
 
+/// The builder's [`Scratch`], taken from the thread and given back when the builder drops.
+#[derive(Debug, Clone)]
+struct ScratchBox(Option<Box<Scratch>>);
+
+static NO_SCRATCH: Scratch = Scratch {
+    bytes: Vec::new(),
+    lines: Vec::new(),
+    copied: Vec::new(),
+};
+
+impl std::ops::Deref for ScratchBox {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        self.0.as_deref().unwrap_or(&NO_SCRATCH)
+    }
+}
+
+impl std::ops::DerefMut for ScratchBox {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
 thread_local! {
     static SLAB: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
 }
 
 /// A buffer of at least `len` bytes of room for one response: the rest of this thread's
@@ -450,26 +502,37 @@ fn slab_done(mut out: BytesMut) -> Bytes {
 }
 
 /// This thread's spare `extra` buffers (empty, with their capacity), or new ones.
-fn take_scratch() -> Scratch {
-    let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if v.bytes.capacity() == 0 {
-        v.bytes.reserve(192);
-        v.lines.reserve(8);
-    }
-    v
+fn take_scratch() -> ScratchBox {
+    ScratchBox(Some(
+        SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_else(|| {
+            Box::new(Scratch {
+                bytes: Vec::with_capacity(192),
+                lines: Vec::with_capacity(8),
+                copied: Vec::new(),
+            })
+        }),
+    ))
 }
 
 impl Drop for ResponseBuilder {
     fn drop(&mut self) {
-        let mut v = std::mem::take(&mut self.extra);
-        if v.bytes.capacity() > 0 && v.bytes.capacity() <= SCRATCH_KEEP && v.lines.capacity() <= 64
+        let Some(mut v) = self.extra.0.take() else {
+            return;
+        };
+        if v.bytes.capacity() > 0
+            && v.bytes.capacity() <= SCRATCH_KEEP
+            && v.copied.capacity() <= SCRATCH_KEEP
+            && v.lines.capacity() <= 64
         {
             v.bytes.clear();
             v.lines.clear();
+            v.copied.clear();
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
-                if s.bytes.capacity() < v.bytes.capacity() {
-                    *s = v;
+                if s.as_ref()
+                    .is_none_or(|s| s.bytes.capacity() < v.bytes.capacity())
+                {
+                    *s = Some(v);
                 }
             });
         }
@@ -484,6 +547,8 @@ impl Message {
         let mut to_at = 0;
         let mut to_has_tag = false;
         let src = self.source();
+        // A buffer this thread used before (see `Scratch`): no allocation per response.
+        let mut extra = take_scratch();
         for h in self.headers() {
             let Some(v) = h.value_str() else { continue };
             let keep = match h.name {
@@ -494,13 +559,13 @@ impl Message {
                     to_has_tag = crate::addr::NameAddr::parse(v)
                         .map(|a| a.tag().is_some())
                         .unwrap_or(false);
-                    to = Some(share(src, v.as_bytes()));
+                    to = Some(locate(h.name, src, &mut extra.copied, v.as_bytes()));
                     false
                 }
                 _ => false,
             };
             if keep {
-                copied.push((h.name, share(src, v.as_bytes())));
+                copied.push(locate(h.name, src, &mut extra.copied, v.as_bytes()));
                 if h.name == HeaderName::From {
                     to_at = copied.len();
                 }
@@ -517,13 +582,13 @@ impl Message {
         ResponseBuilder {
             status,
             reason: std::borrow::Cow::Borrowed(reason_phrase(status)),
+            src: src.clone(),
             copied,
             to_at,
             to,
             to_has_tag,
             to_tag: None,
-            // A buffer this thread used before (see `scratch`): no allocation per response.
-            extra: take_scratch(),
+            extra,
             body: Bytes::new(),
             error,
         }
@@ -532,6 +597,7 @@ impl Message {
 
 impl ResponseBuilder {
     /// Overrides the reason phrase.
+    #[inline]
     pub fn reason(mut self, reason: &str) -> ResponseBuilder {
         if reason.bytes().any(|c| c < 0x20 && c != b'\t') {
             self.error
@@ -543,12 +609,14 @@ impl ResponseBuilder {
 
     /// The To-tag to add (when the request's To has none). Without it a random tag is
     /// generated for every status but 100.
+    #[inline]
     pub fn to_tag(mut self, tag: &str) -> ResponseBuilder {
         self.to_tag = Some(tag.to_owned());
         self
     }
 
     /// Adds a header line after the copied ones.
+    #[inline]
     pub fn header(self, name: &str, value: impl AsRef<str>) -> ResponseBuilder {
         let value = value.as_ref();
         self.header_with(name, |out| out.extend_from_slice(value.as_bytes()))
@@ -570,6 +638,7 @@ impl ResponseBuilder {
     /// assert_eq!(resp.header(HeaderName::Contact), Some("<sip:alice@192.0.2.1>"));
     /// # Ok::<(), sip_core::Error>(())
     /// ```
+    #[inline]
     pub fn header_with(mut self, name: &str, write: impl FnOnce(&mut Vec<u8>)) -> ResponseBuilder {
         if name.is_empty() || !name.bytes().all(|c| crate::parser::TOKEN[c as usize]) {
             self.error.get_or_insert(Error::Syntax {
@@ -606,6 +675,7 @@ impl ResponseBuilder {
     /// assert_eq!(resp.header(HeaderName::Contact), Some("<sip:alice@192.0.2.1>;expires=3600"));
     /// # Ok::<(), sip_core::Error>(())
     /// ```
+    #[inline]
     pub fn header_fmt(self, name: &str, value: std::fmt::Arguments<'_>) -> ResponseBuilder {
         use std::io::Write as _;
         self.header_with(name, |out| {
@@ -618,10 +688,22 @@ impl ResponseBuilder {
     }
 
     /// Sets the body with its Content-Type.
+    #[inline]
     pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> ResponseBuilder {
         self = self.header("Content-Type", content_type);
         self.body = body.into();
         self
+    }
+
+    /// The bytes of a copied value.
+    fn value(&self, c: Copied) -> &[u8] {
+        let buf: &[u8] = if c.owned {
+            &self.extra.copied
+        } else {
+            &self.src
+        };
+        buf.get(c.start as usize..c.end as usize)
+            .unwrap_or_default()
     }
 
     /// Writes the response and indexes it as it goes (no parse). The bytes go into a slab
@@ -651,9 +733,12 @@ impl ResponseBuilder {
         let copied_len: usize = self
             .copied
             .iter()
-            .map(|(n, v)| n.canonical().map_or(9, str::len) + v.len() + 4)
+            .map(|c| c.name.canonical().map_or(9, str::len) + (c.end - c.start) as usize + 4)
             .sum();
-        let to_len = self.to.as_ref().map_or(0, |t| t.len() + 8 + tag.len() + 5);
+        let to_len = self
+            .to
+            .as_ref()
+            .map_or(0, |t| (t.end - t.start) as usize + 8 + tag.len() + 5);
         let len = 16
             + self.reason.len()
             + copied_len
@@ -677,22 +762,23 @@ impl ResponseBuilder {
         // value of a parsed message (one logical line), the To line, or a line that `header`
         // checked (a token name, no CR, LF or NUL in the value).
         let mut headers: SmallVec<[Entry; crate::message::INLINE_HEADERS]> = SmallVec::new();
-        for (i, (n, v)) in self.copied.iter().enumerate() {
+        let to = self.to.map(|t| self.value(t));
+        for (i, c) in self.copied.iter().enumerate() {
             if i == self.to_at {
-                push_to(&mut out, &mut headers, self.to.as_ref(), with_tag, tag);
+                push_to(&mut out, &mut headers, to, with_tag, tag);
             }
             // Only known names are copied (Via, From, Call-ID, CSeq, Timestamp).
-            let name = n.canonical().unwrap_or("X-Unknown");
+            let name = c.name.canonical().unwrap_or("X-Unknown");
             let line = out.len();
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             let value = out.len();
-            out.extend_from_slice(v);
-            headers.push(entry(*n, line, name.len(), value, out.len()));
+            out.extend_from_slice(self.value(*c));
+            headers.push(entry(c.name, line, name.len(), value, out.len()));
             out.extend_from_slice(b"\r\n");
         }
         if self.to_at >= self.copied.len() {
-            push_to(&mut out, &mut headers, self.to.as_ref(), with_tag, tag);
+            push_to(&mut out, &mut headers, to, with_tag, tag);
         }
         let extra_at = out.len() as u32;
         out.extend_from_slice(&self.extra.bytes);
@@ -741,7 +827,7 @@ fn entry(name: HeaderName, line: usize, name_len: usize, value: usize, end: usiz
 fn push_to(
     out: &mut BytesMut,
     headers: &mut SmallVec<[Entry; crate::message::INLINE_HEADERS]>,
-    to: Option<&Bytes>,
+    to: Option<&[u8]>,
     with_tag: bool,
     tag: &str,
 ) {

@@ -55,6 +55,10 @@ impl Message {
         check_name(name)?;
         check_value(value)?;
         let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        // One allocation for the line (with room for a few more edits on the first one),
+        // not one per piece written.
+        let room = if self.extra.capacity() == 0 { 128 } else { 0 };
+        self.extra.reserve(name.len() + 2 + value.len() + room);
         let line = self.extra.len();
         self.extra.extend_from_slice(name.as_bytes());
         self.extra.extend_from_slice(b": ");
@@ -196,6 +200,55 @@ impl Message {
         }
         self.edited = true;
         Some(first)
+    }
+
+    /// Replaces the topmost value of a list header (the first value of its first line) with
+    /// `value`, keeping the others: what popping and pushing that header do, without copying
+    /// the values out. A transport stamping `received` and `rport` on the top Via (RFC 3261
+    /// §18.2.1, RFC 3581) does this for nearly every request. Without such a header, `value`
+    /// becomes its first line.
+    ///
+    /// ```
+    /// use sip_core::{HeaderName, Message};
+    /// let mut m = Message::parse(&b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK1, SIP/2.0/UDP y\r\n\
+    ///     To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"[..])?;
+    /// m.set_top_value(HeaderName::Via, "SIP/2.0/UDP x;branch=z9hG4bK1;received=192.0.2.1")?;
+    /// let vias: Vec<&str> = m.values(HeaderName::Via).collect();
+    /// assert_eq!(vias, ["SIP/2.0/UDP x;branch=z9hG4bK1;received=192.0.2.1", "SIP/2.0/UDP y"]);
+    /// # Ok::<(), sip_core::Error>(())
+    /// ```
+    pub fn set_top_value(&mut self, name: HeaderName, value: &str) -> Result<()> {
+        let Some(i) = self.headers.iter().position(|h| h.name == name) else {
+            return self.push_top(name, value, 0);
+        };
+        let e = self.headers[i];
+        // What follows the first value on its line ("b, c" of "a, b, c"), copied aside: it
+        // may live in the edit buffer that the new line is written into.
+        let mut rest: smallvec::SmallVec<[u8; 256]> = smallvec::SmallVec::new();
+        if let Ok(text) = std::str::from_utf8(self.entry_value(&e)) {
+            if let Some(first) = crate::text::split_values(text).next() {
+                let end = first.as_ptr() as usize - text.as_ptr() as usize + first.len();
+                let after = text.get(end..).unwrap_or_default();
+                let after = after.trim_start_matches([' ', '\t']);
+                if let Some(more) = after.strip_prefix(',') {
+                    rest.extend_from_slice(more.trim_matches([' ', '\t']).as_bytes());
+                }
+            }
+        }
+        let top = self.new_entry(Self::spelled(name, "X-Unknown"), value)?;
+        if rest.is_empty() {
+            self.headers[i] = top;
+        } else {
+            let mut name_text: smallvec::SmallVec<[u8; 32]> = smallvec::SmallVec::new();
+            name_text.extend_from_slice(self.entry_name(&e));
+            let name_text = std::str::from_utf8(&name_text).unwrap_or("X-Unknown");
+            let rest = std::str::from_utf8(&rest).unwrap_or_default();
+            let second = self.new_entry(name_text, rest)?;
+            self.headers[i] = second;
+            self.headers.insert(i, top);
+        }
+        self.edited = true;
+        Ok(())
     }
 
     /// Adds a Via at the top (RFC 3261 §16.6 step 8): a proxy or a UAC sending the request.

@@ -1,8 +1,9 @@
 //! Rewriting the top Via: `received` and `rport` on receipt (RFC 3261 §18.2.1, RFC 3581 §4),
 //! and the transport on a UDP→TCP switch (RFC 3261 §18.1.1).
 //!
-//! The top value is replaced with sip-core's `pop_via` / `push_via`, so the other Via values
-//! and every other header are written back byte for byte.
+//! The top value is replaced with sip-core's `set_top_value`, so the other Via values and
+//! every other header are written back byte for byte. The new value is put together on the
+//! stack: stamping a request allocates at most the message's edit buffer.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -44,16 +45,42 @@ pub fn stamp_via(msg: &mut Message, source: SocketAddr) -> Result<bool> {
         }
         rewrite_params(&via, src_ip, rport_wanted.then_some(source.port()))
     };
-    replace_top(msg, &new)?;
+    msg.set_top_value(sip_core::HeaderName::Via, new.as_str())?;
     Ok(true)
 }
 
+/// A Via value put together on the stack (most fit in 256 bytes).
+struct ViaText(smallvec::SmallVec<[u8; 256]>);
+
+impl ViaText {
+    fn push_str(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn push(&mut self, c: char) {
+        let mut b = [0u8; 4];
+        self.push_str(c.encode_utf8(&mut b));
+    }
+
+    fn as_str(&self) -> &str {
+        // Only `str`s and chars are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for ViaText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
+}
+
 /// The Via value with `received` (and `rport` when asked for) set, other parameters kept.
-fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> String {
+fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> ViaText {
     let raw = via.as_str();
     let params = via.params();
     let head_len = raw.len().saturating_sub(params.as_str().len());
-    let mut out = String::with_capacity(raw.len() + 48);
+    let mut out = ViaText(smallvec::SmallVec::new());
     out.push_str(raw.get(..head_len).unwrap_or(raw).trim_end());
     for (name, value) in params.iter() {
         if name.eq_ignore_ascii_case("received")
@@ -92,12 +119,7 @@ pub(crate) fn set_top_via_transport(msg: &mut Message, transport: Transport) -> 
         };
         format!("{before}{}{after}", transport.as_str())
     };
-    replace_top(msg, &new)
-}
-
-fn replace_top(msg: &mut Message, value: &str) -> Result<()> {
-    msg.pop_via();
-    msg.push_via(value)
+    msg.set_top_value(sip_core::HeaderName::Via, &new)
 }
 
 #[cfg(test)]
