@@ -26,7 +26,7 @@ cat >"$WORK/reg.xml" <<'EOF'
   <send retrans="500"><![CDATA[
 
       REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: <sip:u[call_number]@localhost>;tag=[pid]T[call_number]
       To: <sip:u[call_number]@localhost>
       Call-ID: [call_id]

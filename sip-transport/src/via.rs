@@ -49,12 +49,39 @@ pub fn stamp_via(msg: &mut Message, source: SocketAddr) -> Result<bool> {
     Ok(true)
 }
 
-/// A Via value put together on the stack (most fit in 256 bytes).
-struct ViaText(smallvec::SmallVec<[u8; 256]>);
+/// A Via value put together on the stack (most fit in 256 bytes; a longer one moves to the
+/// heap).
+struct ViaText {
+    buf: [u8; 256],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
 
 impl ViaText {
+    fn new() -> ViaText {
+        ViaText {
+            buf: [0; 256],
+            len: 0,
+            heap: None,
+        }
+    }
+
+    fn push_bytes(&mut self, s: &[u8]) {
+        if let Some(h) = &mut self.heap {
+            h.extend_from_slice(s);
+        } else if let Some(dst) = self.buf.get_mut(self.len..self.len + s.len()) {
+            dst.copy_from_slice(s);
+            self.len += s.len();
+        } else {
+            let mut h = Vec::with_capacity(self.len + s.len() + 64);
+            h.extend_from_slice(&self.buf[..self.len]);
+            h.extend_from_slice(s);
+            self.heap = Some(h);
+        }
+    }
+
     fn push_str(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
+        self.push_bytes(s.as_bytes());
     }
 
     fn push(&mut self, c: char) {
@@ -62,9 +89,27 @@ impl ViaText {
         self.push_str(c.encode_utf8(&mut b));
     }
 
+    fn push_decimal(&mut self, mut n: u32) {
+        let mut d = [0u8; 10];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push_bytes(&d[i..]);
+    }
+
     fn as_str(&self) -> &str {
         // Only `str`s and chars are ever written.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        let b = match &self.heap {
+            Some(h) => h.as_slice(),
+            None => &self.buf[..self.len],
+        };
+        std::str::from_utf8(b).unwrap_or_default()
     }
 }
 
@@ -80,7 +125,7 @@ fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> ViaTex
     let raw = via.as_str();
     let params = via.params();
     let head_len = raw.len().saturating_sub(params.as_str().len());
-    let mut out = ViaText(smallvec::SmallVec::new());
+    let mut out = ViaText::new();
     out.push_str(raw.get(..head_len).unwrap_or(raw).trim_end());
     for (name, value) in params.iter() {
         if name.eq_ignore_ascii_case("received")
@@ -96,9 +141,24 @@ fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> ViaTex
         }
     }
     // RFC 3581 §4 puts received before rport in its examples; order does not matter.
-    let _ = write!(out, ";received={received}");
+    out.push_str(";received=");
+    match received {
+        // Written by hand: the formatter costs more than the rest of the stamp.
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_decimal(u32::from(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
     if let Some(p) = rport {
-        let _ = write!(out, ";rport={p}");
+        out.push_str(";rport=");
+        out.push_decimal(u32::from(p));
     }
     out
 }
@@ -143,6 +203,22 @@ mod tests {
         assert_eq!(vias.len(), 2);
         assert_eq!(vias[1], "SIP/2.0/UDP next;branch=z9hG4bK0");
         (changed, vias[0].clone())
+    }
+
+    #[test]
+    fn a_via_longer_than_the_stack_buffer_is_stamped_whole() {
+        let long = "x".repeat(300);
+        let (c, v) = stamped(
+            &format!("SIP/2.0/UDP host.example;branch=z9hG4bK1;rport;long={long}"),
+            "192.0.2.7:4000",
+        );
+        assert!(c);
+        assert_eq!(
+            v,
+            format!(
+                "SIP/2.0/UDP host.example;branch=z9hG4bK1;long={long};received=192.0.2.7;rport=4000"
+            )
+        );
     }
 
     #[test]
