@@ -56,11 +56,20 @@ fn unique_hash(req: &Message, index: usize) -> u64 {
 
 /// The branch for the `index`-th forward of `received` (§16.6 step 8).
 pub fn branch(received: &Message, index: usize) -> String {
-    format!(
-        "{PREFIX}{:016x}.{:016x}",
-        loop_hash(received),
-        unique_hash(received, index)
-    )
+    let mut b = String::with_capacity(PREFIX.len() + 33);
+    b.push_str(PREFIX);
+    push_hex(&mut b, loop_hash(received));
+    b.push('.');
+    push_hex(&mut b, unique_hash(received, index));
+    b
+}
+
+/// Appends `v` as 16 lower-case hex digits (what `{:016x}` gives, without the formatter).
+fn push_hex(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        out.push(char::from(HEX[((v >> (4 * i)) & 15) as usize]));
+    }
 }
 
 /// The loop part of a branch we made, if it is one of ours.
@@ -102,5 +111,9 @@ mod tests {
         assert_ne!(loop_part(&branch(&a, 0)), loop_part(&branch(&d, 0)));
         assert!(branch(&a, 0).starts_with("z9hG4bK"));
         assert_eq!(loop_part("z9hG4bKother"), None);
+        let mut h = String::new();
+        push_hex(&mut h, 0x0123_4567_89ab_cdef);
+        push_hex(&mut h, 7);
+        assert_eq!(h, format!("{:016x}{:016x}", 0x0123_4567_89ab_cdef_u64, 7));
     }
 }
