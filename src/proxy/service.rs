@@ -188,7 +188,7 @@ impl<R: Router> Proxy<R> {
     async fn handle_call(self: Arc<Self>, mut call: Box<Call>) {
         match Box::pin(self.prepare(&mut call)).await {
             Prepared::Done => {}
-            Prepared::Single(ct) => self.run_single(call, ct).await,
+            Prepared::Single(ct) => Box::pin(self.run_single(call, ct)).await,
             Prepared::Fork(req, groups) => Box::pin(self.run_context(call, *req, groups)).await,
         }
     }
@@ -199,7 +199,7 @@ impl<R: Router> Proxy<R> {
         let started = call.started;
         let (req, groups) = match self.core.receive(call.txn.request().clone(), &call.flow) {
             Step::Respond(r) => {
-                self.answer(&call.txn, r, started).await;
+                Box::pin(self.answer(&call.txn, r, started)).await;
                 return Prepared::Done;
             }
             Step::Drop => return Prepared::Done,
@@ -209,7 +209,7 @@ impl<R: Router> Proxy<R> {
                     match auth.check(&req, call.flow.remote.ip(), SystemTime::now()) {
                         AuthCheck::Refuse(r) => {
                             if let Some(resp) = r.response(&req) {
-                                self.answer(&call.txn, resp, started).await;
+                                Box::pin(self.answer(&call.txn, resp, started)).await;
                             }
                             return Prepared::Done;
                         }
@@ -223,7 +223,7 @@ impl<R: Router> Proxy<R> {
                 match self.core.decide(&req, decision) {
                     Routed::Fork(groups) => (req, groups),
                     Routed::Respond(resp) => {
-                        self.answer(&call.txn, resp, started).await;
+                        Box::pin(self.answer(&call.txn, resp, started)).await;
                         return Prepared::Done;
                     }
                 }
@@ -237,7 +237,8 @@ impl<R: Router> Proxy<R> {
         if let [group] = groups.as_mut_slice() {
             if group.len() == 1 {
                 if let Some(target) = group.pop() {
-                    return Prepared::Single(self.start_single(call, req, target).await);
+                    let ct = Box::pin(self.start_single(call, &req, target)).await;
+                    return Prepared::Single(ct);
                 }
             }
         }
@@ -249,11 +250,11 @@ impl<R: Router> Proxy<R> {
     async fn start_single(
         &self,
         call: &mut Call,
-        req: Message,
+        req: &Message,
         target: ProxyTarget,
     ) -> Option<ClientTransaction> {
         let id = call.ctx.add_branch(now())?;
-        let ct = match self.core.forward(&req, Some(&call.flow), &target, id) {
+        let ct = match self.core.forward(req, Some(&call.flow), &target, id) {
             Ok(f) => self.send_branch(f).await,
             Err(e) => {
                 debug!(error = %e, target = %target.uri, "cannot forward");
@@ -264,7 +265,7 @@ impl<R: Router> Proxy<R> {
             self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
         } else {
             let actions = call.ctx.on_branch_ended(id, BranchEnd::TransportError);
-            self.apply_single(call, actions, &mut None).await;
+            Box::pin(self.apply_single(call, actions, &mut None)).await;
         }
         ct
     }
@@ -355,8 +356,10 @@ impl<R: Router> Proxy<R> {
 
     /// Sends a branch's request in a client transaction.
     async fn send_branch(&self, f: Forwarded) -> Option<ClientTransaction> {
-        let target = hop_target(&f.hop).await?;
-        match self.endpoint.request(f.request, target).await {
+        let Forwarded { request, hop } = f;
+        let target = hop_target(&hop).await?;
+        drop(hop);
+        match self.endpoint.request(request, target).await {
             Ok(ct) => {
                 inc(&self.stats.forwarded);
                 Some(ct)

@@ -152,6 +152,15 @@ fn step3_max_forwards(req: &Message) -> Result<bool, Refusal> {
 /// Step 4: a Via of ours whose branch carries this request's loop hash: the request looped.
 /// One of ours with another hash is a legitimate spiral.
 fn step4_loop(req: &Message, id: &Identity) -> Result<(), Refusal> {
+    // A branch of ours starts with our prefix: without it in any Via line (the rule: a
+    // request fresh from a UA) no Via needs parsing.
+    let prefix = memchr::memmem::Finder::new(branch::PREFIX.as_bytes());
+    if !req
+        .header_lines(HeaderName::Via)
+        .any(|l| prefix.find(l).is_some())
+    {
+        return Ok(());
+    }
     let mut ours = req.vias().filter_map(Result::ok).filter(|v| {
         let t = Transport::from_name(v.transport()).unwrap_or(Transport::Udp);
         v.branch().and_then(branch::loop_part).is_some()
