@@ -26,8 +26,10 @@ fn hasher() -> impl Hasher {
 /// The loop-detection part: a hash of the fields that affect routing (§16.6 step 8).
 pub fn loop_hash(req: &Message) -> u64 {
     let mut h = hasher();
-    req.to().ok().and_then(|t| t.tag()).hash(&mut h);
-    req.from().ok().and_then(|f| f.tag()).hash(&mut h);
+    req.header(HeaderName::To).and_then(header_tag).hash(&mut h);
+    req.header(HeaderName::From)
+        .and_then(header_tag)
+        .hash(&mut h);
     req.call_id().hash(&mut h);
     req.uri_str().hash(&mut h);
     req.cseq().ok().map(|c| c.seq).hash(&mut h);
@@ -43,15 +45,52 @@ pub fn loop_hash(req: &Message) -> u64 {
 /// The unique part: the received top Via's branch (or the whole Via) and the fork index.
 fn unique_hash(req: &Message, index: usize) -> u64 {
     let mut h = hasher();
-    match req.via() {
-        Ok(v) => match v.branch() {
+    match req.values(HeaderName::Via).next() {
+        // A Via's parameters follow its sent-by, which holds no `;`.
+        Some(v) => match v.split_once(';').and_then(|(_, p)| param(p, "branch")) {
             Some(b) => b.hash(&mut h),
-            None => v.as_str().hash(&mut h),
+            None => v.hash(&mut h),
         },
-        Err(_) => req.header(HeaderName::Via).hash(&mut h),
+        None => req.header(HeaderName::Via).hash(&mut h),
     }
     index.hash(&mut h);
     h.finish()
+}
+
+/// The `tag` parameter of a From or To value, found without parsing the URI: the header
+/// parameters follow the `>` of a name-addr (a quoted display name may hold any character)
+/// or, for an addr-spec, its first `;`.
+fn header_tag(v: &str) -> Option<&str> {
+    let b = v.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    let params = loop {
+        let Some(&c) = b.get(i) else {
+            return None;
+        };
+        match c {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let close = v[i..].find('>')?;
+                break v[i + close + 1..].split_once(';')?.1;
+            }
+            b';' if !quoted => break &v[i + 1..],
+            _ => {}
+        }
+        i += 1;
+    };
+    param(params, "tag")
+}
+
+/// The value of parameter `name` (case-insensitive) in `a=1;b;c=2`, whitespace trimmed.
+fn param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
+    params.split(';').find_map(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        n.trim_matches(|c| c == ' ' || c == '\t')
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim_matches(|c| c == ' ' || c == '\t'))
+    })
 }
 
 /// The branch for the `index`-th forward of `received` (§16.6 step 8).
@@ -111,6 +150,17 @@ mod tests {
         assert_ne!(loop_part(&branch(&a, 0)), loop_part(&branch(&d, 0)));
         assert!(branch(&a, 0).starts_with("z9hG4bK"));
         assert_eq!(loop_part("z9hG4bKother"), None);
+        // The tags are the parser's.
+        for v in [
+            "<sip:b@y>;tag=1",
+            "\"B; <tag=x>\" <sip:b@y;tag=u>;x=2;tag=7",
+            "sip:b@y;tag=3;x",
+            "<sip:b@y>",
+            "\"a\\\"<\" <sip:b@y>;tag=4",
+        ] {
+            let parsed = sip_core::addr::NameAddr::parse(v).unwrap();
+            assert_eq!(header_tag(v), parsed.tag(), "{v}");
+        }
         let mut h = String::new();
         push_hex(&mut h, 0x0123_4567_89ab_cdef);
         push_hex(&mut h, 7);

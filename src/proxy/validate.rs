@@ -154,7 +154,9 @@ fn step3_max_forwards(req: &Message) -> Result<bool, Refusal> {
 fn step4_loop(req: &Message, id: &Identity) -> Result<(), Refusal> {
     // A branch of ours starts with our prefix: without it in any Via line (the rule: a
     // request fresh from a UA) no Via needs parsing.
-    let prefix = memchr::memmem::Finder::new(branch::PREFIX.as_bytes());
+    static PREFIX: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(branch::PREFIX.as_bytes()));
+    let prefix = &*PREFIX;
     if !req
         .header_lines(HeaderName::Via)
         .any(|l| prefix.find(l).is_some())
