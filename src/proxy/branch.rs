@@ -65,10 +65,7 @@ fn header_tag(v: &str) -> Option<&str> {
     let mut i = 0;
     let mut quoted = false;
     let params = loop {
-        let Some(&c) = b.get(i) else {
-            return None;
-        };
-        match c {
+        match *b.get(i)? {
             b'\\' if quoted => i += 1,
             b'"' => quoted = !quoted,
             b'<' if !quoted => {
