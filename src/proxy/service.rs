@@ -168,7 +168,7 @@ impl<R: Router> Proxy<R> {
     }
 
     fn call(&self, txn: ServerTransaction) -> Box<Call> {
-        let ctx = ResponseContext::new(txn.request().clone(), self.core.config().timer_c);
+        let ctx = ResponseContext::new(txn.request(), self.core.config().timer_c);
         Box::new(Call {
             flow: txn.flow(),
             is_invite: txn.request().method() == Some(Method::Invite),
@@ -264,7 +264,9 @@ impl<R: Router> Proxy<R> {
         if ct.is_some() {
             self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
         } else {
-            let actions = call.ctx.on_branch_ended(id, BranchEnd::TransportError);
+            let actions =
+                call.ctx
+                    .on_branch_ended(call.txn.request(), id, BranchEnd::TransportError);
             Box::pin(self.apply_single(call, actions, &mut None)).await;
         }
         ct
@@ -303,18 +305,18 @@ impl<R: Router> Proxy<R> {
             let deadline = call.ctx.poll_timeout();
             let actions = tokio::select! {
                 r = next_response(&mut ct) => match r {
-                    Some(m) => call.ctx.on_response(0, *m, now()),
+                    Some(m) => call.ctx.on_response(call.txn.request(), 0, *m, now()),
                     None => {
                         let why = Box::pin(end_reason(ct.take())).await;
-                        call.ctx.on_branch_ended(0, why)
+                        call.ctx.on_branch_ended(call.txn.request(), 0, why)
                     }
                 },
                 _ = wait_cancel(&mut call.cancelled) => {
                     call.cancelled = None;
-                    call.ctx.on_cancel()
+                    call.ctx.on_cancel(call.txn.request())
                 }
                 _ = sleep_until(deadline) => {
-                    let (a, fired) = call.ctx.handle_timeout(now());
+                    let (a, fired) = call.ctx.handle_timeout(call.txn.request(), now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
                     a
                 }
@@ -417,19 +419,21 @@ impl<R: Router> Proxy<R> {
                 i = rx.recv() => i,
                 _ = wait_cancel(&mut call.cancelled) => {
                     call.cancelled = None;
-                    actions = call.ctx.on_cancel();
+                    actions = call.ctx.on_cancel(call.txn.request());
                     continue;
                 }
                 _ = sleep_until(deadline) => {
-                    let (a, fired) = call.ctx.handle_timeout(now());
+                    let (a, fired) = call.ctx.handle_timeout(call.txn.request(), now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
                     actions = a;
                     continue;
                 }
             };
             actions = match input {
-                Some(Input::Response(b, m)) => call.ctx.on_response(b, *m, now()),
-                Some(Input::Ended(b, why)) => call.ctx.on_branch_ended(b, why),
+                Some(Input::Response(b, m)) => {
+                    call.ctx.on_response(call.txn.request(), b, *m, now())
+                }
+                Some(Input::Ended(b, why)) => call.ctx.on_branch_ended(call.txn.request(), b, why),
                 None => break,
             };
         }
@@ -459,7 +463,11 @@ impl<R: Router> Proxy<R> {
                 }
             };
             if started.is_none() {
-                actions.extend(call.ctx.on_branch_ended(id, BranchEnd::TransportError));
+                actions.extend(call.ctx.on_branch_ended(
+                    call.txn.request(),
+                    id,
+                    BranchEnd::TransportError,
+                ));
             }
             cancels.push(started);
         }
