@@ -241,17 +241,19 @@ fn address_of(uri: &Uri<'_>) -> NextHop {
         } else {
             Transport::Udp
         });
-    let host = uri
-        .maddr()
+    NextHop::Address {
+        transport,
+        host: hop_host(uri).to_owned(),
+        port: uri.port().unwrap_or(transport.default_port()),
+    }
+}
+
+/// The host a SIP URI leads to: its `maddr`, else its host (IPv6 without brackets).
+fn hop_host<'a>(uri: &Uri<'a>) -> &'a str {
+    uri.maddr()
         .unwrap_or(uri.host_str())
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .to_owned();
-    NextHop::Address {
-        transport,
-        host,
-        port: uri.port().unwrap_or(transport.default_port()),
-    }
 }
 
 /// Whether a registered target must be reached over its registration flow: outbound,
@@ -263,12 +265,7 @@ pub fn use_registered_flow(target: &ProxyTarget, flow: &Flow) -> bool {
         return true;
     }
     match Uri::parse(&target.uri) {
-        Ok(u) => match address_of(&u) {
-            NextHop::Address { host, .. } => {
-                host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
-            }
-            NextHop::Flow(_) => false,
-        },
+        Ok(u) => hop_host(&u).parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip()),
         Err(_) => true,
     }
 }

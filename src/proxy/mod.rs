@@ -153,11 +153,12 @@ impl ProxyCore {
             return Step::Forward(req, target);
         }
         let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
-        let foreign = match req.request_uri() {
+        // Only an in-dialog request needs its Request-URI looked at here.
+        let foreign = || match req.request_uri() {
             Some(Ok(u)) => !id.serves(&u),
             _ => false,
         };
-        if in_dialog && foreign {
+        if in_dialog && foreign() {
             let target = ProxyTarget::uri(req.uri_str().unwrap_or_default());
             return Step::Forward(req, target);
         }
