@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(invite) = Message::parse(INVITE) else { return };
     let t0 = Instant::now();
     let mut now = t0;
-    let mut ctx = ResponseContext::new(invite.clone(), Some(Duration::from_secs(180)));
+    let mut ctx = ResponseContext::new(&invite, Some(Duration::from_secs(180)));
     let branches = 1 + usize::from(ctl % 4);
     for _ in 0..branches {
         ctx.add_branch(now);
@@ -126,18 +126,19 @@ fuzz_target!(|data: &[u8]| {
                 let mut req = invite.clone();
                 let _ = req.push_via(&format!("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKsp.{branch}"));
                 match req.response(status).to_tag("t").build() {
-                    Ok(r) => ctx.on_response(branch, r, now),
+                    Ok(r) => ctx.on_response(&invite, branch, r, now),
                     Err(_) => Vec::new(),
                 }
             }
             2 => ctx.on_branch_ended(
+                &invite,
                 branch,
                 if arg & 1 == 0 { BranchEnd::Timeout } else { BranchEnd::TransportError },
             ),
-            3 => ctx.on_cancel(),
+            3 => ctx.on_cancel(&invite),
             _ => {
                 now += Duration::from_secs(u64::from(arg));
-                ctx.handle_timeout(now).0
+                ctx.handle_timeout(&invite, now).0
             }
         };
         check(actions, &mut ctx, now);

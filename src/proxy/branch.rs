@@ -26,8 +26,10 @@ fn hasher() -> impl Hasher {
 /// The loop-detection part: a hash of the fields that affect routing (§16.6 step 8).
 pub fn loop_hash(req: &Message) -> u64 {
     let mut h = hasher();
-    req.to().ok().and_then(|t| t.tag()).hash(&mut h);
-    req.from().ok().and_then(|f| f.tag()).hash(&mut h);
+    req.header(HeaderName::To).and_then(header_tag).hash(&mut h);
+    req.header(HeaderName::From)
+        .and_then(header_tag)
+        .hash(&mut h);
     req.call_id().hash(&mut h);
     req.uri_str().hash(&mut h);
     req.cseq().ok().map(|c| c.seq).hash(&mut h);
@@ -43,24 +45,72 @@ pub fn loop_hash(req: &Message) -> u64 {
 /// The unique part: the received top Via's branch (or the whole Via) and the fork index.
 fn unique_hash(req: &Message, index: usize) -> u64 {
     let mut h = hasher();
-    match req.via() {
-        Ok(v) => match v.branch() {
+    match req.values(HeaderName::Via).next() {
+        // A Via's parameters follow its sent-by, which holds no `;`.
+        Some(v) => match v.split_once(';').and_then(|(_, p)| param(p, "branch")) {
             Some(b) => b.hash(&mut h),
-            None => v.as_str().hash(&mut h),
+            None => v.hash(&mut h),
         },
-        Err(_) => req.header(HeaderName::Via).hash(&mut h),
+        None => req.header(HeaderName::Via).hash(&mut h),
     }
     index.hash(&mut h);
     h.finish()
 }
 
+/// The `tag` parameter of a From or To value, found without parsing the URI: the header
+/// parameters follow the `>` of a name-addr (a quoted display name may hold any character)
+/// or, for an addr-spec, its first `;`.
+fn header_tag(v: &str) -> Option<&str> {
+    let b = v.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    let params = loop {
+        match *b.get(i)? {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let close = v[i..].find('>')?;
+                break v[i + close + 1..].split_once(';')?.1;
+            }
+            b';' if !quoted => break &v[i + 1..],
+            _ => {}
+        }
+        i += 1;
+    };
+    param(params, "tag")
+}
+
+/// The value of parameter `name` (case-insensitive) in `a=1;b;c=2`, whitespace trimmed.
+/// A byte scan: this runs three times for every forwarded request.
+fn param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
+    params.split(';').find_map(|p| {
+        let p = p.trim_ascii_start();
+        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
+            Some(i) => (&p[..i], &p[i + 1..]),
+            None => (p, ""),
+        };
+        n.trim_ascii_end()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim_ascii())
+    })
+}
+
 /// The branch for the `index`-th forward of `received` (§16.6 step 8).
 pub fn branch(received: &Message, index: usize) -> String {
-    format!(
-        "{PREFIX}{:016x}.{:016x}",
-        loop_hash(received),
-        unique_hash(received, index)
-    )
+    let mut b = String::with_capacity(PREFIX.len() + 33);
+    b.push_str(PREFIX);
+    push_hex(&mut b, loop_hash(received));
+    b.push('.');
+    push_hex(&mut b, unique_hash(received, index));
+    b
+}
+
+/// Appends `v` as 16 lower-case hex digits (what `{:016x}` gives, without the formatter).
+fn push_hex(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        out.push(char::from(HEX[((v >> (4 * i)) & 15) as usize]));
+    }
 }
 
 /// The loop part of a branch we made, if it is one of ours.
@@ -102,5 +152,20 @@ mod tests {
         assert_ne!(loop_part(&branch(&a, 0)), loop_part(&branch(&d, 0)));
         assert!(branch(&a, 0).starts_with("z9hG4bK"));
         assert_eq!(loop_part("z9hG4bKother"), None);
+        // The tags are the parser's.
+        for v in [
+            "<sip:b@y>;tag=1",
+            "\"B; <tag=x>\" <sip:b@y;tag=u>;x=2;tag=7",
+            "sip:b@y;tag=3;x",
+            "<sip:b@y>",
+            "\"a\\\"<\" <sip:b@y>;tag=4",
+        ] {
+            let parsed = sip_core::addr::NameAddr::parse(v).unwrap();
+            assert_eq!(header_tag(v), parsed.tag(), "{v}");
+        }
+        let mut h = String::new();
+        push_hex(&mut h, 0x0123_4567_89ab_cdef);
+        push_hex(&mut h, 7);
+        assert_eq!(h, format!("{:016x}{:016x}", 0x0123_4567_89ab_cdef_u64, 7));
     }
 }

@@ -70,11 +70,11 @@ pub enum BranchEnd {
     TransportError,
 }
 
-/// The response context of one request.
+/// The response context of one request. It keeps no copy of the request: the methods that
+/// may build a response of their own (408, 503, 487) take it from the caller, who holds it
+/// anyway (in its server transaction), so a live context costs no second message.
 #[derive(Debug)]
 pub struct ResponseContext {
-    /// The request as received (to build 408/503/487 and the like upstream).
-    request: Message,
     invite: bool,
     branches: Vec<Branch>,
     /// Groups of a sequential search not started yet.
@@ -104,13 +104,13 @@ fn rank(status: u16) -> (u8, u8) {
 }
 
 impl ResponseContext {
-    /// A context for `request` (as received, Route preprocessed or not: only its Via,
-    /// From, To, Call-ID and CSeq are used). `timer_c`: Timer C for INVITE branches (§16.8,
-    /// more than 3 minutes; `None`: off).
-    pub fn new(request: Message, timer_c: Option<Duration>) -> ResponseContext {
+    /// A context for `request`. The same request (as received, Route preprocessed or not:
+    /// only its method, Via, From, To, Call-ID and CSeq are used) is passed to the methods
+    /// that take one. `timer_c`: Timer C for INVITE branches (§16.8, more than 3 minutes;
+    /// `None`: off).
+    pub fn new(request: &Message, timer_c: Option<Duration>) -> ResponseContext {
         let invite = request.method() == Some(sip_core::Method::Invite);
         ResponseContext {
-            request,
             invite,
             branches: Vec::new(),
             pending_groups: VecDeque::new(),
@@ -120,11 +120,6 @@ impl ResponseContext {
             no_new_branches: false,
             timer_c,
         }
-    }
-
-    /// The request.
-    pub fn request(&self) -> &Message {
-        &self.request
     }
 
     /// Queues groups for a sequential search (tried after the current branches fail).
@@ -170,9 +165,10 @@ impl ResponseContext {
             .count()
     }
 
-    /// A response arrived on `branch` (step 1–10 of §16.7).
+    /// A response arrived on `branch` (step 1–10 of §16.7). `request`: the context's.
     pub fn on_response(
         &mut self,
+        request: &Message,
         branch: BranchId,
         mut resp: Message,
         now: Instant,
@@ -192,7 +188,7 @@ impl ResponseContext {
             if status < 200 {
                 return out;
             }
-            match self.request.response(status).build() {
+            match request.response(status).build() {
                 Ok(r) => resp = r,
                 Err(_) => return out,
             }
@@ -236,13 +232,18 @@ impl ResponseContext {
         }
         self.collect_challenges(status, &resp);
         self.keep_if_better(resp);
-        self.finish_if_all_done(&mut out);
+        self.finish_if_all_done(request, &mut out);
         out
     }
 
     /// A branch's transaction ended; without a final it counts as 408 or 503 (§16.7 step 2,
-    /// §16.9).
-    pub fn on_branch_ended(&mut self, branch: BranchId, why: BranchEnd) -> Vec<Action> {
+    /// §16.9). `request`: the context's.
+    pub fn on_branch_ended(
+        &mut self,
+        request: &Message,
+        branch: BranchId,
+        why: BranchEnd,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         let Some(b) = self.branches.get_mut(branch) else {
             return out;
@@ -256,23 +257,23 @@ impl ResponseContext {
             BranchEnd::Timeout => 408,
             BranchEnd::TransportError => 503,
         };
-        if let Ok(r) = self.request.response(status).build() {
+        if let Ok(r) = request.response(status).build() {
             self.keep_if_better(r);
         }
-        self.finish_if_all_done(&mut out);
+        self.finish_if_all_done(request, &mut out);
         out
     }
 
     /// A CANCEL for the request arrived (§16.10): cancel every pending branch (each once it
-    /// has had a provisional) and create no more.
-    pub fn on_cancel(&mut self) -> Vec<Action> {
+    /// has had a provisional) and create no more. `request`: the context's.
+    pub fn on_cancel(&mut self, request: &Message) -> Vec<Action> {
         self.no_new_branches = true;
         self.pending_groups.clear();
         let mut out = Vec::new();
         self.cancel_others(&mut out);
         // Nothing pending at all (no branch started yet): answer 487 now.
         if self.branches.is_empty() && !self.final_sent {
-            if let Ok(r) = self.request.response(487).build() {
+            if let Ok(r) = request.response(487).build() {
                 self.final_sent = true;
                 out.push(Action::Upstream(r));
             }
@@ -300,7 +301,8 @@ impl ResponseContext {
 
     /// Timer C (§16.8): a branch with a provisional is cancelled; one without is treated as
     /// having answered 408 and abandoned. Returns the actions and how many timers fired.
-    pub fn handle_timeout(&mut self, now: Instant) -> (Vec<Action>, usize) {
+    /// `request`: the context's.
+    pub fn handle_timeout(&mut self, request: &Message, now: Instant) -> (Vec<Action>, usize) {
         let mut out = Vec::new();
         let mut fired = 0;
         let mut timed_out = Vec::new();
@@ -322,7 +324,7 @@ impl ResponseContext {
         }
         for i in timed_out {
             out.push(Action::Abandon(i));
-            out.extend(self.on_branch_ended(i, BranchEnd::Timeout));
+            out.extend(self.on_branch_ended(request, i, BranchEnd::Timeout));
         }
         (out, fired)
     }
@@ -349,7 +351,7 @@ impl ResponseContext {
     }
 
     /// When every branch is done: the next sequential group, or the best response upstream.
-    fn finish_if_all_done(&mut self, out: &mut Vec<Action>) {
+    fn finish_if_all_done(&mut self, request: &Message, out: &mut Vec<Action>) {
         if self.final_sent || self.branches.iter().any(|b| b.state != State::Done) {
             return;
         }
@@ -361,7 +363,7 @@ impl ResponseContext {
         }
         let best = match self.best.take() {
             Some(b) => *b,
-            None => match self.request.response(408).build() {
+            None => match request.response(408).build() {
                 Ok(r) => r,
                 Err(_) => return,
             },

@@ -117,12 +117,21 @@ pub fn forward(
         step4_record_route(&mut req, incoming, &out, id)?;
     }
     // Step 8: our Via.
-    req.push_via(&format!(
-        "SIP/2.0/{} {};branch={branch}",
-        hop.transport(),
-        out.advertised
-    ))?;
+    req.push_via(&via_value(hop.transport(), &out.advertised, branch))?;
     Ok(Forwarded { request: req, hop })
+}
+
+/// Our Via value: `SIP/2.0/<transport> <sent-by>;branch=<branch>` (built without the
+/// formatter: this runs for every forwarded request).
+fn via_value(transport: Transport, sent_by: &str, branch: &str) -> String {
+    let mut v = String::with_capacity(9 + 4 + sent_by.len() + 8 + branch.len());
+    v.push_str("SIP/2.0/");
+    v.push_str(transport.as_str());
+    v.push(' ');
+    v.push_str(sent_by);
+    v.push_str(";branch=");
+    v.push_str(branch);
+    v
 }
 
 fn has_to_tag(req: &Message) -> bool {
@@ -135,18 +144,40 @@ fn step3_max_forwards(req: &mut Message, opts: &ForwardOptions) -> sip_core::Res
         Some(Ok(n)) => n.saturating_sub(1),
         _ => opts.default_max_forwards,
     };
-    req.set_header(HeaderName::MaxForwards, &mf.to_string())
+    let mut buf = [0u8; 3];
+    req.set_header(HeaderName::MaxForwards, decimal(mf, &mut buf))
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(n: u8, buf: &mut [u8; 3]) -> &str {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + n % 10;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// A Record-Route URI for an interface.
 fn rr_value(i: &Interface) -> String {
-    match i.transport {
-        Transport::Udp => format!("<sip:{};lr>", i.advertised),
-        Transport::Tcp => format!("<sip:{};transport=tcp;lr>", i.advertised),
-        Transport::Tls => format!("<sip:{};transport=tls;lr>", i.advertised),
-        Transport::Ws => format!("<sip:{};transport=ws;lr>", i.advertised),
-        Transport::Wss => format!("<sips:{};transport=ws;lr>", i.advertised),
-    }
+    let (scheme, param) = match i.transport {
+        Transport::Udp => ("<sip:", ""),
+        Transport::Tcp => ("<sip:", ";transport=tcp"),
+        Transport::Tls => ("<sip:", ";transport=tls"),
+        Transport::Ws => ("<sip:", ";transport=ws"),
+        Transport::Wss => ("<sips:", ";transport=ws"),
+    };
+    let mut v = String::with_capacity(scheme.len() + i.advertised.len() + param.len() + 4);
+    v.push_str(scheme);
+    v.push_str(&i.advertised);
+    v.push_str(param);
+    v.push_str(";lr>");
+    v
 }
 
 /// Step 4: Record-Route; two of them when the request leaves on another transport or
@@ -210,17 +241,19 @@ fn address_of(uri: &Uri<'_>) -> NextHop {
         } else {
             Transport::Udp
         });
-    let host = uri
-        .maddr()
+    NextHop::Address {
+        transport,
+        host: hop_host(uri).to_owned(),
+        port: uri.port().unwrap_or(transport.default_port()),
+    }
+}
+
+/// The host a SIP URI leads to: its `maddr`, else its host (IPv6 without brackets).
+fn hop_host<'a>(uri: &Uri<'a>) -> &'a str {
+    uri.maddr()
         .unwrap_or(uri.host_str())
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .to_owned();
-    NextHop::Address {
-        transport,
-        host,
-        port: uri.port().unwrap_or(transport.default_port()),
-    }
 }
 
 /// Whether a registered target must be reached over its registration flow: outbound,
@@ -232,12 +265,7 @@ pub fn use_registered_flow(target: &ProxyTarget, flow: &Flow) -> bool {
         return true;
     }
     match Uri::parse(&target.uri) {
-        Ok(u) => match address_of(&u) {
-            NextHop::Address { host, .. } => {
-                host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
-            }
-            NextHop::Flow(_) => false,
-        },
+        Ok(u) => hop_host(&u).parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip()),
         Err(_) => true,
     }
 }

@@ -207,6 +207,12 @@ impl Identity {
     pub fn serves(&self, uri: &Uri<'_>) -> bool {
         let named = match uri.host() {
             Host::Domain(d) => self.is_our_domain(d),
+            // A domain equal to the address's text is one that parses to it (the parser
+            // takes the canonical dotted quad only): no text made for each request.
+            Host::Ipv4(a) => self
+                .domains
+                .iter()
+                .any(|d| d.parse::<std::net::Ipv4Addr>().is_ok_and(|x| x == *a)),
             h => self.is_our_domain(&host_text(h)),
         };
         named || self.is_our_address(uri)

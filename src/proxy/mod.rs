@@ -136,13 +136,17 @@ impl ProxyCore {
     /// §16.3 and §16.4 on a received request (not CANCEL: the transaction layer matches it).
     pub fn receive(&self, mut req: Message, _flow: &Flow) -> Step {
         let id = &self.config.identity;
-        match validate::validate(&req, id, &self.config.validation) {
-            Ok(Valid::Forward) => {}
-            Ok(Valid::AnswerOptions) => {
-                return validate::options_answer(&req).map_or(Step::Drop, Step::Respond)
-            }
+        let in_dialog = match validate::checked(&req, id, &self.config.validation) {
+            Ok(validate::Checked {
+                valid: Valid::Forward,
+                to_tagged,
+            }) => to_tagged,
+            Ok(validate::Checked {
+                valid: Valid::AnswerOptions,
+                ..
+            }) => return validate::options_answer(&req).map_or(Step::Drop, Step::Respond),
             Err(refusal) => return refusal.response(&req).map_or(Step::Drop, Step::Respond),
-        }
+        };
         if route::preprocess(&mut req, id).is_err() {
             return Refusal::status(400)
                 .response(&req)
@@ -152,12 +156,12 @@ impl ProxyCore {
             let target = ProxyTarget::uri(req.uri_str().unwrap_or_default());
             return Step::Forward(req, target);
         }
-        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
-        let foreign = match req.request_uri() {
+        // Only an in-dialog request needs its Request-URI looked at here.
+        let foreign = || match req.request_uri() {
             Some(Ok(u)) => !id.serves(&u),
             _ => false,
         };
-        if in_dialog && foreign {
+        if in_dialog && foreign() {
             let target = ProxyTarget::uri(req.uri_str().unwrap_or_default());
             return Step::Forward(req, target);
         }

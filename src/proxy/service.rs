@@ -168,7 +168,7 @@ impl<R: Router> Proxy<R> {
     }
 
     fn call(&self, txn: ServerTransaction) -> Box<Call> {
-        let ctx = ResponseContext::new(txn.request().clone(), self.core.config().timer_c);
+        let ctx = ResponseContext::new(txn.request(), self.core.config().timer_c);
         Box::new(Call {
             flow: txn.flow(),
             is_invite: txn.request().method() == Some(Method::Invite),
@@ -188,7 +188,7 @@ impl<R: Router> Proxy<R> {
     async fn handle_call(self: Arc<Self>, mut call: Box<Call>) {
         match Box::pin(self.prepare(&mut call)).await {
             Prepared::Done => {}
-            Prepared::Single(ct) => self.run_single(call, ct).await,
+            Prepared::Single(ct) => Box::pin(self.run_single(call, ct)).await,
             Prepared::Fork(req, groups) => Box::pin(self.run_context(call, *req, groups)).await,
         }
     }
@@ -199,7 +199,7 @@ impl<R: Router> Proxy<R> {
         let started = call.started;
         let (req, groups) = match self.core.receive(call.txn.request().clone(), &call.flow) {
             Step::Respond(r) => {
-                self.answer(&call.txn, r, started).await;
+                Box::pin(self.answer(&call.txn, r, started)).await;
                 return Prepared::Done;
             }
             Step::Drop => return Prepared::Done,
@@ -209,7 +209,7 @@ impl<R: Router> Proxy<R> {
                     match auth.check(&req, call.flow.remote.ip(), SystemTime::now()) {
                         AuthCheck::Refuse(r) => {
                             if let Some(resp) = r.response(&req) {
-                                self.answer(&call.txn, resp, started).await;
+                                Box::pin(self.answer(&call.txn, resp, started)).await;
                             }
                             return Prepared::Done;
                         }
@@ -223,7 +223,7 @@ impl<R: Router> Proxy<R> {
                 match self.core.decide(&req, decision) {
                     Routed::Fork(groups) => (req, groups),
                     Routed::Respond(resp) => {
-                        self.answer(&call.txn, resp, started).await;
+                        Box::pin(self.answer(&call.txn, resp, started)).await;
                         return Prepared::Done;
                     }
                 }
@@ -237,7 +237,8 @@ impl<R: Router> Proxy<R> {
         if let [group] = groups.as_mut_slice() {
             if group.len() == 1 {
                 if let Some(target) = group.pop() {
-                    return Prepared::Single(self.start_single(call, req, target).await);
+                    let ct = Box::pin(self.start_single(call, &req, target)).await;
+                    return Prepared::Single(ct);
                 }
             }
         }
@@ -249,11 +250,11 @@ impl<R: Router> Proxy<R> {
     async fn start_single(
         &self,
         call: &mut Call,
-        req: Message,
+        req: &Message,
         target: ProxyTarget,
     ) -> Option<ClientTransaction> {
         let id = call.ctx.add_branch(now())?;
-        let ct = match self.core.forward(&req, Some(&call.flow), &target, id) {
+        let ct = match self.core.forward(req, Some(&call.flow), &target, id) {
             Ok(f) => self.send_branch(f).await,
             Err(e) => {
                 debug!(error = %e, target = %target.uri, "cannot forward");
@@ -263,8 +264,10 @@ impl<R: Router> Proxy<R> {
         if ct.is_some() {
             self.stats.branches_live.fetch_add(1, Ordering::Relaxed);
         } else {
-            let actions = call.ctx.on_branch_ended(id, BranchEnd::TransportError);
-            self.apply_single(call, actions, &mut None).await;
+            let actions =
+                call.ctx
+                    .on_branch_ended(call.txn.request(), id, BranchEnd::TransportError);
+            Box::pin(self.apply_single(call, actions, &mut None)).await;
         }
         ct
     }
@@ -302,18 +305,18 @@ impl<R: Router> Proxy<R> {
             let deadline = call.ctx.poll_timeout();
             let actions = tokio::select! {
                 r = next_response(&mut ct) => match r {
-                    Some(m) => call.ctx.on_response(0, *m, now()),
+                    Some(m) => call.ctx.on_response(call.txn.request(), 0, *m, now()),
                     None => {
                         let why = Box::pin(end_reason(ct.take())).await;
-                        call.ctx.on_branch_ended(0, why)
+                        call.ctx.on_branch_ended(call.txn.request(), 0, why)
                     }
                 },
                 _ = wait_cancel(&mut call.cancelled) => {
                     call.cancelled = None;
-                    call.ctx.on_cancel()
+                    call.ctx.on_cancel(call.txn.request())
                 }
                 _ = sleep_until(deadline) => {
-                    let (a, fired) = call.ctx.handle_timeout(now());
+                    let (a, fired) = call.ctx.handle_timeout(call.txn.request(), now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
                     a
                 }
@@ -355,8 +358,10 @@ impl<R: Router> Proxy<R> {
 
     /// Sends a branch's request in a client transaction.
     async fn send_branch(&self, f: Forwarded) -> Option<ClientTransaction> {
-        let target = hop_target(&f.hop).await?;
-        match self.endpoint.request(f.request, target).await {
+        let Forwarded { request, hop } = f;
+        let target = hop_target(&hop).await?;
+        drop(hop);
+        match self.endpoint.request(request, target).await {
             Ok(ct) => {
                 inc(&self.stats.forwarded);
                 Some(ct)
@@ -414,19 +419,21 @@ impl<R: Router> Proxy<R> {
                 i = rx.recv() => i,
                 _ = wait_cancel(&mut call.cancelled) => {
                     call.cancelled = None;
-                    actions = call.ctx.on_cancel();
+                    actions = call.ctx.on_cancel(call.txn.request());
                     continue;
                 }
                 _ = sleep_until(deadline) => {
-                    let (a, fired) = call.ctx.handle_timeout(now());
+                    let (a, fired) = call.ctx.handle_timeout(call.txn.request(), now());
                     self.stats.timer_c.fetch_add(fired as u64, Ordering::Relaxed);
                     actions = a;
                     continue;
                 }
             };
             actions = match input {
-                Some(Input::Response(b, m)) => call.ctx.on_response(b, *m, now()),
-                Some(Input::Ended(b, why)) => call.ctx.on_branch_ended(b, why),
+                Some(Input::Response(b, m)) => {
+                    call.ctx.on_response(call.txn.request(), b, *m, now())
+                }
+                Some(Input::Ended(b, why)) => call.ctx.on_branch_ended(call.txn.request(), b, why),
                 None => break,
             };
         }
@@ -456,7 +463,11 @@ impl<R: Router> Proxy<R> {
                 }
             };
             if started.is_none() {
-                actions.extend(call.ctx.on_branch_ended(id, BranchEnd::TransportError));
+                actions.extend(call.ctx.on_branch_ended(
+                    call.txn.request(),
+                    id,
+                    BranchEnd::TransportError,
+                ));
             }
             cancels.push(started);
         }

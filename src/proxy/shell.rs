@@ -23,6 +23,9 @@ pub(super) async fn resolve(transport: Transport, host: &str, port: u16) -> Opti
     Some(t)
 }
 
+/// The target of a next hop. A host name is looked up in a boxed future: the lookup is
+/// rare (IP literals are the rule) and its future large, and inline it would weigh on every
+/// forward's future.
 pub(super) async fn hop_target(hop: &NextHop) -> Option<Target> {
     match hop {
         NextHop::Flow(f) => Some(Target::new(f.transport, f.remote)),
@@ -30,14 +33,17 @@ pub(super) async fn hop_target(hop: &NextHop) -> Option<Target> {
             transport,
             host,
             port,
-        } => resolve(*transport, host, *port).await,
+        } => match host.parse::<IpAddr>() {
+            Ok(ip) => Some(Target::new(*transport, SocketAddr::new(ip, *port))),
+            Err(_) => Box::pin(resolve(*transport, host, *port)).await,
+        },
     }
 }
 
 pub(super) async fn response_destination(hop: ResponseHop) -> Option<Destination> {
     match hop {
         ResponseHop::Address(t, a) => Some(Destination::Target(Target::new(t, a))),
-        ResponseHop::Name(t, h, p) => resolve(t, &h, p).await.map(Destination::Target),
+        ResponseHop::Name(t, h, p) => Box::pin(resolve(t, &h, p)).await.map(Destination::Target),
     }
 }
 

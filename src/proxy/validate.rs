@@ -87,30 +87,50 @@ pub enum Valid {
 
 /// Runs the §16.3 steps on a received request.
 pub fn validate(req: &Message, id: &Identity, cfg: &ValidationConfig) -> Result<Valid, Refusal> {
-    step1_syntax_and_size(req, cfg)?;
+    checked(req, id, cfg).map(|c| c.valid)
+}
+
+/// What [`checked`] found besides the verdict: the fields its checks parsed that the
+/// proxy's next steps need, so that they are not parsed again.
+pub(crate) struct Checked {
+    /// The verdict of [`validate`].
+    pub(crate) valid: Valid,
+    /// The To header field has a tag (an in-dialog request).
+    pub(crate) to_tagged: bool,
+}
+
+/// [`validate`], with what its checks parsed.
+pub(crate) fn checked(
+    req: &Message,
+    id: &Identity,
+    cfg: &ValidationConfig,
+) -> Result<Checked, Refusal> {
+    let to_tagged = step1_syntax_and_size(req, cfg)?;
     step2_uri_scheme(req)?;
     let mf_zero = step3_max_forwards(req)?;
     if cfg.detect_loops {
         step4_loop(req, id)?;
     }
     step5_proxy_require(req, cfg)?;
-    Ok(if mf_zero {
+    let valid = if mf_zero {
         Valid::AnswerOptions
     } else {
         Valid::Forward
-    })
+    };
+    Ok(Checked { valid, to_tagged })
 }
 
-/// Step 1: reasonable syntax, and our size limits.
-fn step1_syntax_and_size(req: &Message, cfg: &ValidationConfig) -> Result<(), Refusal> {
+/// Step 1: reasonable syntax, and our size limits. Returns whether the To has a tag.
+fn step1_syntax_and_size(req: &Message, cfg: &ValidationConfig) -> Result<bool, Refusal> {
     if req.source().len() > cfg.max_message_size {
         return Err(Refusal::status(513));
     }
     let syntax_ok = !cfg.check_syntax || req.validate().is_ok();
+    let to = req.to();
     let needed = req.via().is_ok()
         && req.cseq().is_ok()
         && req.from().is_ok()
-        && req.to().is_ok()
+        && to.is_ok()
         && req.call_id().is_some();
     if !syntax_ok || !needed {
         return Err(Refusal {
@@ -124,7 +144,7 @@ fn step1_syntax_and_size(req: &Message, cfg: &ValidationConfig) -> Result<(), Re
             ..Refusal::status(483)
         });
     }
-    Ok(())
+    Ok(to.is_ok_and(|t| t.tag().is_some()))
 }
 
 /// Step 2: a Request-URI scheme we can route (sip, sips; others: 416).
@@ -152,6 +172,17 @@ fn step3_max_forwards(req: &Message) -> Result<bool, Refusal> {
 /// Step 4: a Via of ours whose branch carries this request's loop hash: the request looped.
 /// One of ours with another hash is a legitimate spiral.
 fn step4_loop(req: &Message, id: &Identity) -> Result<(), Refusal> {
+    // A branch of ours starts with our prefix: without it in any Via line (the rule: a
+    // request fresh from a UA) no Via needs parsing.
+    static PREFIX: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(branch::PREFIX.as_bytes()));
+    let prefix = &*PREFIX;
+    if !req
+        .header_lines(HeaderName::Via)
+        .any(|l| prefix.find(l).is_some())
+    {
+        return Ok(());
+    }
     let mut ours = req.vias().filter_map(Result::ok).filter(|v| {
         let t = Transport::from_name(v.transport()).unwrap_or(Transport::Udp);
         v.branch().and_then(branch::loop_part).is_some()

@@ -26,7 +26,7 @@ fn resp(status: u16, b: usize, extra: &[(&str, &str)]) -> Message {
 }
 
 fn ctx(n: usize, t0: Instant) -> ResponseContext {
-    let mut c = ResponseContext::new(invite(), Some(TC));
+    let mut c = ResponseContext::new(&invite(), Some(TC));
     for _ in 0..n {
         c.add_branch(t0).unwrap();
     }
@@ -57,8 +57,8 @@ fn cancels(actions: &[Action]) -> Vec<BranchId> {
 fn provisionals_forwarded_without_our_via_100_absorbed() {
     let t0 = Instant::now();
     let mut c = ctx(1, t0);
-    assert!(upstream(&c.on_response(0, resp(100, 0, &[]), t0)).is_empty());
-    let a = c.on_response(0, resp(180, 0, &[]), t0);
+    assert!(upstream(&c.on_response(&invite(), 0, resp(100, 0, &[]), t0)).is_empty());
+    let a = c.on_response(&invite(), 0, resp(180, 0, &[]), t0);
     assert_eq!(upstream(&a), [180]);
     let Action::Upstream(m) = &a[0] else { panic!() };
     assert_eq!(m.via().unwrap().branch(), Some("z9hG4bKa"));
@@ -86,7 +86,7 @@ fn best_response_table() {
         let mut c = ctx(statuses.len(), t0);
         let mut got = Vec::new();
         for (i, s) in statuses.iter().enumerate() {
-            got.extend(upstream(&c.on_response(i, resp(*s, i, &[]), t0)));
+            got.extend(upstream(&c.on_response(&invite(), i, resp(*s, i, &[]), t0)));
             // 6xx cancels nothing here: every branch answers anyway.
         }
         assert_eq!(got, [*want], "branches {statuses:?}");
@@ -98,18 +98,21 @@ fn best_response_table() {
 fn ok_forwarded_at_once_others_cancelled_later_oks_forwarded() {
     let t0 = Instant::now();
     let mut c = ctx(3, t0);
-    c.on_response(0, resp(180, 0, &[]), t0);
-    c.on_response(1, resp(180, 1, &[]), t0);
-    let a = c.on_response(1, resp(200, 1, &[]), t0);
+    c.on_response(&invite(), 0, resp(180, 0, &[]), t0);
+    c.on_response(&invite(), 1, resp(180, 1, &[]), t0);
+    let a = c.on_response(&invite(), 1, resp(200, 1, &[]), t0);
     assert_eq!(upstream(&a), [200]);
     assert_eq!(cancels(&a), [0]); // branch 2 has had no provisional yet
                                   // Branch 2 rings now: cancelled at once, its ringing not forwarded.
-    let a = c.on_response(2, resp(180, 2, &[]), t0);
+    let a = c.on_response(&invite(), 2, resp(180, 2, &[]), t0);
     assert_eq!(cancels(&a), [2]);
     assert!(upstream(&a).is_empty());
     // Branch 0 answers 200 anyway (a race with the CANCEL): forwarded too.
-    assert_eq!(upstream(&c.on_response(0, resp(200, 0, &[]), t0)), [200]);
-    assert!(upstream(&c.on_response(2, resp(487, 2, &[]), t0)).is_empty());
+    assert_eq!(
+        upstream(&c.on_response(&invite(), 0, resp(200, 0, &[]), t0)),
+        [200]
+    );
+    assert!(upstream(&c.on_response(&invite(), 2, resp(487, 2, &[]), t0)).is_empty());
     assert!(c.is_done());
 }
 
@@ -117,12 +120,15 @@ fn ok_forwarded_at_once_others_cancelled_later_oks_forwarded() {
 fn six_hundred_cancels_others_and_wins() {
     let t0 = Instant::now();
     let mut c = ctx(2, t0);
-    c.on_response(0, resp(180, 0, &[]), t0);
-    let a = c.on_response(1, resp(603, 1, &[]), t0);
+    c.on_response(&invite(), 0, resp(180, 0, &[]), t0);
+    let a = c.on_response(&invite(), 1, resp(603, 1, &[]), t0);
     assert_eq!(cancels(&a), [0]);
     assert!(upstream(&a).is_empty());
     assert!(c.add_branch(t0).is_none());
-    assert_eq!(upstream(&c.on_response(0, resp(487, 0, &[]), t0)), [603]);
+    assert_eq!(
+        upstream(&c.on_response(&invite(), 0, resp(487, 0, &[]), t0)),
+        [603]
+    );
 }
 
 #[test]
@@ -130,6 +136,7 @@ fn challenges_merged() {
     let t0 = Instant::now();
     let mut c = ctx(3, t0);
     c.on_response(
+        &invite(),
         0,
         resp(
             401,
@@ -139,6 +146,7 @@ fn challenges_merged() {
         t0,
     );
     c.on_response(
+        &invite(),
         1,
         resp(
             407,
@@ -147,7 +155,7 @@ fn challenges_merged() {
         ),
         t0,
     );
-    let a = c.on_response(2, resp(486, 2, &[]), t0);
+    let a = c.on_response(&invite(), 2, resp(486, 2, &[]), t0);
     let Some(Action::Upstream(m)) = a.into_iter().next() else {
         panic!()
     };
@@ -167,11 +175,16 @@ fn challenges_merged() {
 fn branch_end_without_final_counts_as_408_or_503() {
     let t0 = Instant::now();
     let mut c = ctx(2, t0);
-    assert!(c.on_branch_ended(0, BranchEnd::TransportError).is_empty());
-    assert_eq!(upstream(&c.on_branch_ended(1, BranchEnd::Timeout)), [408]);
+    assert!(c
+        .on_branch_ended(&invite(), 0, BranchEnd::TransportError)
+        .is_empty());
+    assert_eq!(
+        upstream(&c.on_branch_ended(&invite(), 1, BranchEnd::Timeout)),
+        [408]
+    );
     let mut c = ctx(1, t0);
     assert_eq!(
-        upstream(&c.on_branch_ended(0, BranchEnd::TransportError)),
+        upstream(&c.on_branch_ended(&invite(), 0, BranchEnd::TransportError)),
         [500]
     );
 }
@@ -180,18 +193,24 @@ fn branch_end_without_final_counts_as_408_or_503() {
 fn cancel_before_and_after_provisional() {
     let t0 = Instant::now();
     let mut c = ctx(2, t0);
-    c.on_response(0, resp(180, 0, &[]), t0);
+    c.on_response(&invite(), 0, resp(180, 0, &[]), t0);
     // Branch 0 has rung: CANCEL now; branch 1 has not: only once it does.
-    assert_eq!(cancels(&c.on_cancel()), [0]);
+    assert_eq!(cancels(&c.on_cancel(&invite())), [0]);
     assert!(c.add_branch(t0).is_none());
-    assert_eq!(cancels(&c.on_response(1, resp(100, 1, &[]), t0)), [1]);
+    assert_eq!(
+        cancels(&c.on_response(&invite(), 1, resp(100, 1, &[]), t0)),
+        [1]
+    );
     // A second provisional does not cancel again.
-    assert!(cancels(&c.on_response(1, resp(180, 1, &[]), t0)).is_empty());
-    assert!(upstream(&c.on_response(0, resp(487, 0, &[]), t0)).is_empty());
-    assert_eq!(upstream(&c.on_response(1, resp(487, 1, &[]), t0)), [487]);
+    assert!(cancels(&c.on_response(&invite(), 1, resp(180, 1, &[]), t0)).is_empty());
+    assert!(upstream(&c.on_response(&invite(), 0, resp(487, 0, &[]), t0)).is_empty());
+    assert_eq!(
+        upstream(&c.on_response(&invite(), 1, resp(487, 1, &[]), t0)),
+        [487]
+    );
     // Cancelled before any branch started: 487 at once.
-    let mut empty = ResponseContext::new(invite(), Some(TC));
-    assert_eq!(upstream(&empty.on_cancel()), [487]);
+    let mut empty = ResponseContext::new(&invite(), Some(TC));
+    assert_eq!(upstream(&empty.on_cancel(&invite())), [487]);
 }
 
 #[test]
@@ -201,21 +220,21 @@ fn timer_c() {
     assert_eq!(c.poll_timeout(), Some(t0 + TC));
     // A provisional on branch 0 restarts its timer.
     let t1 = t0 + Duration::from_secs(60);
-    c.on_response(0, resp(180, 0, &[]), t1);
+    c.on_response(&invite(), 0, resp(180, 0, &[]), t1);
     assert_eq!(c.poll_timeout(), Some(t0 + TC));
-    let (a, fired) = c.handle_timeout(t0 + TC);
+    let (a, fired) = c.handle_timeout(&invite(), t0 + TC);
     assert_eq!(fired, 1);
     // Branch 1 never answered: abandoned as 408.
     assert!(matches!(a[0], Action::Abandon(1)));
     assert!(upstream(&a).is_empty());
     assert_eq!(c.poll_timeout(), Some(t1 + TC));
     // Branch 0 rang then went silent: cancelled.
-    let (a, fired) = c.handle_timeout(t1 + TC);
+    let (a, fired) = c.handle_timeout(&invite(), t1 + TC);
     assert_eq!((cancels(&a), fired), (vec![0], 1));
     assert_eq!(c.poll_timeout(), None);
     // Both 4xx, neither preferred: the first kept (the abandoned branch's 408).
     assert_eq!(
-        upstream(&c.on_response(0, resp(487, 0, &[]), t1 + TC)),
+        upstream(&c.on_response(&invite(), 0, resp(487, 0, &[]), t1 + TC)),
         [408]
     );
 }
@@ -225,10 +244,13 @@ fn sequential_groups_tried_in_turn() {
     let t0 = Instant::now();
     let mut c = ctx(1, t0);
     c.queue_groups([vec![ProxyTarget::uri("sip:b@x")]]);
-    let a = c.on_response(0, resp(486, 0, &[]), t0);
+    let a = c.on_response(&invite(), 0, resp(486, 0, &[]), t0);
     assert!(matches!(&a[..], [Action::Fork(g)] if g.len() == 1));
     let b = c.add_branch(t0).unwrap();
-    assert_eq!(upstream(&c.on_response(b, resp(404, b, &[]), t0)), [486]);
+    assert_eq!(
+        upstream(&c.on_response(&invite(), b, resp(404, b, &[]), t0)),
+        [486]
+    );
 }
 
 #[test]
@@ -239,7 +261,7 @@ fn non_invite_has_no_timer_c_and_final_without_vias_counts() {
            Call-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"[..],
     )
     .unwrap();
-    let mut c = ResponseContext::new(req.clone(), Some(TC));
+    let mut c = ResponseContext::new(&req, Some(TC));
     c.add_branch(Instant::now());
     assert_eq!(c.poll_timeout(), None);
     // A final with only our Via (the downstream element dropped the others): still this
@@ -249,7 +271,7 @@ fn non_invite_has_no_timer_c_and_final_without_vias_counts() {
     ours.push_via("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKsp.0")
         .unwrap();
     let r = Message::parse(ours.response(404).build().unwrap().to_bytes()).unwrap();
-    let a = c.on_response(0, r, Instant::now());
+    let a = c.on_response(&req, 0, r, Instant::now());
     let [Action::Upstream(m)] = &a[..] else {
         panic!("{a:?}")
     };
