@@ -188,22 +188,64 @@ impl Message {
     /// Removes the topmost value of a list header and returns it. A line holding several
     /// comma-separated values is rewritten with the rest.
     fn pop_top(&mut self, name: HeaderName) -> Option<String> {
+        let (src, start, end) = self.remove_top_value(name)?;
+        // Edits never change bytes already written (the edit buffer only grows): the removed
+        // value is still where it was.
+        let b = self.src(src).get(start..end)?;
+        std::str::from_utf8(b).ok().map(str::to_owned)
+    }
+
+    /// Removes the topmost value of a list header (the first value of its first line) without
+    /// returning it: what a proxy does with its own Via on a response (RFC 3261 §16.7 step 3)
+    /// and with its own Route (§16.4), with no copy of the value. `false` when there is none.
+    ///
+    /// ```
+    /// use sip_core::{HeaderName, Message};
+    /// let mut m = Message::parse(&b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2, SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+    ///     To: <sip:a@b>;tag=2\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"[..])?;
+    /// assert!(m.remove_top(HeaderName::Via));
+    /// assert_eq!(m.values(HeaderName::Via).collect::<Vec<_>>(), ["SIP/2.0/UDP a;branch=z9hG4bK1"]);
+    /// # Ok::<(), sip_core::Error>(())
+    /// ```
+    pub fn remove_top(&mut self, name: HeaderName) -> bool {
+        self.remove_top_value(name).is_some()
+    }
+
+    /// Removes the first value of the first `name` line; returns where that value was.
+    fn remove_top_value(&mut self, name: HeaderName) -> Option<(Src, usize, usize)> {
         let i = self.headers.iter().position(|h| h.name == name)?;
         let e = self.headers[i];
-        let value = std::str::from_utf8(self.entry_value(&e)).ok()?.to_owned();
-        let mut values = crate::text::split_values(&value);
-        let first = values.next()?.to_owned();
-        let rest: Vec<&str> = values.collect();
-        if rest.is_empty() {
-            self.headers.remove(i);
-        } else {
-            let name_text = String::from_utf8_lossy(self.entry_name(&e)).into_owned();
-            let joined = rest.join(", ");
-            let ne = self.new_entry(&name_text, &joined).ok()?;
-            self.headers[i] = ne;
+        let value = self.entry_value(&e);
+        let base = value.as_ptr() as usize - self.src(e.src).as_ptr() as usize;
+        let text = std::str::from_utf8(value).ok()?;
+        let first = crate::text::split_values(text).next()?;
+        let first_at = first.as_ptr() as usize - text.as_ptr() as usize;
+        let first_end = first_at + first.len();
+        let after = text.get(first_end..).unwrap_or_default();
+        let after = after.trim_start_matches([' ', '\t']);
+        let rest = after
+            .strip_prefix(',')
+            .map(|more| more.trim_matches([' ', '\t']))
+            .filter(|r| !r.is_empty());
+        let removed = (e.src, base + first_at, base + first_end);
+        match rest {
+            None => {
+                self.headers.remove(i);
+            }
+            Some(rest) => {
+                // The rest is copied aside: it may live in the edit buffer the new line goes to.
+                let mut copy: smallvec::SmallVec<[u8; 256]> = smallvec::SmallVec::new();
+                copy.extend_from_slice(rest.as_bytes());
+                let mut name_text: smallvec::SmallVec<[u8; 32]> = smallvec::SmallVec::new();
+                name_text.extend_from_slice(self.entry_name(&e));
+                let name_text = std::str::from_utf8(&name_text).unwrap_or("X-Unknown");
+                let rest = std::str::from_utf8(&copy).unwrap_or_default();
+                let ne = self.new_entry(name_text, rest).ok()?;
+                self.headers[i] = ne;
+            }
         }
         self.edited = true;
-        Some(first)
+        Some(removed)
     }
 
     /// Replaces the topmost value of a list header (the first value of its first line) with

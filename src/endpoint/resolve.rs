@@ -189,7 +189,7 @@ impl Failover {
     /// refused at once marks the target down.
     async fn start(&mut self, target: Target) -> Result<Started, EndpointError> {
         let mut request = self.request.clone();
-        request.pop_via();
+        request.remove_top(sip_core::HeaderName::Via);
         request
             .push_via(&self.endpoint.via(target.transport))
             .map_err(sip_transaction::Error::from)?;

@@ -183,7 +183,7 @@ impl ResponseContext {
         // Step 3: remove our Via. With no Via left the response was for us (or the
         // downstream element dropped the Vias below ours): a provisional is dropped, a final
         // still counts, rebuilt on the request.
-        resp.pop_via();
+        resp.remove_top(sip_core::HeaderName::Via);
         if resp.values(HeaderName::Via).next().is_none() {
             if status < 200 {
                 return out;

@@ -224,7 +224,7 @@ fn step6_strict_router(req: &mut Message) -> Result<bool, ForwardError> {
     let Some(old_ruri) = req.uri_str().map(str::to_owned) else {
         return Ok(false);
     };
-    req.pop_route();
+    req.remove_top(sip_core::HeaderName::Route);
     req.append_header("Route", &format!("<{old_ruri}>"))?;
     req.set_request_uri(&next)?;
     Ok(true)

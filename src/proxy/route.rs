@@ -68,7 +68,7 @@ fn pop_own_routes(req: &mut Message, id: &Identity) -> usize {
         .next()
         .is_some_and(|v| names_us(v, id))
     {
-        if req.pop_route().is_none() {
+        if !req.remove_top(sip_core::HeaderName::Route) {
             break;
         }
         n += 1;

@@ -48,7 +48,7 @@ pub fn forward_response(
             return Err(DropReason::NotOurs);
         }
     }
-    resp.pop_via();
+    resp.remove_top(sip_core::HeaderName::Via);
     let hop = upstream_hop(&resp)?;
     Ok((resp, hop))
 }
