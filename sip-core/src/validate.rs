@@ -71,6 +71,21 @@ impl Message {
     /// # Ok::<(), sip_core::Error>(())
     /// ```
     pub fn validate(&self) -> Result<()> {
+        self.validate_top_via().map(|_| ())
+    }
+
+    /// [`validate`](Self::validate), returning the top Via it parsed on the way, so that a
+    /// transport stamping `received`/`rport` (RFC 3261 §18.2.1) does not parse it again
+    /// (`None` when the Via lines hold no value, which `validate` lets pass).
+    ///
+    /// ```
+    /// use sip_core::Message;
+    /// let m = Message::parse(&b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+    ///     To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"[..])?;
+    /// assert_eq!(m.validate_top_via()?.and_then(|v| v.branch()), Some("z9hG4bK1"));
+    /// # Ok::<(), sip_core::Error>(())
+    /// ```
+    pub fn validate_top_via(&self) -> Result<Option<Via<'_>>> {
         for name in MANDATORY {
             if !self.has(name) {
                 return Err(Error::MissingHeader {
@@ -100,8 +115,10 @@ impl Message {
         for name in SINGLE_ADDR {
             NameAddr::parse(self.header_text(name)?).map_err(|e| bad(name, e))?;
         }
+        let mut top = None;
         for v in self.values(HeaderName::Via) {
-            Via::parse(v).map_err(|e| bad(HeaderName::Via, e))?;
+            let via = Via::parse(v).map_err(|e| bad(HeaderName::Via, e))?;
+            top.get_or_insert(via);
         }
         for v in self.values(HeaderName::Contact) {
             ContactValue::parse(v).map_err(|e| bad(HeaderName::Contact, e))?;
@@ -122,7 +139,7 @@ impl Message {
         if let Some(v) = self.header_opt(HeaderName::ContentType)? {
             MediaType::parse(v).map_err(|e| bad(HeaderName::ContentType, e))?;
         }
-        Ok(())
+        Ok(top)
     }
 
     fn check_single_valued(&self) -> Result<()> {

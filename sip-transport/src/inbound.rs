@@ -7,7 +7,7 @@ use tracing::debug;
 
 use crate::config::TransportConfig;
 use crate::stats::Counters;
-use crate::via::stamp_via;
+use crate::via::{apply_stamp, stamp_via, stamped_value};
 
 /// The outcome of processing one received message.
 #[allow(clippy::large_enum_variant)]
@@ -59,18 +59,28 @@ pub(crate) fn process_message(
     cfg: &TransportConfig,
     stats: &Counters,
 ) -> Inbound {
+    // The top Via is parsed once: by the validation, which hands it to the stamp.
     let checked = if cfg.validate {
-        msg.validate()
+        msg.validate_top_via()
     } else {
-        msg.via().map(|_| ())
+        msg.via().map(Some)
     };
-    if let Err(e) = checked {
-        Counters::bump(&stats.parse_failures);
-        debug!(%flow, error = %e, request = msg.is_request(), "invalid message");
-        return answer(&msg, &e, stats);
-    }
-    if msg.is_request() {
-        if let Err(e) = stamp_via(&mut msg, flow.remote) {
+    let stamp = match checked {
+        Err(e) => {
+            Counters::bump(&stats.parse_failures);
+            debug!(%flow, error = %e, request = msg.is_request(), "invalid message");
+            return answer(&msg, &e, stats);
+        }
+        Ok(top) if msg.is_request() => Some(top.map(|via| stamped_value(&via, flow.remote))),
+        Ok(_) => None,
+    };
+    if let Some(stamp) = stamp {
+        let stamped = match stamp {
+            Some(new) => apply_stamp(&mut msg, new),
+            // Via lines without a value: the stamp reports what is wrong.
+            None => stamp_via(&mut msg, flow.remote),
+        };
+        if let Err(e) = stamped {
             Counters::bump(&stats.parse_failures);
             debug!(%flow, error = %e, "top Via cannot be stamped");
             return answer(&msg, &e, stats);

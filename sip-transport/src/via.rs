@@ -30,28 +30,45 @@ use sip_core::{Message, Result, Transport};
 /// assert_eq!(via.branch(), Some("z9hG4bK1"));
 /// ```
 pub fn stamp_via(msg: &mut Message, source: SocketAddr) -> Result<bool> {
+    let new = stamped_value(&msg.via()?, source);
+    apply_stamp(msg, new)
+}
+
+/// The top Via value stamped for `source`, or `None` when it needs no change (see
+/// [`stamp_via`]); for a caller that has parsed the top Via already.
+pub(crate) fn stamped_value(via: &Via<'_>, source: SocketAddr) -> Option<ViaText> {
     let src_ip = source.ip().to_canonical();
-    let new = {
-        let via = msg.via()?;
-        let rport_wanted = via.rport() == Some(None);
-        let differs = match via.sent_by_host() {
-            Host::Ipv4(a) => IpAddr::V4(*a) != src_ip,
-            Host::Ipv6(a) => IpAddr::V6(*a).to_canonical() != src_ip,
-            Host::Domain(_) => true,
-        };
-        let received_right = via.received_addr().map(|r| r.to_canonical()) == Some(src_ip);
-        if !rport_wanted && (!differs || received_right) {
-            return Ok(false);
-        }
-        rewrite_params(&via, src_ip, rport_wanted.then_some(source.port()))
+    let rport_wanted = via.rport() == Some(None);
+    let differs = match via.sent_by_host() {
+        Host::Ipv4(a) => IpAddr::V4(*a) != src_ip,
+        Host::Ipv6(a) => IpAddr::V6(*a).to_canonical() != src_ip,
+        Host::Domain(_) => true,
     };
-    msg.set_top_value(sip_core::HeaderName::Via, new.as_str())?;
-    Ok(true)
+    let received_right = via.received_addr().map(|r| r.to_canonical()) == Some(src_ip);
+    if !rport_wanted && (!differs || received_right) {
+        return None;
+    }
+    Some(rewrite_params(
+        via,
+        src_ip,
+        rport_wanted.then_some(source.port()),
+    ))
+}
+
+/// Writes a [`stamped_value`] into the message; whether it changed.
+pub(crate) fn apply_stamp(msg: &mut Message, new: Option<ViaText>) -> Result<bool> {
+    match new {
+        Some(v) => {
+            msg.set_top_value(sip_core::HeaderName::Via, v.as_str())?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// A Via value put together on the stack (most fit in 256 bytes; a longer one moves to the
 /// heap).
-struct ViaText {
+pub(crate) struct ViaText {
     buf: [u8; 256],
     len: usize,
     heap: Option<Vec<u8>>,
