@@ -283,6 +283,48 @@ fn header_params<'a>(
     Ok(tag)
 }
 
+/// The `tag` parameter of a From or To value, found without parsing the URI: the header
+/// parameters follow the `>` of a name-addr (a quoted display name may hold any character)
+/// or, for an addr-spec, its first `;`. For a well-formed value this is what
+/// [`NameAddr::parse`] gives as [`NameAddr::tag`], at a fraction of the cost.
+///
+/// ```
+/// use sip_core::addr::tag_param;
+/// assert_eq!(tag_param("\"B; <tag=x>\" <sip:b@y;tag=u>;x=2;tag=7"), Some("7"));
+/// assert_eq!(tag_param("sip:b@y;tag=3;x"), Some("3"));
+/// assert_eq!(tag_param("<sip:b@y>"), None);
+/// ```
+pub fn tag_param(v: &str) -> Option<&str> {
+    let b = v.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    let params = loop {
+        match *b.get(i)? {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let close = v[i..].find('>')?;
+                break v[i + close + 1..].split_once(';')?.1;
+            }
+            b';' if !quoted => break &v[i + 1..],
+            _ => {}
+        }
+        i += 1;
+    };
+    params.split(';').find_map(|p| {
+        let p = p.trim_ascii_start();
+        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
+            Some(i) => (&p[..i], &p[i + 1..]),
+            None => (p, ""),
+        };
+        // A `tag` without a value is no tag (as the parser reads it).
+        n.trim_ascii_end()
+            .eq_ignore_ascii_case("tag")
+            .then(|| v.trim_ascii())
+            .filter(|v| !v.is_empty())
+    })
+}
+
 /// Parses a `qvalue` (RFC 3261 §25.1: `"0" ["." 0*3DIGIT] / "1" ["." 0*3"0"]`) into
 /// thousandths.
 ///

@@ -556,9 +556,8 @@ impl Message {
                 // RFC 3261 §8.2.6.1: a 100 echoes Timestamp.
                 HeaderName::Timestamp => status == 100,
                 HeaderName::To => {
-                    to_has_tag = crate::addr::NameAddr::parse(v)
-                        .map(|a| a.tag().is_some())
-                        .unwrap_or(false);
+                    // A scan, not a parse: the To was checked when the request arrived.
+                    to_has_tag = crate::addr::tag_param(v).is_some();
                     to = Some(locate(h.name, src, &mut extra.copied, v.as_bytes()));
                     false
                 }

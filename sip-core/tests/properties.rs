@@ -150,6 +150,49 @@ impl Generated {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// The tag scan a response builder and the proxy use agrees with the full parse on every
+    /// value the parser accepts: display names (quoted, with `;`, `<`, `tag=` and escapes),
+    /// URI parameters named tag, addr-specs, header parameters in any order and case.
+    #[test]
+    fn tag_scan_agrees_with_the_parse(
+        display in prop_oneof![
+            Just(String::new()),
+            token().prop_map(|t| format!("{t} ")),
+            "[a-z ;<>=,tag]{0,10}".prop_map(|t| format!("\"{t}\" ")),
+            Just("\"a\\\"<;tag=q\" ".to_owned()),
+        ],
+        user in token(),
+        h in host(),
+        uri_tag in proptest::option::of(token()),
+        angle in any::<bool>(),
+        params in proptest::collection::vec(
+            (prop_oneof![Just("tag".to_owned()), Just("TAG".to_owned()), token()],
+             proptest::option::of(token())),
+            0..4,
+        ),
+    ) {
+        let uri = match (&uri_tag, angle) {
+            (Some(t), true) => format!("sip:{user}@{h};tag={t}"),
+            _ => format!("sip:{user}@{h}"),
+        };
+        let mut v = if angle || !display.is_empty() {
+            format!("{display}<{uri}>")
+        } else {
+            uri
+        };
+        for (n, val) in &params {
+            v.push(';');
+            v.push_str(n);
+            if let Some(val) = val {
+                v.push('=');
+                v.push_str(val);
+            }
+        }
+        if let Ok(parsed) = sip_core::addr::NameAddr::parse(&v) {
+            prop_assert_eq!(sip_core::addr::tag_param(&v), parsed.tag(), "{}", v);
+        }
+    }
+
     #[test]
     fn generated_messages_parse_validate_and_round_trip(g in generated()) {
         let wire = g.wire();

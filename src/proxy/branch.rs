@@ -26,9 +26,11 @@ fn hasher() -> impl Hasher {
 /// The loop-detection part: a hash of the fields that affect routing (§16.6 step 8).
 pub fn loop_hash(req: &Message) -> u64 {
     let mut h = hasher();
-    req.header(HeaderName::To).and_then(header_tag).hash(&mut h);
+    req.header(HeaderName::To)
+        .and_then(sip_core::addr::tag_param)
+        .hash(&mut h);
     req.header(HeaderName::From)
-        .and_then(header_tag)
+        .and_then(sip_core::addr::tag_param)
         .hash(&mut h);
     req.call_id().hash(&mut h);
     req.uri_str().hash(&mut h);
@@ -55,29 +57,6 @@ fn unique_hash(req: &Message, index: usize) -> u64 {
     }
     index.hash(&mut h);
     h.finish()
-}
-
-/// The `tag` parameter of a From or To value, found without parsing the URI: the header
-/// parameters follow the `>` of a name-addr (a quoted display name may hold any character)
-/// or, for an addr-spec, its first `;`.
-fn header_tag(v: &str) -> Option<&str> {
-    let b = v.as_bytes();
-    let mut i = 0;
-    let mut quoted = false;
-    let params = loop {
-        match *b.get(i)? {
-            b'\\' if quoted => i += 1,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => {
-                let close = v[i..].find('>')?;
-                break v[i + close + 1..].split_once(';')?.1;
-            }
-            b';' if !quoted => break &v[i + 1..],
-            _ => {}
-        }
-        i += 1;
-    };
-    param(params, "tag")
 }
 
 /// The value of parameter `name` (case-insensitive) in `a=1;b;c=2`, whitespace trimmed.
@@ -161,7 +140,7 @@ mod tests {
             "\"a\\\"<\" <sip:b@y>;tag=4",
         ] {
             let parsed = sip_core::addr::NameAddr::parse(v).unwrap();
-            assert_eq!(header_tag(v), parsed.tag(), "{v}");
+            assert_eq!(sip_core::addr::tag_param(v), parsed.tag(), "{v}");
         }
         let mut h = String::new();
         push_hex(&mut h, 0x0123_4567_89ab_cdef);
