@@ -370,19 +370,28 @@ fn locate(name: HeaderName, buf: &Bytes, owned: &mut Vec<u8>, s: &[u8]) -> Copie
     }
 }
 
-/// Appends the decimal digits of `n` (no allocation).
-fn push_decimal(out: &mut impl BufMut, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// The decimal digits of `n`, written into `buf` (no allocation, no formatter).
+///
+/// ```
+/// let mut buf = [0u8; 20];
+/// assert_eq!(sip_core::builder::decimal_digits(3600, &mut buf), b"3600");
+/// ```
+pub fn decimal_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.put_slice(&digits[i..]);
+    &buf[i..]
+}
+
+/// Appends the decimal digits of `n` (no allocation).
+fn push_decimal(out: &mut impl BufMut, n: usize) {
+    out.put_slice(decimal_digits(n as u64, &mut [0u8; 20]));
 }
 
 /// Length of the To-tag a response gets when the caller gives none (as

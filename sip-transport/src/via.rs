@@ -106,18 +106,11 @@ impl ViaText {
         self.push_str(c.encode_utf8(&mut b));
     }
 
-    fn push_decimal(&mut self, mut n: u32) {
-        let mut d = [0u8; 10];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.push_bytes(&d[i..]);
+    fn push_decimal(&mut self, n: u32) {
+        self.push_bytes(sip_core::builder::decimal_digits(
+            u64::from(n),
+            &mut [0; 20],
+        ));
     }
 
     fn as_str(&self) -> &str {

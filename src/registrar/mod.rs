@@ -818,7 +818,10 @@ fn write_contact(out: &mut Vec<u8>, binding: &Binding, now: Instant) {
     out.push(b'<');
     out.extend_from_slice(binding.contact.as_bytes());
     out.extend_from_slice(b">;expires=");
-    push_u64(out, binding.remaining(now));
+    out.extend_from_slice(sip_core::builder::decimal_digits(
+        binding.remaining(now),
+        &mut [0; 20],
+    ));
     if binding.q != 1000 {
         let mut q = String::new();
         push_q(&mut q, binding.q);
@@ -829,23 +832,11 @@ fn write_contact(out: &mut Vec<u8>, binding: &Binding, now: Instant) {
         out.extend_from_slice(b";+sip.instance=\"");
         out.extend_from_slice(i.as_bytes());
         out.extend_from_slice(b"\";reg-id=");
-        push_u64(out, u64::from(r));
+        out.extend_from_slice(sip_core::builder::decimal_digits(
+            u64::from(r),
+            &mut [0; 20],
+        ));
     }
-}
-
-/// Appends the decimal digits of `n`.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The host of a canonical AOR (`sip:user@host`).
