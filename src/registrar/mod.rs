@@ -748,33 +748,33 @@ impl<S: LocationStore> Registrar<S> {
                 }
             }
         };
-        // Events are built only for someone listening (each carries the AOR as a String).
+        // Every change is logged; events are built only for someone listening (each carries
+        // the AOR as a String).
         let listened = self.events.receiver_count() > 0;
-        for ch in changes.into_iter().filter(|_| listened) {
-            let event = match ch {
+        for ch in changes {
+            let (b, kind): (&Binding, fn(String, Binding) -> RegistrarEvent) = match &ch {
                 BindingChange::Added(b) => {
                     tracing::info!(%aor, contact = %b.contact, expires = b.remaining(now), %flow, "registered");
-                    RegistrarEvent::Registered {
-                        aor: aor.to_string(),
-                        binding: b,
-                    }
+                    (b, |aor, binding| RegistrarEvent::Registered {
+                        aor,
+                        binding,
+                    })
                 }
                 BindingChange::Refreshed(b) => {
                     tracing::debug!(%aor, contact = %b.contact, expires = b.remaining(now), "refreshed");
-                    RegistrarEvent::Refreshed {
-                        aor: aor.to_string(),
-                        binding: b,
-                    }
+                    (b, |aor, binding| RegistrarEvent::Refreshed { aor, binding })
                 }
                 BindingChange::Removed(b) => {
                     tracing::info!(%aor, contact = %b.contact, "unregistered");
-                    RegistrarEvent::Unregistered {
-                        aor: aor.to_string(),
-                        binding: b,
-                    }
+                    (b, |aor, binding| RegistrarEvent::Unregistered {
+                        aor,
+                        binding,
+                    })
                 }
             };
-            self.emit(event);
+            if listened {
+                self.emit(kind(aor.to_string(), b.clone()));
+            }
         }
         inc(&self.stats.accepted);
         self.ok_response(req, &bindings, now, wall)
