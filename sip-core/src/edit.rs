@@ -222,10 +222,10 @@ impl Message {
         let first_at = first.as_ptr() as usize - text.as_ptr() as usize;
         let first_end = first_at + first.len();
         let after = text.get(first_end..).unwrap_or_default();
-        let after = after.trim_start_matches([' ', '\t']);
+        let after = crate::text::trim_lws(after);
         let rest = after
             .strip_prefix(',')
-            .map(|more| more.trim_matches([' ', '\t']))
+            .map(crate::text::trim_lws)
             .filter(|r| !r.is_empty());
         let removed = (e.src, base + first_at, base + first_end);
         match rest {
@@ -275,9 +275,9 @@ impl Message {
             if let Some(first) = crate::text::split_values(text).next() {
                 let end = first.as_ptr() as usize - text.as_ptr() as usize + first.len();
                 let after = text.get(end..).unwrap_or_default();
-                let after = after.trim_start_matches([' ', '\t']);
+                let after = crate::text::trim_lws(after);
                 if let Some(more) = after.strip_prefix(',') {
-                    rest.extend_from_slice(more.trim_matches([' ', '\t']).as_bytes());
+                    rest.extend_from_slice(crate::text::trim_lws(more).as_bytes());
                 }
             }
         }
@@ -417,6 +417,47 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Folding between a line's values (the fuzz target round_trip found a Route folded after
+    /// its comma): the values after the first are kept, without the fold's line break at the
+    /// start of the rewritten line, whichever side of the comma the fold is on.
+    #[test]
+    fn top_value_edits_keep_values_after_a_fold() {
+        for route in [
+            "<sip:a;lr>  ,\r\n\t\t<sip:b;lr>",
+            "<sip:a;lr>\r\n ,<sip:b;lr>, <sip:c;lr>",
+        ] {
+            let raw = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP v;branch=z9hG4bK1\r\nRoute: {route}\r\n\
+                 To: <sip:a@b>;tag=2\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            let m = Message::parse(raw.into_bytes()).unwrap();
+            let after_first: Vec<String> = m
+                .values(HeaderName::Route)
+                .skip(1)
+                .map(str::to_owned)
+                .collect();
+            let mut popped = m.clone();
+            assert_eq!(popped.pop_route().as_deref(), Some("<sip:a;lr>"));
+            let mut removed = m.clone();
+            assert!(removed.remove_top(HeaderName::Route));
+            let mut replaced = m.clone();
+            replaced
+                .set_top_value(HeaderName::Route, "<sip:z;lr>")
+                .unwrap();
+            for edited in [&popped, &removed] {
+                let again = Message::parse(edited.to_bytes()).unwrap();
+                assert_eq!(&again, edited);
+                let left: Vec<&str> = again.values(HeaderName::Route).collect();
+                assert_eq!(left, after_first);
+            }
+            let again = Message::parse(replaced.to_bytes()).unwrap();
+            assert_eq!(again, replaced);
+            let mut want = vec!["<sip:z;lr>".to_owned()];
+            want.extend(after_first.iter().cloned());
+            assert_eq!(again.values(HeaderName::Route).collect::<Vec<_>>(), want);
+        }
+    }
 
     const RAW: &[u8] = b"INVITE sip:bob@b.example SIP/2.0\r\n\
 Via: SIP/2.0/UDP p1.example;branch=z9hG4bK1, SIP/2.0/UDP ua.example;branch=z9hG4bK0\r\n\
