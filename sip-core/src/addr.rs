@@ -311,17 +311,36 @@ pub fn tag_param(v: &str) -> Option<&str> {
         }
         i += 1;
     };
+    // A `tag` without a value is no tag (as the parser reads it): a later one still counts.
     params.split(';').find_map(|p| {
-        let p = p.trim_ascii_start();
-        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
-            Some(i) => (&p[..i], &p[i + 1..]),
-            None => (p, ""),
-        };
-        // A `tag` without a value is no tag (as the parser reads it).
-        n.trim_ascii_end()
-            .eq_ignore_ascii_case("tag")
-            .then(|| v.trim_ascii())
-            .filter(|v| !v.is_empty())
+        let (n, v) = param_pair(p);
+        (n.eq_ignore_ascii_case("tag") && !v.is_empty()).then_some(v)
+    })
+}
+
+/// One `name[=value]` of a parameter list, both trimmed.
+fn param_pair(p: &str) -> (&str, &str) {
+    let p = p.trim_ascii_start();
+    match memchr::memchr(b'=', p.as_bytes()) {
+        Some(i) => (p[..i].trim_ascii_end(), p[i + 1..].trim_ascii()),
+        None => (p.trim_ascii_end(), ""),
+    }
+}
+
+/// The value of parameter `name` (case-insensitive) in `a=1;b;c=2`, whitespace trimmed; `""`
+/// for a parameter without a value. A byte scan for plain parameter lists (no quoted values),
+/// such as a Via's or a name-addr's after its URI.
+///
+/// ```
+/// use sip_core::addr::header_param;
+/// assert_eq!(header_param("branch=z9hG4bK1; RPORT", "rport"), Some(""));
+/// assert_eq!(header_param("branch=z9hG4bK1;rport", "Branch"), Some("z9hG4bK1"));
+/// assert_eq!(header_param("branch=z9hG4bK1", "received"), None);
+/// ```
+pub fn header_param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
+    params.split(';').find_map(|p| {
+        let (n, v) = param_pair(p);
+        n.eq_ignore_ascii_case(name).then_some(v)
     })
 }
 

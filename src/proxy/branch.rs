@@ -49,7 +49,10 @@ fn unique_hash(req: &Message, index: usize) -> u64 {
     let mut h = hasher();
     match req.values(HeaderName::Via).next() {
         // A Via's parameters follow its sent-by, which holds no `;`.
-        Some(v) => match v.split_once(';').and_then(|(_, p)| param(p, "branch")) {
+        Some(v) => match v
+            .split_once(';')
+            .and_then(|(_, p)| sip_core::addr::header_param(p, "branch"))
+        {
             Some(b) => b.hash(&mut h),
             None => v.hash(&mut h),
         },
@@ -57,21 +60,6 @@ fn unique_hash(req: &Message, index: usize) -> u64 {
     }
     index.hash(&mut h);
     h.finish()
-}
-
-/// The value of parameter `name` (case-insensitive) in `a=1;b;c=2`, whitespace trimmed.
-/// A byte scan: this runs three times for every forwarded request.
-fn param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
-    params.split(';').find_map(|p| {
-        let p = p.trim_ascii_start();
-        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
-            Some(i) => (&p[..i], &p[i + 1..]),
-            None => (p, ""),
-        };
-        n.trim_ascii_end()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim_ascii())
-    })
 }
 
 /// The branch for the `index`-th forward of `received` (§16.6 step 8).
