@@ -430,7 +430,7 @@ impl Scratch {
         let value_at = self.bytes.len();
         write(&mut self.bytes);
         let value = &self.bytes[value_at..];
-        if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+        if memchr::memchr3(b'\r', b'\n', 0, value).is_some() {
             self.bytes.truncate(line);
             return false;
         }

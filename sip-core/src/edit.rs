@@ -57,14 +57,20 @@ impl Message {
     /// Writes `name: value` into the edit buffer and returns its table entry.
     fn new_entry(&mut self, name: &str, value: &str) -> Result<Entry> {
         check_name(name)?;
+        self.new_entry_named(HeaderName::from_bytes(name.as_bytes()), name, value)
+    }
+
+    /// [`new_entry`](Self::new_entry) for a name already resolved: `name` is what `spelled`
+    /// resolves to, and `spelled` a valid header name (a canonical spelling or one checked).
+    fn new_entry_named(&mut self, name: HeaderName, spelled: &str, value: &str) -> Result<Entry> {
         check_value(value)?;
         let value = value.trim_matches(|c| c == ' ' || c == '\t');
         // One allocation for the line (with room for a few more edits on the first one),
         // not one per piece written.
         let room = if self.extra.capacity() == 0 { 128 } else { 0 };
-        self.extra.reserve(name.len() + 2 + value.len() + room);
+        self.extra.reserve(spelled.len() + 2 + value.len() + room);
         let line = self.extra.len();
-        self.extra.extend_from_slice(name.as_bytes());
+        self.extra.extend_from_slice(spelled.as_bytes());
         self.extra.extend_from_slice(b": ");
         let v = self.extra.len();
         self.extra.extend_from_slice(value.as_bytes());
@@ -75,13 +81,22 @@ impl Message {
             });
         }
         Ok(Entry {
-            name: HeaderName::from_bytes(name.as_bytes()),
+            name,
             src: Src::Extra,
-            name_len: name.len() as u16,
+            name_len: spelled.len() as u16,
             line: line as u32,
             value: v as u32,
             end: self.extra.len() as u32,
         })
+    }
+
+    /// A new line for a header given by its resolved name: its canonical spelling, without
+    /// checking or resolving the name again.
+    fn new_entry_for(&mut self, name: HeaderName, value: &str) -> Result<Entry> {
+        match name.canonical() {
+            Some(spelled) => self.new_entry_named(name, spelled, value),
+            None => self.new_entry("X-Unknown", value),
+        }
     }
 
     fn spelled(name: HeaderName, fallback: &str) -> &str {
@@ -173,8 +188,7 @@ impl Message {
     /// Adds a value at the top of a list header (Via, Record-Route…): a new line before the
     /// first line of that header, or at `fallback_index` when there is none.
     fn push_top(&mut self, name: HeaderName, value: &str, fallback_index: usize) -> Result<()> {
-        let spelled = Self::spelled(name, "X-Unknown");
-        let e = self.new_entry(spelled, value)?;
+        let e = self.new_entry_for(name, value)?;
         let at = self
             .headers
             .iter()
@@ -281,7 +295,7 @@ impl Message {
                 }
             }
         }
-        let top = self.new_entry(Self::spelled(name, "X-Unknown"), value)?;
+        let top = self.new_entry_for(name, value)?;
         if rest.is_empty() {
             self.headers[i] = top;
         } else {

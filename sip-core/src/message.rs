@@ -339,6 +339,17 @@ impl Message {
         }
     }
 
+    /// [`values`](Self::values) starting at header line `start` (the name's first line, known
+    /// to the caller): the lines before it are not looked at.
+    pub(crate) fn values_from(&self, name: HeaderName, start: usize) -> Values<'_> {
+        Values {
+            msg: self,
+            name,
+            next_entry: start,
+            line: crate::text::split_values(""),
+        }
+    }
+
     /// The Call-ID.
     #[inline]
     pub fn call_id(&self) -> Option<&str> {

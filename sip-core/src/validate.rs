@@ -86,16 +86,24 @@ impl Message {
     /// # Ok::<(), sip_core::Error>(())
     /// ```
     pub fn validate_top_via(&self) -> Result<Option<Via<'_>>> {
+        // One pass over the header lines finds where each header starts and the first repeated
+        // single-valued one; the checks below then run in their documented order without
+        // scanning the lines again for each name.
+        let index = HeaderIndex::of(self);
         for name in MANDATORY {
-            if !self.has(name) {
+            if index.first(name).is_none() {
                 return Err(Error::MissingHeader {
                     name: name.canonical().unwrap_or("(other)"),
                 });
             }
         }
-        self.check_single_valued()?;
+        if let Some(name) = index.duplicate {
+            return Err(Error::DuplicateHeader {
+                name: name.canonical().unwrap_or("(other)"),
+            });
+        }
 
-        let cseq = CSeq::parse(self.header_text(HeaderName::CSeq)?)
+        let cseq = CSeq::parse(self.indexed_text(&index, HeaderName::CSeq)?)
             .map_err(|e| bad(HeaderName::CSeq, e))?;
         if let Some(method) = self.method() {
             if cseq.method != method {
@@ -104,7 +112,7 @@ impl Message {
             self.check_request_uri()?;
         }
 
-        let call_id = self.header_text(HeaderName::CallId)?;
+        let call_id = self.indexed_text(&index, HeaderName::CallId)?;
         if !headers::is_valid_call_id(call_id) {
             return Err(Error::InvalidHeader {
                 name: "Call-ID",
@@ -113,49 +121,33 @@ impl Message {
             });
         }
         for name in SINGLE_ADDR {
-            NameAddr::parse(self.header_text(name)?).map_err(|e| bad(name, e))?;
+            NameAddr::parse(self.indexed_text(&index, name)?).map_err(|e| bad(name, e))?;
         }
         let mut top = None;
-        for v in self.values(HeaderName::Via) {
+        for v in index.values(self, HeaderName::Via) {
             let via = Via::parse(v).map_err(|e| bad(HeaderName::Via, e))?;
             top.get_or_insert(via);
         }
-        for v in self.values(HeaderName::Contact) {
+        for v in index.values(self, HeaderName::Contact) {
             ContactValue::parse(v).map_err(|e| bad(HeaderName::Contact, e))?;
         }
         for name in [HeaderName::Route, HeaderName::RecordRoute] {
-            for v in self.values(name) {
+            for v in index.values(self, name) {
                 NameAddr::parse(v).map_err(|e| bad(name, e))?;
             }
         }
-        if let Some(v) = self.header_opt(HeaderName::MaxForwards)? {
+        if let Some(v) = self.indexed_opt(&index, HeaderName::MaxForwards)? {
             headers::parse_max_forwards(v).map_err(|e| bad(HeaderName::MaxForwards, e))?;
         }
         for name in [HeaderName::Expires, HeaderName::MinExpires] {
-            if let Some(v) = self.header_opt(name)? {
+            if let Some(v) = self.indexed_opt(&index, name)? {
                 headers::parse_expires(v).map_err(|e| bad(name, e))?;
             }
         }
-        if let Some(v) = self.header_opt(HeaderName::ContentType)? {
+        if let Some(v) = self.indexed_opt(&index, HeaderName::ContentType)? {
             MediaType::parse(v).map_err(|e| bad(HeaderName::ContentType, e))?;
         }
         Ok(top)
-    }
-
-    fn check_single_valued(&self) -> Result<()> {
-        let mut seen = [false; 256];
-        for h in &self.headers {
-            if h.name.is_single_valued() {
-                let slot = &mut seen[h.name as u8 as usize];
-                if *slot {
-                    return Err(Error::DuplicateHeader {
-                        name: h.name.canonical().unwrap_or("(other)"),
-                    });
-                }
-                *slot = true;
-            }
-        }
-        Ok(())
     }
 
     fn check_request_uri(&self) -> Result<()> {
@@ -179,22 +171,64 @@ impl Message {
         }
     }
 
-    fn header_text(&self, name: HeaderName) -> Result<&str> {
-        self.header_opt(name)?.ok_or(Error::MissingHeader {
+    fn indexed_text(&self, index: &HeaderIndex, name: HeaderName) -> Result<&str> {
+        self.indexed_opt(index, name)?.ok_or(Error::MissingHeader {
             name: name.canonical().unwrap_or("(other)"),
         })
     }
 
-    fn header_opt(&self, name: HeaderName) -> Result<Option<&str>> {
-        match self.header_bytes(name) {
-            None => Ok(None),
-            Some(v) => crate::text::to_str(v)
-                .map(Some)
-                .map_err(|e| Error::InvalidHeader {
-                    name: name.canonical().unwrap_or("(other)"),
-                    offset: e.valid_up_to(),
-                    reason: "not UTF-8",
-                }),
+    fn indexed_opt(&self, index: &HeaderIndex, name: HeaderName) -> Result<Option<&str>> {
+        let Some(e) = index.first(name).and_then(|i| self.headers.get(i)) else {
+            return Ok(None);
+        };
+        crate::text::to_str(self.entry_value(e))
+            .map(Some)
+            .map_err(|e| Error::InvalidHeader {
+                name: name.canonical().unwrap_or("(other)"),
+                offset: e.valid_up_to(),
+                reason: "not UTF-8",
+            })
+    }
+}
+
+/// Where each header's first line is, and the first single-valued header that is repeated:
+/// what validation would otherwise find by scanning the lines once per header name.
+struct HeaderIndex {
+    /// Per [`HeaderName`] (its `u8` value), the index of its first line plus one (0: none).
+    first: [u32; 256],
+    duplicate: Option<HeaderName>,
+}
+
+impl HeaderIndex {
+    fn of(msg: &Message) -> HeaderIndex {
+        let mut index = HeaderIndex {
+            first: [0; 256],
+            duplicate: None,
+        };
+        for (i, h) in msg.headers.iter().enumerate() {
+            let slot = &mut index.first[h.name as u8 as usize];
+            if *slot == 0 {
+                // Entries hold u32 offsets, so a message has fewer than u32::MAX lines.
+                *slot = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            } else if h.name.is_single_valued() && index.duplicate.is_none() {
+                index.duplicate = Some(h.name);
+            }
+        }
+        index
+    }
+
+    fn first(&self, name: HeaderName) -> Option<usize> {
+        match self.first[name as u8 as usize] {
+            0 => None,
+            n => Some(n as usize - 1),
+        }
+    }
+
+    /// Every value of `name`, as [`Message::values`], starting at its first line.
+    fn values<'m>(&self, msg: &'m Message, name: HeaderName) -> crate::message::Values<'m> {
+        match self.first(name) {
+            Some(i) => msg.values_from(name, i),
+            None => msg.values_from(name, msg.headers.len()),
         }
     }
 }

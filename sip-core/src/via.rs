@@ -46,6 +46,10 @@ pub struct Via<'a> {
     rport: Option<Option<u16>>,
     maddr: Option<&'a str>,
     ttl: Option<u8>,
+    /// Where `received` and `rport` are written in `raw` (`;name[=value]`, empty ranges when
+    /// absent), when the parameters are the plain `;name[=value]` run and each occurs at most
+    /// once: what [`Via::text_without`] cuts out.
+    stamp_cuts: Option<[(u32, u32); 2]>,
 }
 
 impl<'a> Via<'a> {
@@ -86,7 +90,8 @@ impl<'a> Via<'a> {
         let mut p = KnownParams::default();
         // The usual `;name=value` run is scanned directly; anything else (LWS, quoted values,
         // IPv6 references, errors) goes through the general walker, which decides.
-        if !p.scan_plain(params) {
+        let plain = p.scan_plain(params);
+        if !plain {
             p = KnownParams::default();
             walk_header_params(params, pbase, |n, v| p.set(n, v))?;
         }
@@ -96,7 +101,15 @@ impl<'a> Via<'a> {
             rport: rport_raw,
             maddr,
             ttl: ttl_raw,
+            cuts,
+            repeated,
         } = p;
+        let stamp_cuts = (plain && !repeated).then(|| {
+            cuts.map(|(a, b)| {
+                let at = |x: usize| u32::try_from(i + x).unwrap_or(u32::MAX);
+                (at(a), at(b))
+            })
+        });
         let bad = |reason| Error::InvalidHeader {
             name: "Via",
             offset: pbase,
@@ -146,6 +159,7 @@ impl<'a> Via<'a> {
             rport,
             maddr,
             ttl,
+            stamp_cuts,
         })
     }
 
@@ -206,6 +220,35 @@ impl<'a> Via<'a> {
         self.received
     }
 
+    /// The value as written with its `received` parameter (and `rport` when `rport` is true)
+    /// cut out, as three pieces to write one after the other: what a transport stamping the
+    /// Via (RFC 3261 §18.2.1, RFC 3581 §4) keeps before appending its own. `None` when the
+    /// parameters are not the plain `;name[=value]` run (LWS, quotes) or either one occurs
+    /// twice; [`params`](Self::params) then has them.
+    ///
+    /// ```
+    /// use sip_core::via::Via;
+    /// let v = Via::parse("SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1;received=1.2.3.4").unwrap();
+    /// assert_eq!(v.text_without(true).unwrap().concat(), "SIP/2.0/UDP h:5060;branch=z9hG4bK1");
+    /// assert_eq!(v.text_without(false).unwrap().concat(), "SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1");
+    /// ```
+    pub fn text_without(&self, rport: bool) -> Option<[&'a str; 3]> {
+        let [received, rp] = self.stamp_cuts?;
+        let rp = if rport { rp } else { (0, 0) };
+        let (mut first, mut second) = (received, rp);
+        if first == (0, 0) || (second != (0, 0) && second.0 < first.0) {
+            std::mem::swap(&mut first, &mut second);
+        }
+        let raw = self.raw;
+        let piece = |a: u32, b: u32| raw.get(a as usize..b as usize);
+        let end = raw.len() as u32;
+        Some(match (first, second) {
+            ((0, 0), _) => [raw, "", ""],
+            ((a, b), (0, 0)) => [piece(0, a)?, piece(b, end)?, ""],
+            ((a, b), (c, d)) => [piece(0, a)?, piece(b, c)?, piece(d, end)?],
+        })
+    }
+
     /// The `received` parameter as an address.
     pub fn received_addr(&self) -> Option<IpAddr> {
         self.received.and_then(parse_ip)
@@ -243,6 +286,11 @@ struct KnownParams<'a> {
     rport: Option<Option<&'a str>>,
     maddr: Option<Option<&'a str>>,
     ttl: Option<Option<&'a str>>,
+    /// The plain scan's byte ranges of `received` and `rport` (from their `;`), in the text
+    /// scanned.
+    cuts: [(usize, usize); 2],
+    /// Whether `received` or `rport` occurs more than once.
+    repeated: bool,
 }
 
 impl<'a> KnownParams<'a> {
@@ -274,6 +322,7 @@ impl<'a> KnownParams<'a> {
             if b[i] != b';' {
                 return false;
             }
+            let i_start = i;
             let ns = i + 1;
             let ne = scan_token(b, ns);
             let Some(name) = slice(s, ns, ne).filter(|n| !n.is_empty()) else {
@@ -292,9 +341,25 @@ impl<'a> KnownParams<'a> {
                 i = ne;
                 None
             };
+            if let Some(k) = stamp_param(name) {
+                if self.cuts[k] != (0, 0) {
+                    self.repeated = true;
+                }
+                self.cuts[k] = (i_start, i);
+            }
             self.set(name, value);
         }
         true
+    }
+}
+
+/// Which of the parameters a transport stamps `name` is: 0 `received`, 1 `rport`.
+#[inline]
+fn stamp_param(name: &str) -> Option<usize> {
+    match name.len() {
+        8 if name_is(name, b"received") => Some(0),
+        5 if name_is(name, b"rport") => Some(1),
+        _ => None,
     }
 }
 

@@ -83,38 +83,56 @@ impl ViaText {
         }
     }
 
+    #[inline]
     fn push_bytes(&mut self, s: &[u8]) {
-        if let Some(h) = &mut self.heap {
-            h.extend_from_slice(s);
-        } else if let Some(dst) = self.buf.get_mut(self.len..self.len + s.len()) {
-            dst.copy_from_slice(s);
-            self.len += s.len();
-        } else {
-            let mut h = Vec::with_capacity(self.len + s.len() + 64);
-            h.extend_from_slice(&self.buf[..self.len]);
-            h.extend_from_slice(s);
-            self.heap = Some(h);
+        match self.buf.get_mut(self.len..self.len + s.len()) {
+            Some(dst) if self.heap.is_none() => {
+                dst.copy_from_slice(s);
+                self.len += s.len();
+            }
+            _ => self.spill(s),
         }
     }
 
+    #[cold]
+    fn spill(&mut self, s: &[u8]) {
+        let h = self.heap.get_or_insert_with(|| {
+            let mut h = Vec::with_capacity(self.len + s.len() + 64);
+            h.extend_from_slice(&self.buf[..self.len]);
+            h
+        });
+        h.extend_from_slice(s);
+    }
+
+    #[inline]
     fn push_str(&mut self, s: &str) {
         self.push_bytes(s.as_bytes());
     }
 
-    fn push(&mut self, c: char) {
-        let mut b = [0u8; 4];
-        self.push_str(c.encode_utf8(&mut b));
+    #[inline]
+    fn push_byte(&mut self, c: u8) {
+        self.push_bytes(&[c]);
     }
 
-    fn push_decimal(&mut self, n: u32) {
-        self.push_bytes(sip_core::builder::decimal_digits(
-            u64::from(n),
-            &mut [0; 20],
-        ));
+    /// Up to five digits (an octet, a port), written without the general formatter.
+    #[inline]
+    fn push_decimal(&mut self, n: u16) {
+        let mut d = [0u8; 5];
+        let mut i = d.len();
+        let mut v = n;
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push_bytes(&d[i..]);
     }
 
     fn as_str(&self) -> &str {
-        // Only `str`s and chars are ever written.
+        // Only `str`s and ASCII bytes are ever written.
         let b = match &self.heap {
             Some(h) => h.as_slice(),
             None => &self.buf[..self.len],
@@ -132,22 +150,33 @@ impl std::fmt::Write for ViaText {
 
 /// The Via value with `received` (and `rport` when asked for) set, other parameters kept.
 fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> ViaText {
-    let raw = via.as_str();
-    let params = via.params();
-    let head_len = raw.len().saturating_sub(params.as_str().len());
     let mut out = ViaText::new();
-    out.push_str(raw.get(..head_len).unwrap_or(raw).trim_end());
-    for (name, value) in params.iter() {
-        if name.eq_ignore_ascii_case("received")
-            || (rport.is_some() && name.eq_ignore_ascii_case("rport"))
-        {
-            continue;
+    match via.text_without(rport.is_some()) {
+        // The usual Via: its text as written, minus the two parameters (the same bytes the
+        // loop below writes for a plain parameter run).
+        Some(pieces) => {
+            for p in pieces {
+                out.push_str(p);
+            }
         }
-        out.push(';');
-        out.push_str(name);
-        if let Some(v) = value {
-            out.push('=');
-            out.push_str(v);
+        None => {
+            let raw = via.as_str();
+            let params = via.params();
+            let head_len = raw.len().saturating_sub(params.as_str().len());
+            out.push_str(raw.get(..head_len).unwrap_or(raw).trim_end());
+            for (name, value) in params.iter() {
+                if name.eq_ignore_ascii_case("received")
+                    || (rport.is_some() && name.eq_ignore_ascii_case("rport"))
+                {
+                    continue;
+                }
+                out.push_byte(b';');
+                out.push_str(name);
+                if let Some(v) = value {
+                    out.push_byte(b'=');
+                    out.push_str(v);
+                }
+            }
         }
     }
     // RFC 3581 §4 puts received before rport in its examples; order does not matter.
@@ -157,9 +186,9 @@ fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> ViaTex
         IpAddr::V4(a) => {
             for (i, o) in a.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push_byte(b'.');
                 }
-                out.push_decimal(u32::from(o));
+                out.push_decimal(u16::from(o));
             }
         }
         IpAddr::V6(a) => {
@@ -168,7 +197,7 @@ fn rewrite_params(via: &Via<'_>, received: IpAddr, rport: Option<u16>) -> ViaTex
     }
     if let Some(p) = rport {
         out.push_str(";rport=");
-        out.push_decimal(u32::from(p));
+        out.push_decimal(p);
     }
     out
 }
@@ -229,6 +258,45 @@ mod tests {
                 "SIP/2.0/UDP host.example;branch=z9hG4bK1;long={long};received=192.0.2.7;rport=4000"
             )
         );
+    }
+
+    /// The plain-text path (segments copied as written) writes what the parameter iterator
+    /// writes, and anything not plain takes the iterator.
+    #[test]
+    fn plain_parameters_are_copied_as_the_iterator_reads_them() {
+        for params in [
+            ";branch=z9hG4bK1;rport",
+            ";RPORT;branch=z9hG4bK1;Received=10.0.0.9;x",
+            ";branch=z9hG4bK1;rport=99;received=[2001:db8::1];maddr=10.0.0.1;ttl=3",
+            " ; branch=z9hG4bK1 ; rport",
+            ";branch=z9hG4bK1;rport ;x=1",
+            "",
+        ] {
+            let text = format!("SIP/2.0/UDP 10.0.0.1:5060{params}");
+            let via = Via::parse(&text).unwrap();
+            for rport in [None, Some(7000)] {
+                let fast = rewrite_params(&via, "192.0.2.1".parse().unwrap(), rport);
+                let mut slow = ViaText::new();
+                let raw = via.as_str();
+                let head = raw.len() - via.params().as_str().len();
+                slow.push_str(raw[..head].trim_end());
+                for (name, value) in via.params().iter() {
+                    if name.eq_ignore_ascii_case("received")
+                        || (rport.is_some() && name.eq_ignore_ascii_case("rport"))
+                    {
+                        continue;
+                    }
+                    slow.push_byte(b';');
+                    slow.push_str(name);
+                    if let Some(v) = value {
+                        slow.push_byte(b'=');
+                        slow.push_str(v);
+                    }
+                }
+                let tail = fast.as_str().rfind(";received=").unwrap();
+                assert_eq!(&fast.as_str()[..tail], slow.as_str(), "{params:?}");
+            }
+        }
     }
 
     #[test]
