@@ -80,6 +80,7 @@ impl Transaction {
             (State::Calling | State::Proceeding, 200..=299) => {
                 // RFC 6026 §7.2: Accepted, Timer M; the TU (not us) ACKs every 2xx.
                 self.state = State::Accepted;
+                self.release_request();
                 let step = self.linger(now, out, Timer::M, cfg.timer_b());
                 self.deliver(out, response, flow);
                 step
@@ -88,6 +89,7 @@ impl Transaction {
                 // §17.1.1.3: the transaction ACKs a non-2xx final response itself.
                 self.state = State::Completed;
                 self.stored = messages::ack_for(&self.request, &response);
+                self.release_request();
                 if let Some(ack) = self.stored.clone() {
                     self.send(out, ack, false);
                 }
@@ -138,6 +140,7 @@ impl Transaction {
             }
             (State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
+                self.release_request();
                 let step = self.linger(now, out, Timer::K, self.unreliable_only(cfg.t4()));
                 self.deliver(out, response, flow);
                 step

@@ -88,8 +88,7 @@ impl TransactionLayer {
         let method = msg.method().ok_or(Error::NotARequest)?;
         let is_ack = method == Method::Ack;
         let is_cancel = method == Method::Cancel;
-        let class = key::method_class(method).to_owned();
-        let rfc2543 = self.server_key(&msg, &class)?;
+        let rfc2543 = self.server_key(&msg, key::method_class(method))?;
         let found = self.server_index.get(&self.scratch[..]).copied();
         let matched = match found {
             Some(id) if !rfc2543 || self.rfc2543_to_tag_matches(id, &msg, is_ack) => Some(id),
@@ -128,7 +127,9 @@ impl TransactionLayer {
         } else {
             None
         };
-        let merged_with = self.merged_with(&msg);
+        // The merge key (§8.2.2.2) is computed once: looked up, then indexed under if new.
+        let merge_key = key::merge(&mut self.scratch, &msg).then(|| self.scratch.clone());
+        let merged_with = merge_key.as_deref().and_then(|k| self.merged_with(k));
         let kind = if method == Method::Invite {
             Kind::InviteServer
         } else {
@@ -141,8 +142,8 @@ impl TransactionLayer {
             msg.to_bytes(),
             index_key,
         );
-        if merged_with.is_none() && key::merge(&mut self.scratch, &msg) {
-            let mk: Box<[u8]> = self.scratch.as_slice().into();
+        if let Some(mk) = merge_key.filter(|_| merged_with.is_none()) {
+            let mk: Box<[u8]> = mk.into_boxed_slice();
             self.merge_index.insert(mk.clone(), id);
             if let Some(t) = self.txns.get_mut(&id) {
                 t.merge_key = Some(mk);
@@ -185,11 +186,8 @@ impl TransactionLayer {
 
     /// §8.2.2.2: a request without To tag whose From tag, Call-ID and CSeq are those of a live
     /// server transaction it did not match.
-    fn merged_with(&mut self, msg: &Message) -> Option<TransactionKey> {
-        if !key::merge(&mut self.scratch, msg) {
-            return None;
-        }
-        let id = self.merge_index.get(&self.scratch[..]).copied()?;
+    fn merged_with(&mut self, merge_key: &[u8]) -> Option<TransactionKey> {
+        let id = self.merge_index.get(merge_key).copied()?;
         self.out.stats.merged_requests += 1;
         Some(TransactionKey(id))
     }

@@ -40,6 +40,8 @@ pub struct TransactionLayer {
     pub(crate) server_index: HashMap<Box<[u8]>, u64>,
     pub(crate) merge_index: HashMap<Box<[u8]>, u64>,
     next_id: u64,
+    /// Live transactions per kind ([`Kind::index`]), kept as they are inserted and removed.
+    live_by_kind: [usize; 4],
     pub(crate) out: Out,
     pub(crate) scratch: Vec<u8>,
 }
@@ -60,6 +62,7 @@ impl TransactionLayer {
             server_index: HashMap::default(),
             merge_index: HashMap::default(),
             next_id: 1,
+            live_by_kind: [0; 4],
             out: Out::default(),
             scratch: Vec::with_capacity(128),
         }
@@ -90,7 +93,18 @@ impl TransactionLayer {
         &self.out.stats
     }
 
-    /// Live transactions by kind and state (walks the table).
+    /// Live transactions of one kind, counted as they come and go (no walk of the table).
+    ///
+    /// ```
+    /// use sip_transaction::{Kind, TransactionLayer};
+    /// assert_eq!(TransactionLayer::default().live_of_kind(Kind::InviteServer), 0);
+    /// ```
+    pub fn live_of_kind(&self, kind: Kind) -> usize {
+        self.live_by_kind.get(kind.index()).copied().unwrap_or(0)
+    }
+
+    /// Live transactions by kind and state (walks the table; [`live_of_kind`](Self::live_of_kind)
+    /// is the constant-time count by kind).
     pub fn state_counts(&self) -> StateCounts {
         let mut c = StateCounts::default();
         for t in self.txns.values() {
@@ -202,6 +216,9 @@ impl TransactionLayer {
         if let Some(c) = self.out.stats.created.get_mut(kind.index()) {
             *c += 1;
         }
+        if let Some(c) = self.live_by_kind.get_mut(kind.index()) {
+            *c += 1;
+        }
         tracing::debug!(txn = id, ?kind, "transaction created");
         self.compact_timers();
         id
@@ -230,6 +247,9 @@ impl TransactionLayer {
         let Some(t) = self.txns.remove(&id) else {
             return;
         };
+        if let Some(c) = self.live_by_kind.get_mut(t.kind.index()) {
+            *c = c.saturating_sub(1);
+        }
         let index = if t.kind.is_client() {
             &mut self.client_index
         } else {
@@ -397,7 +417,8 @@ impl TransactionLayer {
     /// [`send_request`](Self::send_request) once a provisional response has arrived.
     pub fn build_cancel(&self, key: TransactionKey) -> Result<Message, Error> {
         let t = self.txns.get(&key.0).ok_or(Error::UnknownTransaction)?;
-        if t.kind != Kind::InviteClient {
+        // After the final response there is nothing to cancel (§9.1), and the request is gone.
+        if t.kind != Kind::InviteClient || !matches!(t.state, State::Calling | State::Proceeding) {
             return Err(Error::InvalidState {
                 state: t.state,
                 status: 0,
@@ -468,5 +489,51 @@ c=IN IP4 192.0.2.101\r\nt=0 0\r\nm=audio 49172 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000
         println!("size_of::<Transaction>() = {size}; INVITE server after 180: {server} B; INVITE client: {client} B");
         assert!(server <= 2048, "{server}");
         assert!(client <= 2048, "{client}");
+    }
+
+    #[test]
+    fn a_final_response_releases_the_request_a_lingering_transaction_held() {
+        let mut layer = TransactionLayer::default();
+        let now = Instant::now();
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: "192.0.2.4:5060".parse().unwrap(),
+            remote: "192.0.2.101:5060".parse().unwrap(),
+        };
+        let invite = Message::parse(INVITE.as_bytes()).unwrap();
+        layer.handle_message(now, invite.clone(), flow).unwrap();
+        let server = match layer.poll_event() {
+            Some(Event::Request(r)) => r.key,
+            other => panic!("{other:?}"),
+        };
+        let client = layer
+            .send_request(
+                now,
+                invite.clone(),
+                Target::new(Transport::Udp, flow.remote),
+            )
+            .unwrap();
+        let held = |layer: &TransactionLayer, k: TransactionKey| layer.txns[&k.0].request.len();
+        assert!(held(&layer, server) > 0);
+        assert!(held(&layer, client) > 0);
+
+        let ok = invite.response(200).to_tag("8321234356").build().unwrap();
+        layer.respond(now, server, ok.clone()).unwrap();
+        let bytes = ok.to_bytes();
+        let resp = Message::parse(bytes).unwrap();
+        layer.handle_message(now, resp, flow).unwrap();
+        // Both linger in Accepted (RFC 6026) for 32 s over UDP, holding no message.
+        assert_eq!(layer.state(server).map(|s| s.1), Some(State::Accepted));
+        assert_eq!(layer.state(client).map(|s| s.1), Some(State::Accepted));
+        assert_eq!(held(&layer, server), 0);
+        assert_eq!(held(&layer, client), 0);
+        // Nothing is left to cancel.
+        assert!(matches!(
+            layer.build_cancel(client),
+            Err(Error::InvalidState {
+                state: State::Accepted,
+                ..
+            })
+        ));
     }
 }

@@ -118,6 +118,7 @@ impl Transaction {
                 // RFC 6026 §7.1: Accepted, Timer L; the TU retransmits the 2xx, not us.
                 self.state = State::Accepted;
                 self.stored = keep_2xx.then(|| bytes.clone());
+                self.release_request();
                 self.send(out, bytes, false);
                 Ok(self.linger(now, out, Timer::L, cfg.timer_b()))
             }
@@ -129,6 +130,7 @@ impl Transaction {
                 self.state = State::Completed;
                 self.disarm_all();
                 self.stored = Some(bytes.clone());
+                self.release_request();
                 self.send(out, bytes, false);
                 if !self.reliable {
                     self.interval = cfg.t1();
@@ -144,6 +146,7 @@ impl Transaction {
             }
             (Kind::NonInviteServer, State::Trying | State::Proceeding, 200..=699) => {
                 self.state = State::Completed;
+                self.release_request();
                 self.stored = Some(bytes.clone());
                 self.send(out, bytes, false);
                 let wait = self.unreliable_only(cfg.timer_b());

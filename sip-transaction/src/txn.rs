@@ -221,6 +221,17 @@ impl Transaction {
 
     /// Enters a lingering state for `wait` (Timer D, I, J, K, L or M): terminates at once
     /// when the wait is zero (reliable transports).
+    /// Drops the request once the final response is in: nothing retransmits it any more and
+    /// the ACK of a non-2xx is already built, while a UDP transaction lingers for up to 32 s
+    /// (Timers J, L, M) to absorb retransmissions, so thousands of them would otherwise keep a
+    /// message each. An RFC 2543 server transaction keeps it: its To-tag matching reads it.
+    pub(crate) fn release_request(&mut self) {
+        let rfc2543_server = !self.kind.is_client() && self.index_key.first() == Some(&1);
+        if !rfc2543_server {
+            self.request = Bytes::new();
+        }
+    }
+
     pub(crate) fn linger(
         &mut self,
         now: Instant,

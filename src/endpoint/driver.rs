@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sip_core::{Flow, HeaderName, Message, Method, Target};
 use sip_transaction::{
@@ -87,7 +87,6 @@ pub(crate) struct Driver {
     clients: HashMap<TransactionKey, Client, foldhash::fast::RandomState>,
     servers: HashMap<TransactionKey, Server, foldhash::fast::RandomState>,
     shutdown: Option<(Instant, oneshot::Sender<()>)>,
-    kinds_counted_at: Instant,
     stateless: Option<Arc<dyn StatelessResponder>>,
     stateless_methods: Vec<Method<'static>>,
     cancel_mode: CancelMode,
@@ -121,7 +120,6 @@ impl Driver {
             clients: HashMap::default(),
             servers: HashMap::default(),
             shutdown: None,
-            kinds_counted_at: now(),
             stateless: p.stateless,
             stateless_methods: p.stateless_methods,
             cancel_mode: p.cancel_mode,
@@ -656,24 +654,18 @@ impl Driver {
         let stats = self.layer.stats();
         let mut c = Counters {
             live: self.layer.len(),
-            live_by_kind: self.counters.borrow().live_by_kind,
             ..self.c
         };
-        let t = now();
-        if c.live == 0 || t.duration_since(self.kinds_counted_at) >= Duration::from_millis(250) {
-            self.kinds_counted_at = t;
-            let states = self.layer.state_counts();
-            for (i, kind) in [
-                Kind::InviteClient,
-                Kind::NonInviteClient,
-                Kind::InviteServer,
-                Kind::NonInviteServer,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                c.live_by_kind[i] = states.of_kind(kind);
-            }
+        for (i, kind) in [
+            Kind::InviteClient,
+            Kind::NonInviteClient,
+            Kind::InviteServer,
+            Kind::NonInviteServer,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            c.live_by_kind[i] = self.layer.live_of_kind(kind);
         }
         c.created = stats.created;
         c.retransmissions_sent = stats.retransmissions_sent;
