@@ -255,3 +255,55 @@ async fn unknown_user_404_and_options_max_forwards_zero() {
     assert!(r.header(HeaderName::Allow).is_some());
     assert_eq!(proxy.counters().answered_locally, 2);
 }
+
+/// RFC 6026 §7.2: once the proxy has forwarded the 200 its request is over (no task waits on
+/// the branch), yet a retransmission of that 200 by the callee's UAS core still reaches the
+/// caller, forwarded statelessly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmitted_200_after_the_answer_is_forwarded() {
+    let (pep, proxy, _registrar) = start_proxy().await;
+    let callee = endpoint(CancelMode::Ua).await;
+    register(&callee, &pep).await;
+    let (go_tx, mut go_rx) = mpsc::unbounded_channel::<()>();
+    let ep = callee.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = ep.next_event().await {
+            let ServerEvent::Request(txn) = ev else {
+                continue;
+            };
+            if txn.request().method() != Some(Method::Invite) {
+                continue;
+            }
+            let req = txn.request().clone();
+            let contact = format!("<sip:b@{}>", ep.local_addr(Transport::Udp).unwrap());
+            let ok = req
+                .response(200)
+                .to_tag(&ep.new_tag())
+                .header("Contact", contact)
+                .build()
+                .unwrap();
+            txn.respond(ok.clone()).await.unwrap();
+            // The caller has the first 200; now the UAS core retransmits it (no ACK came).
+            go_rx.recv().await;
+            txn.respond(ok).await.unwrap();
+        }
+    });
+    let caller = endpoint(CancelMode::Ua).await;
+    let invite = request(&caller, Method::Invite, "sip:bob@example.com", "alice", 1);
+    let mut t = caller.request(invite, proxy_target(&pep)).await.unwrap();
+    let first = responses(&mut t).await;
+    assert_eq!(
+        first.last().and_then(Message::status),
+        Some(200),
+        "{first:?}"
+    );
+    go_tx.send(()).unwrap();
+    let again = timeout(WAIT, t.next_response()).await.unwrap().unwrap();
+    assert_eq!(again.status(), Some(200));
+    assert_eq!(
+        again.header(HeaderName::To),
+        first.last().unwrap().header(HeaderName::To)
+    );
+    assert_eq!(again.values(HeaderName::Via).count(), 1);
+    assert_eq!(proxy.counters().responses_stateless, 1);
+}

@@ -519,8 +519,8 @@ impl Driver {
             Event::Response {
                 key,
                 response,
-                flow: _,
-            } => self.response(key, response),
+                flow,
+            } => self.response(key, response, flow),
             Event::Ack { request, flow, .. } => self.deliver(ServerEvent::Ack { request, flow }),
             Event::StrayResponse { response, flow } => {
                 self.deliver(ServerEvent::StrayResponse { response, flow })
@@ -575,7 +575,7 @@ impl Driver {
         self.deliver(ServerEvent::Cancelled { invite: k, cancel });
     }
 
-    fn response(&mut self, key: TransactionKey, response: Message) {
+    fn response(&mut self, key: TransactionKey, response: Message, flow: Flow) {
         let status = response.status().unwrap_or(0);
         let Some(c) = self.clients.get_mut(&key) else {
             trace!(%key, status, "response for a transaction the TU forgot");
@@ -590,6 +590,11 @@ impl Driver {
             }
         }
         let cancel_now = status < 200 && c.cancel == CancelState::Wanted;
+        // A 2xx the TU no longer listens for (it closed the transaction's queue) goes to it
+        // as a stray response, which it must still ACK or forward (RFC 3261 §13.2.2.4,
+        // RFC 6026 §7.2).
+        let mut unheard = None;
+        // (A CANCEL's transaction has no queue: its answer is nobody's.)
         if let Some(tx) = &c.responses {
             // Room is kept for the first final response; provisionals and repeated 2xx
             // beyond that are dropped (counted) when the TU does not read.
@@ -597,8 +602,8 @@ impl Driver {
             if first_final || room > 1 {
                 match tx.try_send(Box::new(response)) {
                     Ok(()) => {}
-                    Err(super::queue::SendError::Full) => self.c.responses_dropped += 1,
-                    Err(super::queue::SendError::Closed) => {}
+                    Err((super::queue::SendError::Full, _)) => self.c.responses_dropped += 1,
+                    Err((super::queue::SendError::Closed, m)) => unheard = Some(*m),
                 }
             } else {
                 self.c.responses_dropped += 1;
@@ -608,6 +613,9 @@ impl Driver {
             if let Err(e) = self.send_cancel(now(), key) {
                 debug!(%key, error = %e, "held CANCEL not sent");
             }
+        }
+        if let Some(response) = unheard.filter(|_| (200..300).contains(&status)) {
+            self.deliver(ServerEvent::StrayResponse { response, flow });
         }
     }
 

@@ -199,6 +199,16 @@ impl ClientTransaction {
         }
     }
 
+    /// Stops listening: the responses already queued are returned, and any later 2xx (a
+    /// retransmission, or another fork's answer to an INVITE) reaches the TU as
+    /// [`ServerEvent::StrayResponse`](super::ServerEvent::StrayResponse), as if no
+    /// transaction had matched it; later provisionals and non-2xx finals are dropped. A proxy
+    /// whose request is answered need not keep a task waiting the 32 s the transaction
+    /// lingers.
+    pub(crate) fn close(self) -> std::collections::VecDeque<Box<Message>> {
+        self.responses.close()
+    }
+
     /// Waits for the final response, skipping provisionals. A transaction that ends without
     /// one gives [`EndpointError::NoFinalResponse`] (timeout: 408, transport error: 503).
     pub async fn final_response(&mut self) -> Result<Message, EndpointError> {

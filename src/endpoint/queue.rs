@@ -58,15 +58,16 @@ pub(crate) struct ResponseSender {
 }
 
 impl ResponseSender {
-    /// Queues a response unless the queue is full or the receiver is gone.
-    pub(crate) fn try_send(&self, m: Box<Message>) -> Result<(), SendError> {
+    /// Queues a response unless the queue is full or the receiver is gone (the response is
+    /// then handed back).
+    pub(crate) fn try_send(&self, m: Box<Message>) -> Result<(), (SendError, Box<Message>)> {
         let waker = {
             let mut s = lock(&self.shared);
             if s.receiver_gone {
-                return Err(SendError::Closed);
+                return Err((SendError::Closed, m));
             }
             if s.items.len() >= s.cap {
-                return Err(SendError::Full);
+                return Err((SendError::Full, m));
             }
             s.items.push_back(m);
             s.waker.take()
@@ -129,6 +130,18 @@ impl ResponseReceiver {
     }
 }
 
+impl ResponseReceiver {
+    /// Stops receiving: what is queued is returned, and every later
+    /// [`try_send`](ResponseSender::try_send) fails with [`SendError::Closed`], in one step
+    /// (nothing sent in between is lost).
+    pub(crate) fn close(self) -> VecDeque<Box<Message>> {
+        let mut s = lock(&self.shared);
+        s.receiver_gone = true;
+        s.waker = None;
+        std::mem::take(&mut s.items)
+    }
+}
+
 impl Drop for ResponseReceiver {
     fn drop(&mut self) {
         let mut s = lock(&self.shared);
@@ -162,7 +175,7 @@ mod tests {
         assert_eq!(tx.capacity(), 2);
         tx.try_send(msg(180)).unwrap();
         tx.try_send(msg(183)).unwrap();
-        assert_eq!(tx.try_send(msg(200)), Err(SendError::Full));
+        assert_eq!(tx.try_send(msg(200)).map_err(|e| e.0), Err(SendError::Full));
         assert_eq!(tx.capacity(), 0);
         assert_eq!(rx.recv().await.and_then(|m| m.status()), Some(180));
         tx.try_send(msg(200)).unwrap();
@@ -185,6 +198,20 @@ mod tests {
     fn a_gone_receiver_closes_the_queue() {
         let (tx, rx) = response_queue(4);
         drop(rx);
-        assert_eq!(tx.try_send(msg(200)), Err(SendError::Closed));
+        assert_eq!(
+            tx.try_send(msg(200)).map_err(|e| e.0),
+            Err(SendError::Closed)
+        );
+    }
+
+    #[test]
+    fn closing_hands_back_what_was_queued_and_refuses_the_rest() {
+        let (tx, rx) = response_queue(4);
+        tx.try_send(msg(180)).unwrap();
+        tx.try_send(msg(200)).unwrap();
+        let left: Vec<_> = rx.close().iter().filter_map(|m| m.status()).collect();
+        assert_eq!(left, [180, 200]);
+        let (e, back) = tx.try_send(msg(200)).unwrap_err();
+        assert_eq!((e, back.status()), (SendError::Closed, Some(200)));
     }
 }

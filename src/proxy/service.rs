@@ -327,8 +327,11 @@ impl<R: Router> Proxy<R> {
         }
         self.end_call(&call);
         drop(call);
-        if let Some(mut c) = ct {
-            while let Some(m) = c.next_response_boxed().await {
+        // The answered request keeps no task: what the branch still has queued is forwarded
+        // now, and a later 2xx retransmission (RFC 6026 §7.2) comes as a stray response,
+        // forwarded statelessly the same way (handle_stray).
+        if let Some(c) = ct {
+            for m in c.close() {
                 Box::pin(self.forward_late(*m)).await;
             }
         }
