@@ -1,14 +1,20 @@
 //! The RFC 3261 §17 timers and the one queue that holds every armed timer of the layer.
 //!
-//! The queue is a binary heap of `(deadline, transaction, slot)` with lazy cancellation: a
-//! transaction keeps the deadline armed in each of its few slots, and an entry popped from the
-//! heap fires only if it still equals what its slot holds. Cancelling is clearing a slot, O(1);
-//! a stale entry costs one pop later. The heap is compacted when stale entries dominate.
+//! The queue holds `(deadline, transaction, slot)` entries with lazy cancellation: a
+//! transaction keeps the deadline armed in each of its few slots, and an entry taken from the
+//! queue fires only if it still equals what its slot holds. Cancelling is clearing a slot, O(1);
+//! a stale entry costs one pop later. The queue is compacted when stale entries dominate.
+//!
+//! Transaction timers come in a handful of durations (T1 doublings, 64·T1, T4, Timer C), and
+//! timers of one duration armed as time goes on fall due in the order they were armed. So the
+//! queue keeps one FIFO lane per duration, O(1) to push and pop, and finds the earliest among
+//! the lanes' fronts; a binary heap takes what fits no lane (more distinct durations than
+//! lanes, or a deadline earlier than its lane's last one, when a caller's clock went back).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A transaction timer (RFC 3261 §17, Table 4 of §A; RFC 6026 §7 for L and M).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,34 +103,141 @@ struct Entry {
 /// Every armed timer of a layer, earliest first.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
+    /// One FIFO per duration, deadlines non-decreasing from front to back.
+    lanes: Vec<(Duration, VecDeque<Entry>)>,
+    /// What no lane takes.
     heap: BinaryHeap<Reverse<Entry>>,
+    len: usize,
 }
 
+/// Where the earliest entry is.
+#[derive(Clone, Copy)]
+enum Source {
+    Lane(usize),
+    Heap,
+}
+
+/// Distinct durations given a lane of their own.
+const LANES: usize = 32;
+
 impl TimerQueue {
-    pub(crate) fn push(&mut self, at: Instant, id: u64, slot: Slot) {
-        self.heap.push(Reverse(Entry {
+    /// Queues a timer armed at `at - after` to fire at `at`.
+    pub(crate) fn push(&mut self, at: Instant, after: Duration, id: u64, slot: Slot) {
+        let e = Entry {
             at,
             id,
             slot: slot as u8,
-        }));
+        };
+        self.len += 1;
+        let lane = match self.lanes.iter().position(|(d, _)| *d == after) {
+            Some(i) => self.lanes.get_mut(i),
+            None if self.lanes.len() < LANES => {
+                self.lanes.push((after, VecDeque::new()));
+                self.lanes.last_mut()
+            }
+            None => None,
+        };
+        match lane {
+            Some((_, q)) if q.back().is_none_or(|b| b.at <= at) => q.push_back(e),
+            _ => self.heap.push(Reverse(e)),
+        }
+    }
+
+    fn earliest(&self) -> Option<(Entry, Source)> {
+        let mut best = self.heap.peek().map(|Reverse(e)| (*e, Source::Heap));
+        for (i, (_, q)) in self.lanes.iter().enumerate() {
+            if let Some(e) = q.front() {
+                if best.is_none_or(|(b, _)| e.at < b.at) {
+                    best = Some((*e, Source::Lane(i)));
+                }
+            }
+        }
+        best
     }
 
     /// The earliest entry, stale or not.
     pub(crate) fn peek(&self) -> Option<(Instant, u64, u8)> {
-        self.heap.peek().map(|Reverse(e)| (e.at, e.id, e.slot))
+        self.earliest().map(|(e, _)| (e.at, e.id, e.slot))
     }
 
     /// Removes the earliest entry.
     pub(crate) fn pop(&mut self) -> Option<(Instant, u64, u8)> {
-        self.heap.pop().map(|Reverse(e)| (e.at, e.id, e.slot))
+        let (e, src) = self.earliest()?;
+        match src {
+            Source::Heap => {
+                self.heap.pop();
+            }
+            Source::Lane(i) => {
+                if let Some((_, q)) = self.lanes.get_mut(i) {
+                    q.pop_front();
+                }
+            }
+        }
+        self.len -= 1;
+        Some((e.at, e.id, e.slot))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     /// Drops the entries `live` says are stale.
     pub(crate) fn retain(&mut self, mut live: impl FnMut(Instant, u64, u8) -> bool) {
         self.heap.retain(|Reverse(e)| live(e.at, e.id, e.slot));
+        for (_, q) in &mut self.lanes {
+            q.retain(|e| live(e.at, e.id, e.slot));
+            q.shrink_to(q.len().max(64));
+        }
+        self.len = self.heap.len() + self.lanes.iter().map(|(_, q)| q.len()).sum::<usize>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the durations and however the clock moves (forwards, or back as a caller's
+        /// injected time may), entries come out earliest first, each once, interleaved with
+        /// pushes and compaction.
+        #[test]
+        fn entries_come_out_earliest_first(
+            ops in proptest::collection::vec((0u64..3000, 0u64..50, 0u8..5, any::<bool>()), 1..400),
+        ) {
+            let base = Instant::now();
+            let mut q = TimerQueue::default();
+            let mut model: Vec<(Instant, u64)> = Vec::new();
+            let mut clock = 0u64;
+            for (n, (step, after_ms, kind, pop)) in ops.into_iter().enumerate() {
+                // Mostly forwards; now and then back.
+                clock = if kind == 0 { clock.saturating_sub(step) } else { clock + step / 10 };
+                // Few distinct durations, and more than there are lanes.
+                let after = Duration::from_millis(if kind == 4 { after_ms * 997 } else { after_ms % 7 * 500 });
+                let at = base + Duration::from_millis(clock) + after;
+                let id = n as u64;
+                q.push(at, after, id, Slot::Retransmit);
+                model.push((at, id));
+                if pop {
+                    let (at, id, _) = q.pop().unwrap();
+                    let min = model.iter().map(|(a, _)| *a).min().unwrap();
+                    prop_assert_eq!(at, min);
+                    let i = model.iter().position(|e| *e == (at, id)).unwrap();
+                    model.swap_remove(i);
+                }
+                if n % 97 == 0 {
+                    q.retain(|_, id, _| id % 3 != 0);
+                    model.retain(|(_, id)| id % 3 != 0);
+                }
+                prop_assert_eq!(q.len(), model.len());
+            }
+            while let Some((at, id, _)) = q.pop() {
+                let min = model.iter().map(|(a, _)| *a).min().unwrap();
+                prop_assert_eq!(at, min);
+                let i = model.iter().position(|e| *e == (at, id)).unwrap();
+                model.swap_remove(i);
+            }
+            prop_assert!(model.is_empty());
+        }
     }
 }

@@ -178,7 +178,7 @@ impl Transaction {
         };
         if let Some(s) = self.timers.get_mut(slot as usize) {
             *s = Some((at, timer));
-            out.timers.push(at, self.key.0, slot);
+            out.timers.push(at, after, self.key.0, slot);
         }
     }
 
