@@ -296,6 +296,13 @@ impl TransportHandle {
         &self.shared
     }
 
+    /// Whether every message is checked with `Message::validate` before it is delivered
+    /// ([`TransportConfig::validate`]): what arrives has passed it, and a layer above need
+    /// not run it again.
+    pub fn validates_inbound(&self) -> bool {
+        self.shared.cfg.validate
+    }
+
     /// A handle that sends on the layer without keeping it alive.
     pub(crate) fn unowned(shared: Arc<Shared>) -> TransportHandle {
         TransportHandle {

@@ -406,7 +406,7 @@ pub struct Counters {
     /// Live transactions.
     pub live: usize,
     /// Live transactions by kind: INVITE client, non-INVITE client, INVITE server, non-INVITE
-    /// server (refreshed at most every 250 ms: counting walks the table).
+    /// server.
     pub live_by_kind: [usize; 4],
     /// Transactions created, by the same kinds.
     pub created: [u64; 4],
@@ -596,6 +596,13 @@ impl Endpoint {
                     destination,
                 })
             })
+    }
+
+    /// Whether the transport validates every message before it is delivered
+    /// (`TransportConfig::validate`, the default): a request handed to the TU has passed
+    /// `Message::validate` already.
+    pub fn validates_inbound(&self) -> bool {
+        self.inner.transport.validates_inbound()
     }
 
     /// The bound address of the first listener of a transport.

@@ -91,11 +91,17 @@ impl<R: Router> ProxyBuilder<R> {
         self
     }
 
-    /// The proxy on `endpoint`.
+    /// The proxy on `endpoint`. When the endpoint's transport validates what it delivers
+    /// (its default), the core's step 1 does not run the full syntax check a second time
+    /// ([`ValidationConfig::check_syntax`](super::ValidationConfig::check_syntax)).
     pub fn build(self, endpoint: Endpoint) -> Arc<Proxy<R>> {
+        let mut config = self.config;
+        if endpoint.validates_inbound() {
+            config.validation.check_syntax = false;
+        }
         Arc::new(Proxy {
             endpoint,
-            core: ProxyCore::new(self.config),
+            core: ProxyCore::new(config),
             router: self.router,
             auth: self.auth,
             stats: ProxyStats::default(),
