@@ -7,8 +7,10 @@ use sip_core::{Flow, Message, Target};
 
 use crate::timer::Timer;
 
-/// Identifies one transaction of a [`TransactionLayer`](crate::TransactionLayer). Keys are
-/// never reused by a layer, so a stale key can only miss, never hit another transaction.
+/// Identifies one transaction of a [`TransactionLayer`](crate::TransactionLayer): the slot
+/// it is stored in and that slot's generation. A slot comes back into use with the next
+/// generation, so a stale key misses rather than hitting another transaction (until the slot
+/// has been reused 2^40 times). [`KeyMap`](crate::KeyMap) keeps a TU's state by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransactionKey(pub(crate) u64);
 

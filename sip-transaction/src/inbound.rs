@@ -111,7 +111,7 @@ impl TransactionLayer {
             });
             return Ok(());
         }
-        if self.txns.len() >= self.config.max_transactions() {
+        if self.full() {
             self.reject_overload(&msg, flow);
             return Ok(());
         }
@@ -141,7 +141,7 @@ impl TransactionLayer {
             flow.transport.is_reliable(),
             msg.to_bytes(),
             index_key,
-        );
+        )?;
         if let Some(mk) = merge_key.filter(|_| merged_with.is_none()) {
             let mk: Box<[u8]> = mk.into_boxed_slice();
             self.merge_index.insert(mk.clone(), id);

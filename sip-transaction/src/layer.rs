@@ -17,6 +17,7 @@ use crate::event::{Destination, Event, TerminationReason, TransactionKey, Transm
 use crate::key;
 use crate::messages;
 use crate::stats::{StateCounts, Stats};
+use crate::table::{Slab, MAX_SLOTS};
 use crate::timer::{Slot, SLOTS};
 use crate::txn::{Kind, Out, Peer, State, Step, Transaction};
 
@@ -35,11 +36,10 @@ use crate::txn::{Kind, Out, Peer, State, Step, Transaction};
 #[derive(Debug)]
 pub struct TransactionLayer {
     pub(crate) config: Config,
-    pub(crate) txns: HashMap<u64, Transaction>,
+    pub(crate) txns: Slab<Transaction>,
     pub(crate) client_index: HashMap<Box<[u8]>, u64>,
     pub(crate) server_index: HashMap<Box<[u8]>, u64>,
     pub(crate) merge_index: HashMap<Box<[u8]>, u64>,
-    next_id: u64,
     /// Live transactions per kind ([`Kind::index`]), kept as they are inserted and removed.
     live_by_kind: [usize; 4],
     pub(crate) out: Out,
@@ -57,11 +57,10 @@ impl TransactionLayer {
     pub fn new(config: Config) -> TransactionLayer {
         TransactionLayer {
             config,
-            txns: HashMap::default(),
+            txns: Slab::default(),
             client_index: HashMap::default(),
             server_index: HashMap::default(),
             merge_index: HashMap::default(),
-            next_id: 1,
             live_by_kind: [0; 4],
             out: Out::default(),
             scratch: Vec::with_capacity(128),
@@ -199,9 +198,8 @@ impl TransactionLayer {
         reliable: bool,
         request: bytes::Bytes,
         index_key: Box<[u8]>,
-    ) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+    ) -> Result<u64, Error> {
+        let id = self.txns.next_key().ok_or(Error::Overloaded)?;
         let mut t = Transaction::new(TransactionKey(id), kind, peer, reliable, request);
         if !index_key.is_empty() {
             let index = if kind.is_client() {
@@ -212,7 +210,7 @@ impl TransactionLayer {
             index.insert(index_key.clone(), id);
         }
         t.index_key = index_key;
-        self.txns.insert(id, t);
+        self.txns.insert(t);
         if let Some(c) = self.out.stats.created.get_mut(kind.index()) {
             *c += 1;
         }
@@ -221,7 +219,12 @@ impl TransactionLayer {
         }
         tracing::debug!(txn = id, ?kind, "transaction created");
         self.compact_timers();
-        id
+        Ok(id)
+    }
+
+    /// Whether the layer holds as many transactions as it may.
+    pub(crate) fn full(&self) -> bool {
+        self.txns.len() >= self.config.max_transactions().min(MAX_SLOTS)
     }
 
     /// Drops stale heap entries when they outnumber live ones by far.
@@ -307,7 +310,7 @@ impl TransactionLayer {
         if self.client_index.contains_key(&self.scratch[..]) {
             return Err(Error::DuplicateTransaction);
         }
-        if self.txns.len() >= self.config.max_transactions() {
+        if self.full() {
             self.out.stats.overload_rejections += 1;
             return Err(Error::Overloaded);
         }
@@ -324,7 +327,7 @@ impl TransactionLayer {
             reliable,
             request.to_bytes(),
             index_key,
-        );
+        )?;
         if let Some(t) = self.txns.get_mut(&id) {
             t.client_start(now, &self.config, &mut self.out);
         }
@@ -405,7 +408,7 @@ impl TransactionLayer {
     /// Removes every live transaction at once (a driver's shutdown deadline); each is
     /// reported [`Event::Terminated`] with [`TerminationReason::Aborted`]. Returns how many.
     pub fn abort_all(&mut self) -> usize {
-        let ids: Vec<u64> = self.txns.keys().copied().collect();
+        let ids: Vec<u64> = self.txns.keys().collect();
         for &id in &ids {
             self.remove(id, TerminationReason::Aborted);
         }
@@ -513,7 +516,9 @@ c=IN IP4 192.0.2.101\r\nt=0 0\r\nm=audio 49172 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000
                 Target::new(Transport::Udp, flow.remote),
             )
             .unwrap();
-        let held = |layer: &TransactionLayer, k: TransactionKey| layer.txns[&k.0].request.len();
+        let held = |layer: &TransactionLayer, k: TransactionKey| {
+            layer.txns.get(&k.0).map_or(0, |t| t.request.len())
+        };
         assert!(held(&layer, server) > 0);
         assert!(held(&layer, client) > 0);
 

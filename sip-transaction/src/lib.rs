@@ -73,6 +73,7 @@ mod layer;
 mod messages;
 mod server;
 mod stats;
+mod table;
 mod timer;
 mod txn;
 
@@ -83,5 +84,6 @@ pub use event::{
 };
 pub use layer::TransactionLayer;
 pub use stats::{StateCounts, Stats};
+pub use table::KeyMap;
 pub use timer::Timer;
 pub use txn::{Kind, State};

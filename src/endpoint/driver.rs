@@ -6,14 +6,13 @@
 //! connection), events go to the TU through [`TuSender`], and the only awaits are in the one
 //! `select!` of [`Driver::run`].
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use sip_core::{Flow, HeaderName, Message, Method, Target};
 use sip_transaction::{
-    CancelMatch, Destination, Event, Kind, State, TerminationReason, TransactionKey,
+    CancelMatch, Destination, Event, KeyMap, Kind, State, TerminationReason, TransactionKey,
     TransactionLayer, Transmit,
 };
 use sip_transport::{TransportEvent, TransportHandle};
@@ -84,8 +83,8 @@ pub(crate) struct Driver {
     cmd: mpsc::Receiver<Command>,
     tu: TuSender,
     counters: watch::Sender<Counters>,
-    clients: HashMap<TransactionKey, Client, foldhash::fast::RandomState>,
-    servers: HashMap<TransactionKey, Server, foldhash::fast::RandomState>,
+    clients: KeyMap<Client>,
+    servers: KeyMap<Server>,
     shutdown: Option<(Instant, oneshot::Sender<()>)>,
     stateless: Option<Arc<dyn StatelessResponder>>,
     stateless_methods: Vec<Method<'static>>,
@@ -117,8 +116,8 @@ impl Driver {
             cmd: p.cmd,
             tu: TuSender::new(p.events, p.strays),
             counters: p.counters,
-            clients: HashMap::default(),
-            servers: HashMap::default(),
+            clients: KeyMap::default(),
+            servers: KeyMap::default(),
             shutdown: None,
             stateless: p.stateless,
             stateless_methods: p.stateless_methods,
@@ -276,7 +275,7 @@ impl Driver {
         }
         self.layer.respond(t, key, response)?;
         if status >= 200 {
-            if let Some(s) = self.servers.get_mut(&key) {
+            if let Some(s) = self.servers.get_mut(key) {
                 s.invite = None;
                 s.span.record("status", status);
             }
@@ -287,7 +286,7 @@ impl Driver {
     /// RFC 3261 §9.1: the CANCEL goes once a provisional has arrived, never before, and not
     /// at all after a final response.
     fn cancel(&mut self, t: Instant, key: TransactionKey) -> Result<(), EndpointError> {
-        let Some(c) = self.clients.get_mut(&key) else {
+        let Some(c) = self.clients.get_mut(key) else {
             // Ended already: nothing to cancel.
             return Ok(());
         };
@@ -315,7 +314,7 @@ impl Driver {
 
     fn send_cancel(&mut self, t: Instant, key: TransactionKey) -> Result<(), EndpointError> {
         let cancel = self.layer.build_cancel(key)?;
-        let Some(c) = self.clients.get_mut(&key) else {
+        let Some(c) = self.clients.get_mut(key) else {
             return Ok(());
         };
         c.cancel = CancelState::Sent;
@@ -499,7 +498,7 @@ impl Driver {
             match key {
                 Some(key) => {
                     let _ = self.layer.respond(now(), key, resp);
-                    if let Some(s) = self.servers.get_mut(&key) {
+                    if let Some(s) = self.servers.get_mut(key) {
                         s.invite = None;
                     }
                 }
@@ -526,14 +525,14 @@ impl Driver {
                 self.deliver(ServerEvent::StrayResponse { response, flow })
             }
             Event::Terminated { key, reason } => {
-                if let Some(mut c) = self.clients.remove(&key) {
+                if let Some(mut c) = self.clients.remove(key) {
                     c.span
                         .in_scope(|| debug!(%key, ?reason, "client transaction ended"));
                     if let Some(e) = c.ended.take() {
                         let _ = e.send(reason);
                     }
                 }
-                if let Some(s) = self.servers.remove(&key) {
+                if let Some(s) = self.servers.remove(key) {
                     s.span
                         .in_scope(|| debug!(%key, ?reason, "server transaction ended"));
                 }
@@ -563,7 +562,7 @@ impl Driver {
         };
         self.c.cancels_received += 1;
         if self.cancel_mode == CancelMode::Ua {
-            if let Some(s) = self.servers.get_mut(&k) {
+            if let Some(s) = self.servers.get_mut(k) {
                 if let Some(inv) = s.invite.take() {
                     let tag = choose_to_tag(&s.to_tag, &inv);
                     if let Ok(resp) = inv.response(487).to_tag(&tag).build() {
@@ -577,7 +576,7 @@ impl Driver {
 
     fn response(&mut self, key: TransactionKey, response: Message, flow: Flow) {
         let status = response.status().unwrap_or(0);
-        let Some(c) = self.clients.get_mut(&key) else {
+        let Some(c) = self.clients.get_mut(key) else {
             trace!(%key, status, "response for a transaction the TU forgot");
             return;
         };
