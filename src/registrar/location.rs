@@ -411,6 +411,11 @@ struct Inner {
     total: usize,
     /// [`aor_footprint`] summed over `aors`.
     bytes: usize,
+    /// No binding expires before this (a lower bound: a refresh can leave it early). The
+    /// sweep walks the AORs only once it has passed, and sets it anew from what it keeps; so
+    /// with a million registered users the once-a-second sweep costs nothing until the first
+    /// of them may have expired, instead of a walk of every AOR each time.
+    next_expiry: Option<Instant>,
 }
 
 impl MemoryLocationStore {
@@ -457,7 +462,12 @@ impl LocationStore for MemoryLocationStore {
         now: Instant,
     ) -> Result<(Bindings, BindingChanges), RegisterError> {
         let mut inner = self.lock();
-        let Inner { aors, total, bytes } = &mut *inner;
+        let Inner {
+            aors,
+            total,
+            bytes,
+            next_expiry,
+        } = &mut *inner;
         let current = aors.get(aor).map_or(&[][..], Vec::as_slice);
         let before = current.len();
         let before_bytes = aor_footprint(aor, current);
@@ -480,6 +490,9 @@ impl LocationStore for MemoryLocationStore {
         }
         *bytes = others_bytes + after_bytes;
         *total = others + next.len();
+        if let Some(first) = next.iter().map(|b| b.expires_at).min() {
+            *next_expiry = Some(next_expiry.map_or(first, |e| e.min(first)));
+        }
         let mut out: Bindings = next.iter().cloned().collect();
         out.sort_by_key(|b| std::cmp::Reverse(b.q));
         if next.is_empty() {
@@ -494,11 +507,23 @@ impl LocationStore for MemoryLocationStore {
 
     async fn sweep(&self, now: Instant) -> Vec<Lost> {
         let mut inner = self.lock();
-        let Inner { aors, total, bytes } = &mut *inner;
+        let Inner {
+            aors,
+            total,
+            bytes,
+            next_expiry,
+        } = &mut *inner;
         let mut lost = Vec::new();
+        if next_expiry.is_none_or(|e| e > now) {
+            return lost;
+        }
+        let mut earliest: Option<Instant> = None;
         aors.retain(|aor, v| {
             // Most AORs have nothing expired: they are passed over without being measured.
             if v.iter().all(|b| b.expires_at > now) {
+                if let Some(first) = v.iter().map(|b| b.expires_at).min() {
+                    earliest = Some(earliest.map_or(first, |e| e.min(first)));
+                }
                 return true;
             }
             let before = aor_footprint(aor, v);
@@ -513,15 +538,21 @@ impl LocationStore for MemoryLocationStore {
                 keep
             });
             *bytes = bytes.saturating_sub(before) + aor_footprint(aor, v);
+            if let Some(first) = v.iter().map(|b| b.expires_at).min() {
+                earliest = Some(earliest.map_or(first, |e| e.min(first)));
+            }
             !v.is_empty()
         });
+        *next_expiry = earliest;
         *total -= lost.len();
         lost
     }
 
     async fn flow_closed(&self, flow: Flow) -> Vec<Lost> {
         let mut inner = self.lock();
-        let Inner { aors, total, bytes } = &mut *inner;
+        let Inner {
+            aors, total, bytes, ..
+        } = &mut *inner;
         let mut lost = Vec::new();
         let mut removed = 0;
         aors.retain(|aor, v| {

@@ -157,6 +157,45 @@ async fn memory_store_flow_close_and_sweep() {
     assert_eq!(store.counts().await, (0, 0));
 }
 
+/// The sweep skips its walk until the earliest expiry may have come, and still loses every
+/// binding as it expires, refreshed ones only at their new time.
+#[tokio::test]
+async fn the_sweep_finds_each_expiry_and_no_refreshed_binding() {
+    let store = MemoryLocationStore::new(StoreLimits::default());
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let reg = |aor: &'static str, call: &'static str, cseq: u32, e: u32, now: Instant| {
+        let store = &store;
+        async move {
+            let c = format!("sip:{aor}@h");
+            let aor = format!("sip:{aor}@example.com");
+            store
+                .register(&aor, change(call, cseq, &[(&c, e)]), now)
+                .await
+                .unwrap();
+        }
+    };
+    assert!(store.sweep(t0).await.is_empty(), "an empty store");
+    reg("a", "ca", 1, 10, t0).await;
+    reg("b", "cb", 1, 100, t0).await;
+    assert!(store.sweep(at(5)).await.is_empty());
+    // a is refreshed to 6 + 100: its old expiry (10) passes with nothing lost.
+    reg("a", "ca", 2, 100, at(6)).await;
+    assert!(store.sweep(at(11)).await.is_empty());
+    assert_eq!(store.counts().await, (2, 2));
+    // A later binding with an earlier expiry than any is still found at its time.
+    reg("c", "cc", 1, 20, at(12)).await;
+    let lost = store.sweep(at(33)).await;
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].aor, "sip:c@example.com");
+    let lost = store.sweep(at(101)).await;
+    assert_eq!(lost.len(), 1, "b expires at 100");
+    assert_eq!(lost[0].aor, "sip:b@example.com");
+    let lost = store.sweep(at(107)).await;
+    assert_eq!(lost.len(), 1, "a, refreshed, at 106");
+    assert_eq!(store.counts().await, (0, 0));
+}
+
 #[tokio::test]
 async fn byte_budget_bounds_the_store_and_is_kept_exact() {
     let now = Instant::now();
