@@ -30,7 +30,7 @@ impl TransactionLayer {
                 cseq.method.as_str(),
             );
         }
-        match self.client_index.get(&self.scratch[..]).copied() {
+        match self.client_index.get(&self.scratch) {
             Some(id) => {
                 if let Some(txn) = self.txns.get_mut(&id) {
                     let step = txn.client_response(now, &self.config, &mut self.out, msg, flow);
@@ -89,7 +89,7 @@ impl TransactionLayer {
         let is_ack = method == Method::Ack;
         let is_cancel = method == Method::Cancel;
         let rfc2543 = self.server_key(&msg, key::method_class(method))?;
-        let found = self.server_index.get(&self.scratch[..]).copied();
+        let found = self.server_index.get(&self.scratch);
         let matched = match found {
             Some(id) if !rfc2543 || self.rfc2543_to_tag_matches(id, &msg, is_ack) => Some(id),
             _ => None,
@@ -171,7 +171,7 @@ impl TransactionLayer {
     /// §9.2: the INVITE server transaction a CANCEL targets (same matching, method INVITE).
     fn cancel_target(&mut self, cancel: &Message) -> Result<CancelMatch, Error> {
         let rfc2543 = self.server_key(cancel, "INVITE")?;
-        let found = self.server_index.get(&self.scratch[..]).copied();
+        let found = self.server_index.get(&self.scratch);
         Ok(match found {
             Some(id) if !rfc2543 || self.rfc2543_to_tag_matches(id, cancel, false) => {
                 match self.txns.get(&id).map(|t| t.state) {
@@ -187,7 +187,7 @@ impl TransactionLayer {
     /// §8.2.2.2: a request without To tag whose From tag, Call-ID and CSeq are those of a live
     /// server transaction it did not match.
     fn merged_with(&mut self, merge_key: &[u8]) -> Option<TransactionKey> {
-        let id = self.merge_index.get(merge_key).copied()?;
+        let id = self.merge_index.get(merge_key)?;
         self.out.stats.merged_requests += 1;
         Some(TransactionKey(id))
     }

@@ -1,12 +1,6 @@
 //! The transaction table: creation and removal, the TU actions, timers and the output queues
 //! (matching of received messages is in [`inbound`](crate::inbound)).
 
-use std::collections::HashMap as StdHashMap;
-
-/// The layer's maps: foldhash (seeded per process) instead of SipHash, about three times
-/// faster on these short keys. Keys built from network input (branches, tags) are hashed with
-/// its quality variant, seeded at random, so that collisions cannot be chosen from outside.
-pub(crate) type HashMap<K, V> = StdHashMap<K, V, foldhash::quality::RandomState>;
 use std::time::Instant;
 
 use sip_core::{Flow, Message, Method, Target};
@@ -14,6 +8,7 @@ use sip_core::{Flow, Message, Method, Target};
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::{Destination, Event, TerminationReason, TransactionKey, Transmit};
+use crate::index::Index;
 use crate::key;
 use crate::messages;
 use crate::stats::{StateCounts, Stats};
@@ -37,9 +32,9 @@ use crate::txn::{Kind, Out, Peer, State, Step, Transaction};
 pub struct TransactionLayer {
     pub(crate) config: Config,
     pub(crate) txns: Slab<Transaction>,
-    pub(crate) client_index: HashMap<Box<[u8]>, u64>,
-    pub(crate) server_index: HashMap<Box<[u8]>, u64>,
-    pub(crate) merge_index: HashMap<Box<[u8]>, u64>,
+    pub(crate) client_index: Index,
+    pub(crate) server_index: Index,
+    pub(crate) merge_index: Index,
     /// Live transactions per kind ([`Kind::index`]), kept as they are inserted and removed.
     live_by_kind: [usize; 4],
     pub(crate) out: Out,
@@ -58,9 +53,9 @@ impl TransactionLayer {
         TransactionLayer {
             config,
             txns: Slab::default(),
-            client_index: HashMap::default(),
-            server_index: HashMap::default(),
-            merge_index: HashMap::default(),
+            client_index: Index::default(),
+            server_index: Index::default(),
+            merge_index: Index::default(),
             live_by_kind: [0; 4],
             out: Out::default(),
             scratch: Vec::with_capacity(128),
@@ -258,13 +253,11 @@ impl TransactionLayer {
         } else {
             &mut self.server_index
         };
-        if index.get(&t.index_key).copied() == Some(id) {
-            index.remove(&t.index_key);
+        if !t.index_key.is_empty() {
+            index.remove_if(&t.index_key, id);
         }
         if let Some(mk) = &t.merge_key {
-            if self.merge_index.get(mk).copied() == Some(id) {
-                self.merge_index.remove(mk);
-            }
+            self.merge_index.remove_if(mk, id);
         }
         self.out.stats.terminated += 1;
         if matches!(reason, TerminationReason::Timeout(_)) {
@@ -307,7 +300,7 @@ impl TransactionLayer {
                 method.as_str(),
             );
         }
-        if self.client_index.contains_key(&self.scratch[..]) {
+        if self.client_index.contains_key(&self.scratch) {
             return Err(Error::DuplicateTransaction);
         }
         if self.full() {
@@ -338,7 +331,7 @@ impl TransactionLayer {
                     via.branch().unwrap_or_default(),
                     "INVITE",
                 );
-                if let Some(invite) = self.client_index.get(&self.scratch[..]).copied() {
+                if let Some(invite) = self.client_index.get(&self.scratch) {
                     if let Some(t) = self.txns.get_mut(&invite) {
                         t.cancel_sent(now, &self.config, &mut self.out);
                     }

@@ -68,6 +68,7 @@ mod config;
 mod error;
 mod event;
 mod inbound;
+mod index;
 mod key;
 mod layer;
 mod messages;
