@@ -450,6 +450,10 @@ impl TransportHandle {
             local: group.local,
             remote: to,
         };
+        if matches!(notice, Notice::None) && crate::udp_batch::offer(sock, &data, to) {
+            // An inline handler's send: it leaves with the rest of the receive batch.
+            return Ok(Outcome::Written(flow));
+        }
         match sock.try_send_to(&data, to) {
             Ok(_) => {
                 shared.stats.sent(Transport::Udp, data.len());

@@ -70,6 +70,7 @@ mod stats;
 mod stream;
 mod tls;
 mod udp;
+mod udp_batch;
 mod via;
 #[cfg(feature = "ws")]
 mod ws;

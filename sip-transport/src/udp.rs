@@ -126,10 +126,13 @@ pub(crate) async fn receive(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: So
                         remote: meta.addr,
                     };
                     if !rx.datagram(datagram, flow, &sock).await {
+                        crate::udp_batch::flush(&shared);
                         return;
                     }
                 }
             }
+            // What inline handlers sent for this batch: one sendmmsg.
+            crate::udp_batch::flush(&shared);
             // Fair to the other tasks of a single-threaded runtime under a flood.
             tokio::task::consume_budget().await;
         }
@@ -208,11 +211,14 @@ impl Receiver {
                 debug!(%flow, size = n, "message received");
                 let msg = match &self.inline {
                     Some((handler, transport)) => {
+                        // Its sends wait for the end of the batch (one sendmmsg).
+                        crate::udp_batch::open();
                         let passed = if msg.is_request() {
                             handler.request(msg, flow, transport)
                         } else {
                             handler.response(msg, flow, transport)
                         };
+                        crate::udp_batch::close();
                         match passed {
                             Some(msg) => msg,
                             None => {
@@ -223,6 +229,8 @@ impl Receiver {
                     }
                     None => msg,
                 };
+                // Nothing collected waits while this task might.
+                crate::udp_batch::flush(shared);
                 shared
                     .events
                     .send(TransportEvent::Message { msg, flow })
@@ -230,6 +238,7 @@ impl Receiver {
                     .is_ok()
             }
             Inbound::Answer(resp) => {
+                crate::udp_batch::flush(shared);
                 match sock.send_to(&resp, flow.remote).await {
                     Ok(_) => shared.stats.sent(Transport::Udp, resp.len()),
                     Err(e) => {
