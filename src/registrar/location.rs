@@ -499,6 +499,13 @@ impl AorTable {
     }
 }
 
+/// Lowers `bound` to the earliest expiry among `bindings` (if any is earlier).
+fn lower_to_first_expiry(bound: &mut Option<Instant>, bindings: &[Binding]) {
+    if let Some(first) = bindings.iter().map(|b| b.expires_at).min() {
+        *bound = Some(bound.map_or(first, |e| e.min(first)));
+    }
+}
+
 impl MemoryLocationStore {
     /// An empty store with these caps.
     pub fn new(limits: StoreLimits) -> MemoryLocationStore {
@@ -572,9 +579,7 @@ impl LocationStore for MemoryLocationStore {
         }
         *bytes = others_bytes + after_bytes;
         *total = others + next.len();
-        if let Some(first) = next.iter().map(|b| b.expires_at).min() {
-            *next_expiry = Some(next_expiry.map_or(first, |e| e.min(first)));
-        }
+        lower_to_first_expiry(next_expiry, &next);
         let mut out: Bindings = next.iter().cloned().collect();
         out.sort_by_key(|b| std::cmp::Reverse(b.q));
         aors.set(hash, aor, next);
@@ -597,9 +602,7 @@ impl LocationStore for MemoryLocationStore {
         aors.retain(|aor, v| {
             // Most AORs have nothing expired: they are passed over without being measured.
             if v.iter().all(|b| b.expires_at > now) {
-                if let Some(first) = v.iter().map(|b| b.expires_at).min() {
-                    earliest = Some(earliest.map_or(first, |e| e.min(first)));
-                }
+                lower_to_first_expiry(&mut earliest, v);
                 return true;
             }
             let before = aor_footprint(aor, v);
@@ -614,9 +617,7 @@ impl LocationStore for MemoryLocationStore {
                 keep
             });
             *bytes = bytes.saturating_sub(before) + aor_footprint(aor, v);
-            if let Some(first) = v.iter().map(|b| b.expires_at).min() {
-                earliest = Some(earliest.map_or(first, |e| e.min(first)));
-            }
+            lower_to_first_expiry(&mut earliest, v);
             !v.is_empty()
         });
         *next_expiry = earliest;
