@@ -67,8 +67,7 @@ impl Message {
         let value = value.trim_matches(|c| c == ' ' || c == '\t');
         // One allocation for the line (with room for a few more edits on the first one),
         // not one per piece written.
-        let room = if self.extra.capacity() == 0 { 128 } else { 0 };
-        self.extra.reserve(spelled.len() + 2 + value.len() + room);
+        self.extra_room(spelled.len() + 2 + value.len());
         let line = self.extra.len();
         self.extra.extend_from_slice(spelled.as_bytes());
         self.extra.extend_from_slice(b": ");
@@ -380,6 +379,7 @@ impl Message {
             }
         };
         let method = self.move_to_extra(method);
+        self.extra_room(uri.len());
         let s = self.extra.len();
         self.extra.extend_from_slice(uri.as_bytes());
         let uri = Span {
@@ -401,6 +401,7 @@ impl Message {
         if !self.is_response() {
             return Err(Error::InvalidStatusCode { offset: 0 });
         }
+        self.extra_room(reason.len());
         let s = self.extra.len();
         self.extra.extend_from_slice(reason.as_bytes());
         self.start = Start::Response {
@@ -416,8 +417,21 @@ impl Message {
         Ok(())
     }
 
+    /// Room for `n` more bytes of edits. The first edit of a message takes a recycled buffer
+    /// (see [`crate::message`]'s spare buffers) with room for a few more edits, so that the
+    /// usual single edit (a Via stamped with `received`/`rport`) allocates nothing once the
+    /// thread has dropped an edited message before.
+    fn extra_room(&mut self, n: usize) {
+        if self.extra.capacity() == 0 {
+            self.extra = crate::message::spare_extra(n + 128);
+        } else {
+            self.extra.reserve(n);
+        }
+    }
+
     fn move_to_extra(&mut self, s: Span) -> Span {
         let bytes = self.span(s).to_vec();
+        self.extra_room(bytes.len());
         let start = self.extra.len();
         self.extra.extend_from_slice(&bytes);
         Span {

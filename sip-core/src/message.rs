@@ -121,6 +121,50 @@ pub struct Message {
     pub(crate) crlf_only: bool,
 }
 
+/// Most edit buffers (the bytes of a message's edited lines) that each thread keeps for reuse.
+const SPARE_EXTRAS: usize = 32;
+/// Larger edit buffers are freed, not kept.
+const SPARE_EXTRA_MAX: usize = 1024;
+
+thread_local! {
+    /// Edit buffers of messages dropped on this thread, for the next messages edited here.
+    /// A UDP receive loop that stamps each request's Via and answers it on the same thread
+    /// (the registrar's run-to-completion path) thus edits without allocating.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty edit buffer of at least `min` bytes: a spare one of this thread, or a new one.
+pub(crate) fn spare_extra(min: usize) -> Vec<u8> {
+    SPARE
+        .try_with(|s| s.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .filter(|v| v.capacity() >= min)
+        .unwrap_or_else(|| Vec::with_capacity(min))
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        let cap = self.extra.capacity();
+        if cap == 0 || cap > SPARE_EXTRA_MAX {
+            return;
+        }
+        let mut v = std::mem::take(&mut self.extra);
+        v.clear();
+        // During thread teardown the spares may be gone: the buffer is then simply freed.
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_EXTRAS {
+                    if s.capacity() == 0 {
+                        s.reserve_exact(SPARE_EXTRAS);
+                    }
+                    s.push(v);
+                }
+            }
+        });
+    }
+}
+
 /// One header line as seen through [`Message::headers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderField<'a> {

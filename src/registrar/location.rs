@@ -21,6 +21,11 @@ pub type Bindings = SmallVec<[Binding; 2]>;
 /// What one REGISTER changed (inline for up to two).
 pub type BindingChanges = SmallVec<[BindingChange; 2]>;
 
+/// One AOR's bindings as a store keeps them: the one binding most AORs have is held inline
+/// (in the store's table entry), so registering a new AOR or refreshing one allocates no
+/// list.
+pub type AorBindings = SmallVec<[Binding; 1]>;
+
 /// One contact registered for an address-of-record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
@@ -161,7 +166,8 @@ impl Default for StoreLimits {
 }
 
 /// What an AOR's entry costs besides its bindings: its key and its vector.
-const AOR_OVERHEAD: usize = std::mem::size_of::<Box<str>>() + std::mem::size_of::<Vec<Binding>>();
+const AOR_OVERHEAD: usize = std::mem::size_of::<Box<str>>() + std::mem::size_of::<AorBindings>()
+    - std::mem::size_of::<Binding>();
 
 /// Bytes one AOR's entry takes in a store (0 when it has no bindings: it is removed).
 pub fn aor_footprint(aor: &str, bindings: &[Binding]) -> usize {
@@ -238,7 +244,7 @@ pub fn apply_register(
 ) -> Result<BindingChanges, RegisterError> {
     match plan_register(bindings, change, now, limits, others)? {
         Some((next, changes)) => {
-            *bindings = next;
+            *bindings = next.into_vec();
             Ok(changes)
         }
         None => {
@@ -249,7 +255,7 @@ pub fn apply_register(
 }
 
 /// [`apply_register`] without touching `current`: the AOR's bindings afterwards (expired ones
-/// dropped, in a vector of exactly the room needed) and what changed, or `None` when the
+/// dropped, inline when there is one, else in a vector of exactly the room needed) and what changed, or `None` when the
 /// request was already applied (a retransmission: nothing changes).
 pub fn plan_register(
     current: &[Binding],
@@ -257,7 +263,7 @@ pub fn plan_register(
     now: Instant,
     limits: &StoreLimits,
     others: usize,
-) -> Result<Option<(Vec<Binding>, BindingChanges)>, RegisterError> {
+) -> Result<Option<(AorBindings, BindingChanges)>, RegisterError> {
     let live = |b: &&Binding| b.expires_at > now;
     // Ordering is checked for every binding touched before anything changes.
     let touched =
@@ -276,7 +282,7 @@ pub fn plan_register(
         }
     }
     let mut changes = BindingChanges::new();
-    let mut next: Vec<Binding> = Vec::new();
+    let mut next = AorBindings::new();
     if change.remove_all {
         changes.extend(
             current
@@ -286,8 +292,8 @@ pub fn plan_register(
                 .map(BindingChange::Removed),
         );
     } else {
-        let adds = change.contacts.iter().filter(|c| c.expires != 0).count();
-        next.reserve_exact(current.iter().filter(live).count() + adds);
+        // No room reserved for the contacts: most refresh a binding in place, and a refresh
+        // of an AOR's one binding must stay inline (no allocation).
         next.extend(current.iter().filter(live).cloned());
     }
     for c in &change.contacts {
@@ -332,6 +338,9 @@ pub fn plan_register(
                 changes.push(BindingChange::Added(binding));
             }
         }
+    }
+    if next.spilled() && next.capacity() > next.len() {
+        next.shrink_to_fit();
     }
     Ok(Some((next, changes)))
 }
@@ -432,7 +441,7 @@ struct AorTable {
 struct AorEntry {
     hash: u64,
     aor: Box<str>,
-    bindings: Vec<Binding>,
+    bindings: AorBindings,
 }
 
 impl std::fmt::Debug for AorTable {
@@ -447,17 +456,17 @@ impl AorTable {
         self.state.hash_one(aor)
     }
 
-    fn get_hashed(&self, hash: u64, aor: &str) -> Option<&Vec<Binding>> {
+    fn get_hashed(&self, hash: u64, aor: &str) -> Option<&AorBindings> {
         self.table
             .find(hash, |e| &*e.aor == aor)
             .map(|e| &e.bindings)
     }
 
-    fn get(&self, aor: &str) -> Option<&Vec<Binding>> {
+    fn get(&self, aor: &str) -> Option<&AorBindings> {
         self.get_hashed(self.hash(aor), aor)
     }
 
-    fn get_mut(&mut self, aor: &str) -> Option<&mut Vec<Binding>> {
+    fn get_mut(&mut self, aor: &str) -> Option<&mut AorBindings> {
         let h = self.hash(aor);
         self.table
             .find_mut(h, |e| &*e.aor == aor)
@@ -465,7 +474,7 @@ impl AorTable {
     }
 
     /// Stores `bindings` as the AOR's (removes the AOR when there are none).
-    fn set(&mut self, hash: u64, aor: &str, bindings: Vec<Binding>) {
+    fn set(&mut self, hash: u64, aor: &str, bindings: AorBindings) {
         use hashbrown::hash_table::Entry;
         match self
             .table
@@ -486,11 +495,11 @@ impl AorTable {
         }
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&str, &mut Vec<Binding>) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(&str, &mut AorBindings) -> bool) {
         self.table.retain(|e| keep(&e.aor, &mut e.bindings));
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &Vec<Binding>)> {
+    fn iter(&self) -> impl Iterator<Item = (&str, &AorBindings)> {
         self.table.iter().map(|e| (&*e.aor, &e.bindings))
     }
 
@@ -557,7 +566,7 @@ impl LocationStore for MemoryLocationStore {
             next_expiry,
         } = &mut *inner;
         let hash = aors.hash(aor);
-        let current = aors.get_hashed(hash, aor).map_or(&[][..], Vec::as_slice);
+        let current = aors.get_hashed(hash, aor).map_or(&[][..], |b| b.as_slice());
         let before = current.len();
         let before_bytes = aor_footprint(aor, current);
         let others = *total - before;

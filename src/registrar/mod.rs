@@ -60,9 +60,9 @@ pub use retransmit::RETRANSMISSION_WINDOW;
 use retransmit::{Lookup, ResponseCache};
 
 pub use location::{
-    apply_register, plan_register, Binding, BindingChange, BindingChanges, BindingExtra, Bindings,
-    ContactUpdate, LocationStore, Lost, MemoryLocationStore, RegisterChange, RegisterError,
-    StoreLimits,
+    apply_register, plan_register, AorBindings, Binding, BindingChange, BindingChanges,
+    BindingExtra, Bindings, ContactUpdate, LocationStore, Lost, MemoryLocationStore,
+    RegisterChange, RegisterError, StoreLimits,
 };
 
 /// Option tags the registrar understands in Require (RFC 3261 §8.2.2.3).
