@@ -16,10 +16,16 @@ use crate::registrar::{Binding, BindingExtra, ContactUpdate, RegisterChange};
 /// Separator of Path values inside the last field (a control character no header value holds).
 const PATH_SEP: char = '\u{1f}';
 
+/// Separator of the parts of a script's answer (see [`super::lua`]): the REGISTER script
+/// answers with one string, which costs the node one reply to parse instead of one per
+/// binding.
+pub const REPLY_SEP: u8 = 0x1e;
+
 /// A field made safe to store: the separators cannot occur in it.
 fn clean(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains(['\n', '\r', PATH_SEP]) {
-        s.replace(['\n', '\r', PATH_SEP], " ").into()
+    const SEPS: [char; 4] = ['\n', '\r', PATH_SEP, REPLY_SEP as char];
+    if s.contains(SEPS) {
+        s.replace(SEPS, " ").into()
     } else {
         s.into()
     }
@@ -27,7 +33,53 @@ fn clean(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// A flow as stored: `TRANSPORT|local|remote`.
 pub fn flow_key(flow: &Flow) -> String {
-    format!("{}|{}|{}", flow.transport, flow.local, flow.remote)
+    let mut out = String::with_capacity(56);
+    push_flow(&mut out, flow);
+    out
+}
+
+fn push_flow(out: &mut String, flow: &Flow) {
+    out.push_str(flow.transport.as_str());
+    out.push('|');
+    push_addr(out, &flow.local);
+    out.push('|');
+    push_addr(out, &flow.remote);
+}
+
+/// Appends `n` in decimal, without the formatting machinery (this runs per REGISTER).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
+/// Appends an address as `SocketAddr`'s `Display` writes it (so that `parse` reads it back).
+fn push_addr(out: &mut String, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            for (i, o) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(o));
+            }
+            out.push(':');
+            push_u64(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
 }
 
 fn parse_flow(s: &str) -> Option<Flow> {
@@ -48,27 +100,48 @@ fn parse_flow(s: &str) -> Option<Flow> {
 /// present: transport, user, method, maddr, ttl). Parameters that §19.1.4 ignores unless both
 /// URIs carry them are left out, so two spellings that differ only in those are one binding.
 pub fn binding_id(c: &ContactUpdate) -> String {
+    let mut id = String::with_capacity(c.contact.len() + 8);
     if let (Some(i), Some(r)) = (&c.instance, c.reg_id) {
-        return format!("o|{}|{r}", clean(i));
+        id.push_str("o|");
+        id.push_str(&clean(i));
+        id.push('|');
+        push_u64(&mut id, u64::from(r));
+        return id;
     }
     let Ok(u) = Uri::parse(&c.contact) else {
-        return format!("r|{}", clean(&c.contact));
+        id.push_str("r|");
+        id.push_str(&clean(&c.contact));
+        return id;
     };
-    let mut id = format!("c|{}:", u.scheme().as_str());
+    id.push_str("c|");
+    id.push_str(u.scheme().as_str());
+    id.push(':');
     if let Some(user) = u.user_decoded_str() {
         id.push_str(&user);
         id.push('@');
     }
-    id.push_str(&u.host_str().to_ascii_lowercase());
+    let host = u.host_str();
+    let at = id.len();
+    id.push_str(host);
+    id[at..].make_ascii_lowercase();
     if let Some(p) = u.port() {
-        id.push_str(&format!(":{p}"));
+        id.push(':');
+        push_u64(&mut id, u64::from(p));
     }
     for name in ["transport", "user", "method", "maddr", "ttl"] {
         if let Some(v) = u.param(name) {
-            id.push_str(&format!(";{name}={}", v.unwrap_or("").to_ascii_lowercase()));
+            id.push(';');
+            id.push_str(name);
+            id.push('=');
+            let at = id.len();
+            id.push_str(v.unwrap_or(""));
+            id[at..].make_ascii_lowercase();
         }
     }
-    clean(&id).into_owned()
+    match clean(&id) {
+        std::borrow::Cow::Borrowed(_) => id,
+        std::borrow::Cow::Owned(cleaned) => cleaned,
+    }
 }
 
 /// Whether a binding must be reached over the flow it registered on, so that only the node
@@ -96,20 +169,40 @@ pub fn is_flow_bound(change: &RegisterChange, c: &ContactUpdate) -> bool {
 /// The stored value of a contact of `change`, without its expiry (the script adds it).
 pub fn tail(change: &RegisterChange, c: &ContactUpdate, node: &str) -> String {
     let bound = is_flow_bound(change, c);
-    let path: Vec<String> = change.path.iter().map(|p| clean(p).into_owned()).collect();
-    format!(
-        "{}\n{}\n0\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
-        change.cseq,
-        clean(&change.call_id),
-        node,
-        flow_key(&change.flow),
-        u8::from(bound),
-        c.q,
-        clean(&c.contact),
-        c.instance.as_deref().map(clean).unwrap_or_default(),
-        c.reg_id.map(|r| r.to_string()).unwrap_or_default(),
-        path.join(&PATH_SEP.to_string()),
-    )
+    let mut out = String::with_capacity(
+        change.call_id.len()
+            + node.len()
+            + c.contact.len()
+            + 96
+            + change.path.iter().map(|p| p.len() + 1).sum::<usize>(),
+    );
+    push_u64(&mut out, u64::from(change.cseq));
+    out.push('\n');
+    out.push_str(&clean(&change.call_id));
+    out.push_str("\n0\n");
+    out.push_str(node);
+    out.push('\n');
+    push_flow(&mut out, &change.flow);
+    out.push_str(if bound { "\n1\n" } else { "\n0\n" });
+    push_u64(&mut out, u64::from(c.q));
+    out.push('\n');
+    out.push_str(&clean(&c.contact));
+    out.push('\n');
+    if let Some(i) = &c.instance {
+        out.push_str(&clean(i));
+    }
+    out.push('\n');
+    if let Some(r) = c.reg_id {
+        push_u64(&mut out, u64::from(r));
+    }
+    out.push('\n');
+    for (i, p) in change.path.iter().enumerate() {
+        if i > 0 {
+            out.push(PATH_SEP);
+        }
+        out.push_str(&clean(p));
+    }
+    out
 }
 
 /// A stored binding, decoded.
@@ -123,44 +216,102 @@ pub struct Stored {
     pub bound: bool,
 }
 
+/// The fields of a stored value, borrowed from it.
+struct Fields<'a> {
+    exp: u64,
+    cseq: u32,
+    call_id: &'a str,
+    offline: bool,
+    node: &'a str,
+    flow: Flow,
+    bound: bool,
+    q: u16,
+    contact: &'a str,
+    instance: &'a str,
+    reg_id: &'a str,
+    path: &'a str,
+}
+
+fn fields(v: &[u8]) -> Option<Fields<'_>> {
+    let s = std::str::from_utf8(v).ok()?;
+    let mut f = s.splitn(12, '\n');
+    let mut next = || f.next();
+    Some(Fields {
+        exp: next()?.parse().ok()?,
+        cseq: next()?.parse().ok()?,
+        call_id: next()?,
+        offline: next()? == "1",
+        node: next()?,
+        flow: parse_flow(next()?)?,
+        bound: next()? == "1",
+        q: next()?.parse().ok()?,
+        contact: next()?,
+        instance: next()?,
+        reg_id: next()?,
+        path: next()?,
+    })
+}
+
+impl Fields<'_> {
+    /// The binding, its strings shared with `change` where they are the same (the contact
+    /// and Call-ID of the REGISTER that wrote it: no copy).
+    fn binding(&self, redis_now: u64, now: Instant, change: Option<&RegisterChange>) -> Binding {
+        let left = Duration::from_millis(self.exp.saturating_sub(redis_now));
+        let instance = (!self.instance.is_empty()).then(|| self.instance.into());
+        let reg_id = self.reg_id.parse().ok();
+        let path: Box<[Box<str>]> = self
+            .path
+            .split(PATH_SEP)
+            .filter(|p| !p.is_empty())
+            .map(Into::into)
+            .collect();
+        let extra = (instance.is_some() || reg_id.is_some() || !path.is_empty()).then(|| {
+            Box::new(BindingExtra {
+                instance,
+                reg_id,
+                path,
+            })
+        });
+        let call_id = match change {
+            Some(c) if *c.call_id == *self.call_id => c.call_id.clone(),
+            _ => self.call_id.into(),
+        };
+        let contact = change
+            .and_then(|c| c.contacts.iter().find(|u| *u.contact == *self.contact))
+            .map_or_else(|| self.contact.into(), |u| u.contact.clone());
+        Binding {
+            contact,
+            expires_at: now + left,
+            q: self.q,
+            call_id,
+            cseq: self.cseq,
+            flow: self.flow,
+            offline: self.offline,
+            extra,
+        }
+    }
+}
+
 /// Decodes a stored value. `redis_now` (server ms) and `now` are the same moment on the two
 /// clocks: the expiry becomes `now` plus what is left.
 pub fn decode(v: &[u8], redis_now: u64, now: Instant) -> Option<Stored> {
-    let s = std::str::from_utf8(v).ok()?;
-    let f: Vec<&str> = s.splitn(12, '\n').collect();
-    if f.len() != 12 {
-        return None;
-    }
-    let exp: u64 = f[0].parse().ok()?;
-    let left = Duration::from_millis(exp.saturating_sub(redis_now));
-    let instance = (!f[9].is_empty()).then(|| f[9].into());
-    let reg_id = f[10].parse().ok();
-    let path: Box<[Box<str>]> = f[11]
-        .split(PATH_SEP)
-        .filter(|p| !p.is_empty())
-        .map(Into::into)
-        .collect();
-    let extra = (instance.is_some() || reg_id.is_some() || !path.is_empty()).then(|| {
-        Box::new(BindingExtra {
-            instance,
-            reg_id,
-            path,
-        })
-    });
+    let f = fields(v)?;
     Some(Stored {
-        binding: Binding {
-            contact: f[8].into(),
-            expires_at: now + left,
-            q: f[7].parse().ok()?,
-            call_id: f[2].into(),
-            cseq: f[1].parse().ok()?,
-            flow: parse_flow(f[5])?,
-            offline: f[3] == "1",
-            extra,
-        },
-        node: f[4].to_owned(),
-        bound: f[6] == "1",
+        binding: f.binding(redis_now, now, None),
+        node: f.node.to_owned(),
+        bound: f.bound,
     })
+}
+
+/// Decodes only the binding of a stored value written by `change` (or another), sharing the
+/// contact and Call-ID strings with it where they are the same.
+pub fn decode_binding(
+    v: &[u8],
+    redis_now: u64,
+    now: Instant,
+    change: &RegisterChange,
+) -> Option<Binding> {
+    Some(fields(v)?.binding(redis_now, now, Some(change)))
 }
 
 #[cfg(test)]
@@ -189,6 +340,33 @@ mod tests {
                 remote: "198.51.100.4:40000".parse().unwrap(),
             },
             path: vec!["<sip:edge.example.com;lr>".into()],
+        }
+    }
+
+    #[test]
+    fn flow_keys_read_back_and_match_display() {
+        for (t, l, r) in [
+            (Transport::Udp, "192.0.2.1:5060", "198.51.100.4:40000"),
+            (Transport::Tls, "0.0.0.0:0", "255.255.255.255:65535"),
+            (Transport::Tcp, "[::1]:5060", "[2001:db8::1%3]:5061"),
+        ] {
+            let flow = Flow {
+                transport: t,
+                local: l.parse().unwrap(),
+                remote: r.parse().unwrap(),
+            };
+            let key = flow_key(&flow);
+            assert_eq!(
+                key,
+                format!("{}|{}|{}", flow.transport, flow.local, flow.remote)
+            );
+            assert_eq!(parse_flow(&key), Some(flow));
+        }
+        let mut s = String::new();
+        for n in [0, 7, 10, 65535, u64::MAX] {
+            s.clear();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
         }
     }
 

@@ -93,8 +93,9 @@ end
 ///
 /// ARGV: prefix, skew, aor, call_id, cseq, remove_all, max_per_aor, max_total, n, then n
 /// triples (binding id, expires seconds, value without its expiry), then max_bytes.
-/// Returns `{'ok', now, nchanges, kind, value, …, value of every binding after}`,
-/// `{'dup', now, value…}`, `{'ooo', now, have}`, `{'aor_full', now}` or `{'full', now}`.
+/// Answers with one string, its parts joined by U+001E (which no stored field holds):
+/// `ok, now, nchanges, kind, value, …, value of every binding after`, `dup, now, value…`,
+/// `ooo, now, have`, `aor_full, now` or `full, now`.
 const REGISTER: &str = r#"
 local aor, cid, cseq = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local rmall = ARGV[6] == '1'
@@ -122,9 +123,9 @@ for _, bid in ipairs(order) do
       if c == cseq then
         local out = {'dup', tostring(now)}
         for _, b in ipairs(order) do out[#out + 1] = live[b] end
-        return out
+        return table.concat(out, '\30')
       end
-      if cseq < c then return {'ooo', tostring(now), tostring(c)} end
+      if cseq < c then return table.concat({'ooo', tostring(now), tostring(c)}, '\30') end
     end
   end
 end
@@ -157,7 +158,7 @@ for k = 0, n - 1 do
     if old then
       changes[#changes + 1] = 'F'
     else
-      if count >= maxper then return {'aor_full', tostring(now)} end
+      if count >= maxper then return table.concat({'aor_full', tostring(now)}, '\30') end
       count = count + 1
       changes[#changes + 1] = 'A'
     end
@@ -171,14 +172,14 @@ local before = #order + #expired
 local delta = count - before
 if count > #order then
   local total = tonumber(redis.call('HGET', P .. 'stats', 'bindings') or '0')
-  if total + count - #order - #expired > maxtotal then return {'full', tostring(now)} end
+  if total + count - #order - #expired > maxtotal then return table.concat({'full', tostring(now)}, '\30') end
 end
 local bytes_before, bytes_after = aor_cost(aor, #cur / 2), aor_cost(aor, count)
 for i = 1, #cur, 2 do bytes_before = bytes_before + cost(aor, cur[i], cur[i + 1]) end
 for bid, v in pairs(nxt) do bytes_after = bytes_after + cost(aor, bid, v) end
 if bytes_after > bytes_before then
   local all = tonumber(redis.call('HGET', P .. 'stats', 'bytes') or '0')
-  if all - bytes_before + bytes_after > maxbytes then return {'full', tostring(now)} end
+  if all - bytes_before + bytes_after > maxbytes then return table.concat({'full', tostring(now)}, '\30') end
 end
 local expkey = P .. 'exp'
 for _, bid in ipairs(expired) do
@@ -212,7 +213,7 @@ for i = 1, #changes, 2 do
   out[#out + 1] = changes[i + 1]
 end
 for _, v in pairs(nxt) do out[#out + 1] = v end
-return out
+return table.concat(out, '\30')
 "#;
 
 /// The live bindings of an AOR, each with where its owner is: `''` (not flow-bound), `'+'`

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 use sip_core::Flow;
+use smallvec::SmallVec;
 use tokio::sync::broadcast;
 
 use super::codec::{self, Stored};
@@ -384,8 +385,13 @@ impl RedisLocationStore {
         now: Instant,
     ) -> Result<Result<(Bindings, BindingChanges), RegisterError>, redis::RedisError> {
         let limits = &self.config.limits;
-        let mut inv = self.scripts.register.prepare_invoke();
-        inv.arg(&self.config.prefix)
+        // EVALSHA built as one command (the arguments packed into one buffer), the script
+        // loaded once when Redis does not know it (first use, or Redis restarted).
+        let script = &self.scripts.register;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(0)
+            .arg(&self.config.prefix)
             .arg(self.skew())
             .arg(aor)
             .arg(&*change.call_id)
@@ -395,57 +401,24 @@ impl RedisLocationStore {
             .arg(limits.max_bindings)
             .arg(change.contacts.len());
         for c in &change.contacts {
-            inv.arg(codec::binding_id(c))
+            cmd.arg(codec::binding_id(c))
                 .arg(c.expires)
                 .arg(codec::tail(change, c, &self.config.node));
         }
-        inv.arg(limits.max_bytes);
+        cmd.arg(limits.max_bytes);
         let mut conn = self.conn();
-        let v: Vec<Value> = inv.invoke_async(&mut conn).await?;
-        let status = v.first().and_then(bytes).unwrap_or_default();
-        let redis_now = int_at(&v, 1);
-        let decode_all = |vals: &[Value]| -> Bindings {
-            let mut b: Bindings = vals
-                .iter()
-                .filter_map(|x| decode_value(x, redis_now, now).map(|s| s.binding))
-                .collect();
-            b.sort_by_key(|b| std::cmp::Reverse(b.q));
-            b
-        };
-        Ok(match status {
-            b"ok" => {
-                let n = int_at(&v, 2) as usize;
-                let rest = v.get(3..).unwrap_or_default();
-                let (pairs, after) = rest.split_at((2 * n).min(rest.len()));
-                let changes = pairs
-                    .chunks(2)
-                    .filter_map(|p| {
-                        let [kind, value] = p else { return None };
-                        let b = decode_value(value, redis_now, now)?.binding;
-                        Some(match bytes(kind)? {
-                            b"A" => BindingChange::Added(b),
-                            b"F" => BindingChange::Refreshed(b),
-                            _ => BindingChange::Removed(b),
-                        })
-                    })
-                    .collect();
-                Ok((decode_all(after), changes))
+        let reply: Value = match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await?;
+                cmd.query_async(&mut conn).await?
             }
-            b"dup" => Ok((
-                decode_all(v.get(2..).unwrap_or_default()),
-                BindingChanges::new(),
-            )),
-            b"ooo" => Err(RegisterError::OutOfOrder {
-                have: int_at(&v, 2) as u32,
-                got: change.cseq,
-            }),
-            b"aor_full" => Err(RegisterError::TooManyForAor),
-            b"full" => Err(RegisterError::StoreFull),
-            other => Err(RegisterError::Unavailable(format!(
-                "unexpected script answer {:?}",
-                String::from_utf8_lossy(other)
-            ))),
-        })
+            r => r?,
+        };
+        Ok(parse_register_reply(
+            bytes(&reply).unwrap_or_default(),
+            change,
+            now,
+        ))
     }
 
     fn lost(v: &[Value], stride: usize, now: Instant) -> Vec<Lost> {
@@ -480,6 +453,74 @@ fn int_at(v: &[Value], i: usize) -> u64 {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
         None => 0,
+    }
+}
+
+/// The REGISTER script's answer (one string, see [`super::lua`]) as the store's result. The
+/// bindings are decoded once: a change that added or refreshed a binding shares the decoded
+/// binding of the list after.
+fn parse_register_reply(
+    reply: &[u8],
+    change: &RegisterChange,
+    now: Instant,
+) -> Result<(Bindings, BindingChanges), RegisterError> {
+    let mut parts = reply.split(|&b| b == codec::REPLY_SEP);
+    let status = parts.next().unwrap_or_default();
+    let number = |p: Option<&[u8]>| -> u64 {
+        p.and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let redis_now = number(parts.next());
+    let decode_all = |vals: &mut dyn Iterator<Item = &[u8]>| -> Bindings {
+        let mut b: Bindings = vals
+            .filter_map(|x| codec::decode_binding(x, redis_now, now, change))
+            .collect();
+        b.sort_by_key(|b| std::cmp::Reverse(b.q));
+        b
+    };
+    match status {
+        b"ok" => {
+            let n = number(parts.next()) as usize;
+            let mut pairs: SmallVec<[(&[u8], &[u8]); 2]> = SmallVec::new();
+            for _ in 0..n {
+                let (Some(kind), Some(value)) = (parts.next(), parts.next()) else {
+                    break;
+                };
+                pairs.push((kind, value));
+            }
+            let after: SmallVec<[(&[u8], Binding); 2]> = parts
+                .filter_map(|v| Some((v, codec::decode_binding(v, redis_now, now, change)?)))
+                .collect();
+            let changes = pairs
+                .iter()
+                .filter_map(|&(kind, value)| {
+                    let b = match after.iter().find(|(v, _)| *v == value) {
+                        Some((_, b)) if kind != b"R" => b.clone(),
+                        _ => codec::decode_binding(value, redis_now, now, change)?,
+                    };
+                    Some(match kind {
+                        b"A" => BindingChange::Added(b),
+                        b"F" => BindingChange::Refreshed(b),
+                        _ => BindingChange::Removed(b),
+                    })
+                })
+                .collect();
+            let mut bindings: Bindings = after.into_iter().map(|(_, b)| b).collect();
+            bindings.sort_by_key(|b| std::cmp::Reverse(b.q));
+            Ok((bindings, changes))
+        }
+        b"dup" => Ok((decode_all(&mut parts), BindingChanges::new())),
+        b"ooo" => Err(RegisterError::OutOfOrder {
+            have: number(parts.next()) as u32,
+            got: change.cseq,
+        }),
+        b"aor_full" => Err(RegisterError::TooManyForAor),
+        b"full" => Err(RegisterError::StoreFull),
+        other => Err(RegisterError::Unavailable(format!(
+            "unexpected script answer {:?}",
+            String::from_utf8_lossy(other)
+        ))),
     }
 }
 

@@ -1,7 +1,6 @@
 //! The registrar run to completion on the UDP receive task ([`InlineRegistrar`]).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -29,12 +28,12 @@ use crate::endpoint::StatelessResponder;
 /// With a store that [answers at once](LocationStore::answers_at_once) (the in-memory one)
 /// everything happens in one call, with nothing boxed; a retransmission whose original another
 /// thread is still answering goes on to the endpoint, whose worker waits for that answer. With
-/// a store that waits (a networked one) the work moves to a task of its own when it has to
-/// wait, and the receive loop goes on. Requests other than REGISTER go on to the endpoint.
+/// a store that waits (a networked one) each REGISTER is a task of its own on the receiving
+/// thread, and the receive loop goes on. Requests other than REGISTER go on to the endpoint.
 pub struct InlineRegistrar<S: LocationStore> {
     registrar: Arc<Registrar<S>>,
     responder: Option<Arc<dyn StatelessResponder>>,
-    server: Option<String>,
+    server: Option<Arc<str>>,
     answered: AtomicU64,
     deferred: AtomicU64,
 }
@@ -45,7 +44,7 @@ impl<S: LocationStore> InlineRegistrar<S> {
         InlineRegistrar {
             registrar,
             responder: None,
-            server: Some(crate::endpoint::DEFAULT_USER_AGENT.to_owned()),
+            server: Some(crate::endpoint::DEFAULT_USER_AGENT.into()),
             answered: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
         }
@@ -60,7 +59,7 @@ impl<S: LocationStore> InlineRegistrar<S> {
     /// The `Server` header value of the answers (`None`: none); use the endpoint's
     /// [`user_agent`](crate::endpoint::EndpointBuilder::user_agent).
     pub fn server(mut self, server: Option<String>) -> Self {
-        self.server = server;
+        self.server = server.map(Into::into);
         self
     }
 
@@ -131,31 +130,18 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
             }
             return None;
         }
+        // The store waits (a networked one): the work is a task of its own from the start,
+        // so the receive loop goes on reading, and the requests of one batch of datagrams
+        // reach the store together (a multiplexed connection writes them at once).
+        self.deferred.fetch_add(1, Ordering::Relaxed);
         let registrar = self.registrar.clone();
-        // The request stays with the work: its Via says where the answer goes.
-        type Work = Pin<Box<dyn Future<Output = (Message, Option<Message>)> + Send>>;
-        let mut work: Work = Box::pin(async move {
-            let response = registrar.handle(&request, flow, now, wall).await;
-            (request, response)
+        let transport = transport.clone();
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            if let Some(r) = registrar.handle(&request, flow, now, wall).await {
+                send(&transport, &request, r, flow, server.as_deref());
+            }
         });
-        match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready((request, response)) => {
-                self.answered.fetch_add(1, Ordering::Relaxed);
-                if let Some(r) = response {
-                    send(transport, &request, r, flow, self.server.as_deref());
-                }
-            }
-            Poll::Pending => {
-                self.deferred.fetch_add(1, Ordering::Relaxed);
-                let transport = transport.clone();
-                let server = self.server.clone();
-                tokio::spawn(async move {
-                    if let (request, Some(r)) = work.await {
-                        send(&transport, &request, r, flow, server.as_deref());
-                    }
-                });
-            }
-        }
         None
     }
 }
