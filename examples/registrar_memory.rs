@@ -148,8 +148,9 @@ fn main() {
             "  Binding struct (size_of)       {} B",
             std::mem::size_of::<Binding>()
         );
+        let node = per_aor_node();
         println!(
-            "  AOR key (the map's Box<str>)   {:.1} B + 16 B pointer/len",
+            "  AOR                            {:.1} B (inside its node up to 54 B)",
             aor_bytes as f64 / n as f64
         );
         println!(
@@ -157,17 +158,15 @@ fn main() {
             call_id_bytes as f64 / n as f64
         );
         println!(
-            "  Vec<Binding> header            {} B (in the map slot)",
-            std::mem::size_of::<Vec<Binding>>()
+            "  AOR node beyond the Binding    {node} B (inline AOR room, vector length), 16 B table slot"
         );
         println!(
-            "  rest (hash table slots and control bytes, growth slack): {:.1} B",
+            "  rest (allocator headers, hash table control bytes and growth slack): {:.1} B",
             beyond
                 - std::mem::size_of::<Binding>() as f64
-                - aor_bytes as f64 / n as f64
-                - 16.0
                 - call_id_bytes as f64 / n as f64
-                - std::mem::size_of::<Vec<Binding>>() as f64
+                - node as f64
+                - 16.0
         );
         println!(
             "beyond all the client's strings (contact, Call-ID, AOR): {:.1} B",
@@ -180,4 +179,10 @@ fn main() {
             }
         }
     });
+}
+
+/// Bytes of an AOR's node in the store beyond its one inline binding: the key's inline room
+/// (54 bytes, its length and tag) and the bindings vector's length word.
+fn per_aor_node() -> usize {
+    56 + std::mem::size_of::<sip_stack::registrar::AorBindings>() - std::mem::size_of::<Binding>()
 }

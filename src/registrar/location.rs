@@ -165,8 +165,10 @@ impl Default for StoreLimits {
     }
 }
 
-/// What an AOR's entry costs besides its bindings: its key and its vector.
-const AOR_OVERHEAD: usize = std::mem::size_of::<Box<str>>() + std::mem::size_of::<AorBindings>()
+/// What an AOR's entry costs besides its bindings and the AOR's bytes: its table slot (hash
+/// and pointer) and its node (the inline key's room and the bindings' vector, less the one
+/// binding it holds inline).
+const AOR_OVERHEAD: usize = 16 + std::mem::size_of::<AorKey>() + std::mem::size_of::<AorBindings>()
     - std::mem::size_of::<Binding>();
 
 /// Bytes one AOR's entry takes in a store (0 when it has no bindings: it is removed).
@@ -432,6 +434,10 @@ struct Inner {
 /// `Box<str>` were ~7 % of the registrar's CPU under perf), and a REGISTER hashes its AOR
 /// once. AORs are chosen by the network: foldhash's quality hasher, seeded at random per
 /// table, keeps collisions from being chosen.
+///
+/// An entry is the hash and one boxed [`AorNode`]: the table's slots stay small (its empty
+/// slots cost 16 bytes each), and a new AOR of up to [`AOR_INLINE`] bytes with one binding
+/// is one allocation.
 #[derive(Default)]
 struct AorTable {
     table: hashbrown::HashTable<AorEntry>,
@@ -440,8 +446,53 @@ struct AorTable {
 
 struct AorEntry {
     hash: u64,
-    aor: Box<str>,
+    node: Box<AorNode>,
+}
+
+/// One AOR: its key and its bindings (the first inline).
+struct AorNode {
+    aor: AorKey,
     bindings: AorBindings,
+}
+
+/// AORs up to this many bytes are kept inside their node (most are: `sip:user@domain`).
+const AOR_INLINE: usize = 54;
+
+/// An AOR as a table key: inline when short, else on the heap.
+enum AorKey {
+    Inline(u8, [u8; AOR_INLINE]),
+    Heap(Box<str>),
+}
+
+impl AorKey {
+    fn new(aor: &str) -> AorKey {
+        if aor.len() <= AOR_INLINE {
+            let mut b = [0u8; AOR_INLINE];
+            b[..aor.len()].copy_from_slice(aor.as_bytes());
+            AorKey::Inline(aor.len() as u8, b)
+        } else {
+            AorKey::Heap(aor.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            AorKey::Inline(n, b) => &b[..usize::from(*n)],
+            AorKey::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `&str` whole: always valid.
+            AorKey::Inline(..) => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            AorKey::Heap(s) => s,
+        }
+    }
+
+    fn is(&self, aor: &str) -> bool {
+        self.as_bytes() == aor.as_bytes()
+    }
 }
 
 impl std::fmt::Debug for AorTable {
@@ -458,8 +509,8 @@ impl AorTable {
 
     fn get_hashed(&self, hash: u64, aor: &str) -> Option<&AorBindings> {
         self.table
-            .find(hash, |e| &*e.aor == aor)
-            .map(|e| &e.bindings)
+            .find(hash, |e| e.node.aor.is(aor))
+            .map(|e| &e.node.bindings)
     }
 
     fn get(&self, aor: &str) -> Option<&AorBindings> {
@@ -469,8 +520,8 @@ impl AorTable {
     fn get_mut(&mut self, aor: &str) -> Option<&mut AorBindings> {
         let h = self.hash(aor);
         self.table
-            .find_mut(h, |e| &*e.aor == aor)
-            .map(|e| &mut e.bindings)
+            .find_mut(h, |e| e.node.aor.is(aor))
+            .map(|e| &mut e.node.bindings)
     }
 
     /// Stores `bindings` as the AOR's (removes the AOR when there are none).
@@ -478,29 +529,36 @@ impl AorTable {
         use hashbrown::hash_table::Entry;
         match self
             .table
-            .entry(hash, |e| &*e.aor == aor, |e: &AorEntry| e.hash)
+            .entry(hash, |e| e.node.aor.is(aor), |e: &AorEntry| e.hash)
         {
             Entry::Occupied(o) if bindings.is_empty() => {
                 o.remove();
             }
-            Entry::Occupied(mut o) => o.get_mut().bindings = bindings,
+            Entry::Occupied(mut o) => o.get_mut().node.bindings = bindings,
             Entry::Vacant(_) if bindings.is_empty() => {}
             Entry::Vacant(v) => {
                 v.insert(AorEntry {
                     hash,
-                    aor: aor.into(),
-                    bindings,
+                    node: Box::new(AorNode {
+                        aor: AorKey::new(aor),
+                        bindings,
+                    }),
                 });
             }
         }
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&str, &mut AorBindings) -> bool) {
-        self.table.retain(|e| keep(&e.aor, &mut e.bindings));
+        self.table.retain(|e| {
+            let AorNode { aor, bindings } = &mut *e.node;
+            keep(aor.as_str(), bindings)
+        });
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &AorBindings)> {
-        self.table.iter().map(|e| (&*e.aor, &e.bindings))
+        self.table
+            .iter()
+            .map(|e| (e.node.aor.as_str(), &e.node.bindings))
     }
 
     fn len(&self) -> usize {
