@@ -24,7 +24,8 @@ pub const REPLY_SEP: u8 = 0x1e;
 /// A field made safe to store: the separators cannot occur in it.
 fn clean(s: &str) -> std::borrow::Cow<'_, str> {
     const SEPS: [char; 4] = ['\n', '\r', PATH_SEP, REPLY_SEP as char];
-    if s.contains(SEPS) {
+    // A byte scan: the separators are ASCII, and this runs on every field of every REGISTER.
+    if s.bytes().any(|b| matches!(b, b'\n' | b'\r' | 0x1e | 0x1f)) {
         s.replace(SEPS, " ").into()
     } else {
         s.into()
@@ -167,10 +168,12 @@ pub fn is_flow_bound(change: &RegisterChange, c: &ContactUpdate) -> bool {
 }
 
 /// The stored value of a contact of `change`, without its expiry (the script adds it).
-pub fn tail(change: &RegisterChange, c: &ContactUpdate, node: &str) -> String {
+/// `flow_key` is [`flow_key`] of the change's flow (made once per REGISTER).
+pub fn tail(change: &RegisterChange, c: &ContactUpdate, node: &str, flow_key: &str) -> String {
     let bound = is_flow_bound(change, c);
     let mut out = String::with_capacity(
-        change.call_id.len()
+        flow_key.len()
+            + change.call_id.len()
             + node.len()
             + c.contact.len()
             + 96
@@ -182,7 +185,7 @@ pub fn tail(change: &RegisterChange, c: &ContactUpdate, node: &str) -> String {
     out.push_str("\n0\n");
     out.push_str(node);
     out.push('\n');
-    push_flow(&mut out, &change.flow);
+    out.push_str(flow_key);
     out.push_str(if bound { "\n1\n" } else { "\n0\n" });
     push_u64(&mut out, u64::from(c.q));
     out.push('\n');
@@ -232,10 +235,27 @@ struct Fields<'a> {
     path: &'a str,
 }
 
-fn fields(v: &[u8]) -> Option<Fields<'_>> {
+/// The fields of a stored value. `flow` is the request's flow and its stored key, when
+/// known: a stored flow spelled the same is that flow, without parsing its addresses.
+fn fields<'a>(v: &'a [u8], flow: Option<(&Flow, &str)>) -> Option<Fields<'a>> {
     let s = std::str::from_utf8(v).ok()?;
-    let mut f = s.splitn(12, '\n');
-    let mut next = || f.next();
+    let mut rest = s;
+    // Eleven fields end at a newline; the twelfth (the Path) runs to the end.
+    let mut taken = 0;
+    let mut next = || -> Option<&'a str> {
+        taken += 1;
+        if taken == 12 {
+            return Some(std::mem::take(&mut rest));
+        }
+        let at = memchr::memchr(b'\n', rest.as_bytes())?;
+        let (field, tail) = (&rest[..at], &rest[at + 1..]);
+        rest = tail;
+        Some(field)
+    };
+    let parse_flow = |f: &str| match flow {
+        Some((flow, key)) if key == f => Some(*flow),
+        _ => parse_flow(f),
+    };
     Some(Fields {
         exp: next()?.parse().ok()?,
         cseq: next()?.parse().ok()?,
@@ -295,7 +315,7 @@ impl Fields<'_> {
 /// Decodes a stored value. `redis_now` (server ms) and `now` are the same moment on the two
 /// clocks: the expiry becomes `now` plus what is left.
 pub fn decode(v: &[u8], redis_now: u64, now: Instant) -> Option<Stored> {
-    let f = fields(v)?;
+    let f = fields(v, None)?;
     Some(Stored {
         binding: f.binding(redis_now, now, None),
         node: f.node.to_owned(),
@@ -304,14 +324,16 @@ pub fn decode(v: &[u8], redis_now: u64, now: Instant) -> Option<Stored> {
 }
 
 /// Decodes only the binding of a stored value written by `change` (or another), sharing the
-/// contact and Call-ID strings with it where they are the same.
+/// contact and Call-ID strings with it where they are the same; `flow_key` is
+/// [`flow_key`] of the change's flow.
 pub fn decode_binding(
     v: &[u8],
     redis_now: u64,
     now: Instant,
     change: &RegisterChange,
+    flow_key: &str,
 ) -> Option<Binding> {
-    Some(fields(v)?.binding(redis_now, now, Some(change)))
+    Some(fields(v, Some((&change.flow, flow_key)))?.binding(redis_now, now, Some(change)))
 }
 
 #[cfg(test)]
@@ -389,7 +411,7 @@ mod tests {
             path: vec![],
             ..change(Transport::Tcp, c.clone())
         };
-        let v = format!("1500\n{}", tail(&ch, &c, "n1"));
+        let v = format!("1500\n{}", tail(&ch, &c, "n1", &flow_key(&ch.flow)));
         let now = Instant::now();
         let s = decode(v.as_bytes(), 1000, now).unwrap();
         assert_eq!(s.node, "n1");
@@ -400,7 +422,10 @@ mod tests {
         assert_eq!(s.binding.cseq, 7);
         assert_eq!(&*s.binding.call_id, "abc@h");
         let with_path = change(Transport::Tcp, c.clone());
-        let v = format!("1500\n{}", tail(&with_path, &c, "n1"));
+        let v = format!(
+            "1500\n{}",
+            tail(&with_path, &c, "n1", &flow_key(&with_path.flow))
+        );
         let s = decode(v.as_bytes(), 1000, now).unwrap();
         assert_eq!(&*s.binding.path()[0], "<sip:edge.example.com;lr>");
         assert!(!s.bound);

@@ -388,8 +388,20 @@ impl RedisLocationStore {
         // EVALSHA built as one command (the arguments packed into one buffer), the script
         // loaded once when Redis does not know it (first use, or Redis restarted).
         let script = &self.scripts.register;
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
+        let flow_key = codec::flow_key(&change.flow);
+        let room: usize = change
+            .contacts
+            .iter()
+            .map(|c| 2 * c.contact.len() + 40)
+            .sum::<usize>()
+            + aor.len()
+            + 3 * change.call_id.len()
+            + 2 * flow_key.len()
+            + self.config.prefix.len()
+            + 160;
+        let mut cmd = redis::Cmd::with_capacity(11 + 3 * change.contacts.len(), room);
+        cmd.arg("EVALSHA")
+            .arg(script.get_hash())
             .arg(0)
             .arg(&self.config.prefix)
             .arg(self.skew())
@@ -403,7 +415,7 @@ impl RedisLocationStore {
         for c in &change.contacts {
             cmd.arg(codec::binding_id(c))
                 .arg(c.expires)
-                .arg(codec::tail(change, c, &self.config.node));
+                .arg(codec::tail(change, c, &self.config.node, &flow_key));
         }
         cmd.arg(limits.max_bytes);
         let mut conn = self.conn();
@@ -417,6 +429,7 @@ impl RedisLocationStore {
         Ok(parse_register_reply(
             bytes(&reply).unwrap_or_default(),
             change,
+            &flow_key,
             now,
         ))
     }
@@ -462,9 +475,20 @@ fn int_at(v: &[Value], i: usize) -> u64 {
 fn parse_register_reply(
     reply: &[u8],
     change: &RegisterChange,
+    flow_key: &str,
     now: Instant,
 ) -> Result<(Bindings, BindingChanges), RegisterError> {
-    let mut parts = reply.split(|&b| b == codec::REPLY_SEP);
+    let mut rest = Some(reply);
+    let mut parts = std::iter::from_fn(|| {
+        let r = rest?;
+        match memchr::memchr(codec::REPLY_SEP, r) {
+            Some(at) => {
+                rest = Some(&r[at + 1..]);
+                Some(&r[..at])
+            }
+            None => rest.take(),
+        }
+    });
     let status = parts.next().unwrap_or_default();
     let number = |p: Option<&[u8]>| -> u64 {
         p.and_then(|b| std::str::from_utf8(b).ok())
@@ -474,7 +498,7 @@ fn parse_register_reply(
     let redis_now = number(parts.next());
     let decode_all = |vals: &mut dyn Iterator<Item = &[u8]>| -> Bindings {
         let mut b: Bindings = vals
-            .filter_map(|x| codec::decode_binding(x, redis_now, now, change))
+            .filter_map(|x| codec::decode_binding(x, redis_now, now, change, flow_key))
             .collect();
         b.sort_by_key(|b| std::cmp::Reverse(b.q));
         b
@@ -490,14 +514,19 @@ fn parse_register_reply(
                 pairs.push((kind, value));
             }
             let after: SmallVec<[(&[u8], Binding); 2]> = parts
-                .filter_map(|v| Some((v, codec::decode_binding(v, redis_now, now, change)?)))
+                .filter_map(|v| {
+                    Some((
+                        v,
+                        codec::decode_binding(v, redis_now, now, change, flow_key)?,
+                    ))
+                })
                 .collect();
             let changes = pairs
                 .iter()
                 .filter_map(|&(kind, value)| {
                     let b = match after.iter().find(|(v, _)| *v == value) {
                         Some((_, b)) if kind != b"R" => b.clone(),
-                        _ => codec::decode_binding(value, redis_now, now, change)?,
+                        _ => codec::decode_binding(value, redis_now, now, change, flow_key)?,
                     };
                     Some(match kind {
                         b"A" => BindingChange::Added(b),
