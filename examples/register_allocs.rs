@@ -17,65 +17,20 @@
 //! Each REGISTER is a new AOR (a new binding), then the same AORs register again (a refresh
 //! of an existing binding): both figures are printed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sip_stack::endpoint::Endpoint;
 use sip_stack::registrar::{serve, InlineRegistrar, Registrar, RegistrarConfig, ServiceOptions};
 
-struct Counting;
+#[path = "../tests/support/register_allocs.rs"]
+mod support;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use support::{register, run};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn register(n: u32, me: std::net::SocketAddr, cseq: u32) -> Vec<u8> {
-    format!(
-        "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{n}-{cseq};rport\r\n\
-         Max-Forwards: 70\r\nTo: <sip:u{n}@localhost>\r\nFrom: <sip:u{n}@localhost>;tag=t{n}\r\n\
-         Call-ID: c{n}@{me}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:u{n}@{me}>\r\n\
-         Expires: 3600\r\nContent-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// Sends every prepared REGISTER and waits for its 200; returns the allocations counted.
-fn run(sock: &UdpSocket, to: std::net::SocketAddr, msgs: &[Vec<u8>]) -> u64 {
-    let mut buf = [0u8; 4096];
-    let before = ALLOCS.load(Ordering::Relaxed);
-    for m in msgs {
-        sock.send_to(m, to).expect("send");
-        let n = sock.recv(&mut buf).expect("no answer within 5 s");
-        assert!(buf[..n].starts_with(b"SIP/2.0 200"), "not a 200");
-    }
-    ALLOCS.load(Ordering::Relaxed) - before
-}
+static GLOBAL: support::Counting = support::Counting;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u32 = std::env::args()

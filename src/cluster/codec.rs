@@ -48,19 +48,12 @@ fn push_flow(out: &mut String, flow: &Flow) {
 }
 
 /// Appends `n` in decimal, without the formatting machinery (this runs per REGISTER).
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+fn push_u64(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    // Only ASCII digits are written.
+    out.push_str(
+        std::str::from_utf8(sip_core::builder::decimal_digits(n, &mut buf)).unwrap_or_default(),
+    );
 }
 
 /// Appends an address as `SocketAddr`'s `Display` writes it (so that `parse` reads it back).
