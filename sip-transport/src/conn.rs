@@ -373,7 +373,7 @@ fn on_frame<'a>(
             *completed = true;
             stats.message_in(flow.transport);
             match process_message(msg, flow, &shared.cfg, stats) {
-                Inbound::Deliver(msg) => {
+                Inbound::Deliver(msg, _) => {
                     debug!(%flow, size = msg.source().len(), "message received");
                     let ev = TransportEvent::Message { msg, flow: *flow };
                     match deliver(&shared.events, ev) {

@@ -2,18 +2,20 @@
 //! parse, validate, stamp the top Via; or answer a malformed request here; or drop.
 
 use bytes::Bytes;
-use sip_core::{Error, Flow, HeaderName, Limits, Message, Method};
+use sip_core::{Error, Flow, HeaderName, Limits, Message, Method, Target, Transport};
 use tracing::debug;
 
 use crate::config::TransportConfig;
+use crate::response::stamped_destination;
 use crate::stats::Counters;
 use crate::via::{apply_stamp, stamp_via, stamped_value};
 
 /// The outcome of processing one received message.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Inbound {
-    /// Deliver it upward.
-    Deliver(Message),
+    /// Deliver it upward; for a request received over UDP, where its responses go
+    /// (computed while its top Via was at hand: see [`stamped_destination`]).
+    Deliver(Message, Option<Target>),
     /// Send these bytes back to the source (an error response), do not deliver.
     Answer(Bytes),
     /// Drop it (already counted and logged).
@@ -71,12 +73,23 @@ pub(crate) fn process_message(
             debug!(%flow, error = %e, request = msg.is_request(), "invalid message");
             return answer(&msg, &e, stats);
         }
-        Ok(top) if msg.is_request() => Some(top.map(|via| stamped_value(&via, flow.remote))),
+        Ok(top) if msg.is_request() => Some(top.map(|via| {
+            let new = stamped_value(&via, flow.remote);
+            // Over UDP, where the response goes (the stream transports answer on the flow).
+            let reply = (flow.transport == Transport::Udp)
+                .then(|| stamped_destination(&via, flow.remote, new.is_some()))
+                .flatten();
+            (new, reply)
+        })),
         Ok(_) => None,
     };
+    let mut reply = None;
     if let Some(stamp) = stamp {
         let stamped = match stamp {
-            Some(new) => apply_stamp(&mut msg, new),
+            Some((new, to)) => {
+                reply = to;
+                apply_stamp(&mut msg, new)
+            }
             // Via lines without a value: the stamp reports what is wrong.
             None => stamp_via(&mut msg, flow.remote),
         };
@@ -86,7 +99,7 @@ pub(crate) fn process_message(
             return answer(&msg, &e, stats);
         }
     }
-    Inbound::Deliver(msg)
+    Inbound::Deliver(msg, reply)
 }
 
 /// The error response to a parsed request, or `Drop` for a response or an ACK (never
@@ -190,7 +203,7 @@ mod tests {
     fn status_of(r: Inbound) -> u16 {
         match r {
             Inbound::Answer(b) => Message::parse(b).unwrap().status().unwrap(),
-            Inbound::Deliver(_) => panic!("delivered"),
+            Inbound::Deliver(..) => panic!("delivered"),
             Inbound::Drop => panic!("dropped"),
         }
     }
@@ -199,12 +212,62 @@ mod tests {
     fn good_request_is_stamped_and_delivered() {
         let raw = format!("OPTIONS sip:b@x SIP/2.0\r\n{HEAD}Content-Length: 0\r\n\r\n");
         match run(raw.as_bytes(), &TransportConfig::default()).0 {
-            Inbound::Deliver(m) => {
+            Inbound::Deliver(m, _) => {
                 let v = m.via().unwrap();
                 assert_eq!(v.received(), Some("192.0.2.9"));
                 assert_eq!(v.rport(), Some(Some(4444)));
             }
             _ => panic!("not delivered"),
+        }
+    }
+
+    /// The destination computed while stamping is the one read from the stamped Via, for
+    /// every kind of top Via: stamped or not, with and without rport, received (right or
+    /// wrong), maddr, a domain name, another port, IPv6.
+    #[test]
+    fn reply_target_is_the_stamped_vias_destination() {
+        let vias = [
+            "SIP/2.0/UDP 10.0.0.1;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.9:4444;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.9:5062;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.9;received=198.51.100.1;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;received=192.0.2.9;rport=7000;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;rport=7000;branch=z9hG4bK1",
+            "SIP/2.0/UDP host.example:5080;branch=z9hG4bK1",
+            "SIP/2.0/UDP host.example;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;maddr=239.1.1.1;ttl=1;branch=z9hG4bK1",
+            "SIP/2.0/UDP [2001:db8::1]:5070;rport;branch=z9hG4bK1",
+            "SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1 ; branch = z9hG4bK1 ; rport",
+        ];
+        for remote in [
+            "192.0.2.9:4444",
+            "[2001:db8::1]:5070",
+            "[::ffff:192.0.2.9]:4444",
+        ] {
+            let flow = Flow {
+                remote: remote.parse().unwrap(),
+                ..flow()
+            };
+            for via in vias {
+                let raw = format!(
+                    "OPTIONS sip:b@x SIP/2.0\r\nVia: {via}\r\nTo: <sip:b@x>\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\n"
+                );
+                let stats = Counters::default();
+                let r = process_datagram(
+                    Bytes::copy_from_slice(raw.as_bytes()),
+                    &flow,
+                    &TransportConfig::default(),
+                    &stats,
+                );
+                let Inbound::Deliver(m, reply) = r else {
+                    panic!("{via}: not delivered");
+                };
+                let read = crate::response::destination(&m).ok();
+                assert_eq!(reply, read, "{via} from {remote}");
+                assert!(reply.is_some() || via.contains("TCP") || via.contains("host."));
+            }
         }
     }
 

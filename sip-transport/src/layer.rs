@@ -622,7 +622,9 @@ impl TransportHandle {
         // Most responses: one Via found in the bytes. Anything unusual (folding, a quoted
         // parameter, no route from the Via alone): the whole message is parsed.
         let fast = match msg {
-            Some(_) => None,
+            // The request an inline handler is answering: its destination was computed when
+            // its Via was stamped.
+            Some(m) => crate::udp_batch::reply_to(m),
             None => response::destination_from_bytes(&data).and_then(Result::ok),
         };
         let target = match fast {

@@ -62,6 +62,37 @@ fn top_via_value(data: &[u8]) -> Option<&str> {
 }
 
 fn via_destination(via: &Via<'_>) -> Result<Target, SendError> {
+    destination_with(via, via.received_addr(), via.rport())
+}
+
+/// Where the response to a request goes once the transport has stamped its top Via for
+/// `source` (RFC 3261 §18.2.1): what [`destination`] reads from the stamped Via, computed from
+/// the Via as parsed before the stamp, so that a server answering at once need not parse the
+/// stamped Via again. `stamped`: whether the stamp rewrote it (`received` set to the source
+/// address, and `rport` to the source port when it was asked for). `None` when the Via gives no
+/// route, which [`destination`] reports.
+pub(crate) fn stamped_destination(
+    via: &Via<'_>,
+    source: SocketAddr,
+    stamped: bool,
+) -> Option<Target> {
+    let t = if stamped {
+        let rport = match via.rport() {
+            Some(None) => Some(Some(source.port())),
+            kept => kept,
+        };
+        destination_with(via, Some(source.ip().to_canonical()), rport)
+    } else {
+        via_destination(via)
+    };
+    t.ok()
+}
+
+fn destination_with(
+    via: &Via<'_>,
+    received: Option<IpAddr>,
+    rport: Option<Option<u16>>,
+) -> Result<Target, SendError> {
     let transport = Transport::from_name(via.transport()).ok_or(SendError::NoRoute(
         "top Via transport is not UDP, TCP, TLS, WS or WSS",
     ))?;
@@ -78,7 +109,6 @@ fn via_destination(via: &Via<'_>) -> Result<Target, SendError> {
         Host::Ipv6(a) => Some(IpAddr::V6(*a)),
         Host::Domain(_) => None,
     };
-    let received = via.received_addr();
     let addr = if transport.is_reliable() {
         let ip = received
             .or(sent_by_ip)
@@ -92,7 +122,7 @@ fn via_destination(via: &Via<'_>) -> Result<Target, SendError> {
             .map_err(|_| SendError::NoRoute("maddr is a domain name (RFC 3263 §5)"))?;
         SocketAddr::new(ip, default_port)
     } else if let Some(ip) = received {
-        let port = match via.rport() {
+        let port = match rport {
             Some(Some(p)) => p,
             _ => default_port,
         };

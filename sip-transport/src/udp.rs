@@ -207,12 +207,12 @@ impl Receiver {
         };
         shared.stats.bytes_in(Transport::Udp, n);
         match process_datagram(data, &flow, &shared.cfg, &shared.stats) {
-            Inbound::Deliver(msg) => {
+            Inbound::Deliver(msg, reply) => {
                 debug!(%flow, size = n, "message received");
                 let msg = match &self.inline {
                     Some((handler, transport)) => {
                         // Its sends wait for the end of the batch (one sendmmsg).
-                        crate::udp_batch::open();
+                        crate::udp_batch::open(&msg, reply);
                         let passed = if msg.is_request() {
                             handler.request(msg, flow, transport)
                         } else {

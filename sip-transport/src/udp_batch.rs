@@ -24,7 +24,7 @@ use tracing::{debug, trace};
 
 use crate::layer::Shared;
 use crate::stats::Counters;
-use sip_core::Transport;
+use sip_core::{HeaderName, Message, Target, Transport};
 
 /// Datagrams per `sendmmsg`.
 pub(crate) const MAX: usize = 32;
@@ -34,17 +34,27 @@ struct Batch {
     /// Collecting (an inline handler is running on this thread).
     open: bool,
     items: Vec<(Arc<UdpSocket>, Bytes, SocketAddr)>,
+    /// The request the running handler was given: where its top Via value is (address and
+    /// length), and where its responses go, as the receive path computed when it stamped
+    /// that Via.
+    reply: Option<(usize, usize, Target)>,
 }
 
 thread_local! {
     static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
 }
 
-/// Starts collecting the sends of this thread (around an inline handler's run).
-pub(crate) fn open() {
+/// Starts collecting the sends of this thread (around an inline handler's run), for a handler
+/// given `request`, whose responses go to `reply` (when known).
+pub(crate) fn open(request: &Message, reply: Option<Target>) {
+    let reply = reply.and_then(|t| {
+        let via = request.header_bytes(HeaderName::Via)?;
+        Some((via.as_ptr() as usize, via.len(), t))
+    });
     BATCH.with(|b| {
         if let Ok(mut b) = b.try_borrow_mut() {
             b.open = true;
+            b.reply = reply;
         }
     });
 }
@@ -54,8 +64,21 @@ pub(crate) fn close() {
     BATCH.with(|b| {
         if let Ok(mut b) = b.try_borrow_mut() {
             b.open = false;
+            b.reply = None;
         }
     });
+}
+
+/// Where a response to `request` goes, when `request` is the one the running inline handler
+/// was given, with its top Via as received and stamped (the same line at the same place: a
+/// copy or an edited Via does not match, and its destination is read from it as usual).
+pub(crate) fn reply_to(request: &Message) -> Option<Target> {
+    BATCH.with(|b| {
+        let b = b.try_borrow().ok()?;
+        let (at, len, target) = b.reply.as_ref()?;
+        let via = request.header_bytes(HeaderName::Via)?;
+        (via.as_ptr() as usize == *at && via.len() == *len).then(|| target.clone())
+    })
 }
 
 /// Keeps `data` for `to` when a batch is open on this thread (`false`: send it now).

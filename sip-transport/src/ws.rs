@@ -440,7 +440,7 @@ where
         };
         stats.message_in(flow.transport);
         match process_message(msg, &flow, cfg, stats) {
-            Inbound::Deliver(msg) => {
+            Inbound::Deliver(msg, _) => {
                 debug!(%flow, size = msg.source().len(), "message received");
                 match deliver(&shared.events, TransportEvent::Message { msg, flow }) {
                     Ok(None) => {}

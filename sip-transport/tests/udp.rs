@@ -392,3 +392,65 @@ async fn an_inline_handlers_answers_to_a_burst_all_arrive_in_order() {
     assert_eq!(s.udp.messages_in, N as u64);
     assert_eq!(s.udp.messages_out, N as u64);
 }
+
+/// An inline handler that answers through `enqueue_response_to`, the destination computed
+/// when the request's Via was stamped.
+struct AnswerTo;
+
+impl sip_transport::InlineHandler for AnswerTo {
+    fn request(
+        &self,
+        request: Message,
+        flow: sip_core::Flow,
+        transport: &sip_transport::TransportHandle,
+    ) -> Option<Message> {
+        let resp = request.response(200).build().ok()?;
+        transport
+            .enqueue_response_to(resp.to_bytes(), &request, Some(flow), None)
+            .ok()?;
+        None
+    }
+}
+
+/// Answers to requests whose Via names another address (as behind a NAT) reach the source
+/// when the Via asks for rport (RFC 3581), and the Via's port at the source address without
+/// it (RFC 3261 §18.2.2), as the stamped Via says.
+#[tokio::test]
+async fn an_inline_answer_to_a_request_goes_where_its_stamped_via_says() {
+    let (t, _rx) = sip_transport::TransportLayer::builder()
+        .udp(addr("127.0.0.1:0"))
+        .inline(std::sync::Arc::new(AnswerTo))
+        .build()
+        .await
+        .unwrap();
+    let server = t.local_addr(Transport::Udp).unwrap();
+    let nat = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    // rport: back to the source, whatever the Via says.
+    let via = "SIP/2.0/UDP 10.9.9.9:5999;rport;branch=z9hG4bKnat1";
+    nat.send_to(request("OPTIONS", via, "nat1", "").as_bytes(), server)
+        .await
+        .unwrap();
+    // No rport: to the source address (received), at the Via's port.
+    let via = format!("SIP/2.0/UDP 10.9.9.9:{other_port};branch=z9hG4bKnat2");
+    other
+        .send_to(request("OPTIONS", &via, "nat2", "").as_bytes(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    for (sock, call_id) in [(&nat, "nat1"), (&other, "nat2")] {
+        let (n, from) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv_from(&mut buf))
+                .await
+                .expect("the answer arrives")
+                .unwrap();
+        assert_eq!(from, server);
+        let m = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
+        assert_eq!((m.status(), m.call_id()), (Some(200), Some(call_id)));
+        assert_eq!(
+            m.via().unwrap().received(),
+            Some(sock.local_addr().unwrap().ip().to_string().as_str())
+        );
+    }
+}
