@@ -603,10 +603,44 @@ impl TransportHandle {
         self.outcome(r)
     }
 
+    /// Where the response to `request` goes over UDP (RFC 3261 §18.2.2): for the request an
+    /// [`InlineHandler`](crate::InlineHandler) is looking at, what the receive path computed
+    /// when it stamped its Via; otherwise read from its top Via. For a handler that answers
+    /// later, on a task of its own, through
+    /// [`enqueue_response_at`](Self::enqueue_response_at).
+    pub fn reply_destination(&self, request: &Message) -> Option<Target> {
+        crate::udp_batch::reply_to(request).or_else(|| response::destination(request).ok())
+    }
+
+    /// [`enqueue_response`](Self::enqueue_response) for a response whose destination is known
+    /// ([`reply_destination`](Self::reply_destination)): it goes on `flow` when that is an
+    /// open connection, else to `target`.
+    pub fn enqueue_response_at(
+        &self,
+        data: Bytes,
+        target: Target,
+        flow: Option<Flow>,
+        tag: Option<u64>,
+    ) -> Result<Option<Flow>, SendError> {
+        let r = self.route_response_known(data, None, Some(target), flow, notice(tag));
+        self.outcome(r)
+    }
+
     fn route_response(
         &self,
         data: Bytes,
         msg: Option<&Message>,
+        flow: Option<Flow>,
+        notice: Notice,
+    ) -> Result<Outcome, SendError> {
+        self.route_response_known(data, msg, None, flow, notice)
+    }
+
+    fn route_response_known(
+        &self,
+        data: Bytes,
+        msg: Option<&Message>,
+        known: Option<Target>,
         flow: Option<Flow>,
         notice: Notice,
     ) -> Result<Outcome, SendError> {
@@ -621,11 +655,12 @@ impl TransportHandle {
         }
         // Most responses: one Via found in the bytes. Anything unusual (folding, a quoted
         // parameter, no route from the Via alone): the whole message is parsed.
-        let fast = match msg {
+        let fast = match (known, msg) {
+            (Some(t), _) => Some(t),
             // The request an inline handler is answering: its destination was computed when
             // its Via was stamped.
-            Some(m) => crate::udp_batch::reply_to(m),
-            None => response::destination_from_bytes(&data).and_then(Result::ok),
+            (None, Some(m)) => crate::udp_batch::reply_to(m),
+            (None, None) => response::destination_from_bytes(&data).and_then(Result::ok),
         };
         let target = match fast {
             Some(t) => t,

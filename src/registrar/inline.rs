@@ -76,19 +76,26 @@ impl<S: LocationStore> InlineRegistrar<S> {
 }
 
 /// Adds `Server` before Content-Length (which the builder puts last) and sends the response
-/// to `request` back per RFC 3261 §18.2.2 (the destination read from the request's Via).
+/// to `request` back per RFC 3261 §18.2.2: to `reply` when the destination is known, else
+/// where the request's Via says.
 fn send(
     transport: &TransportHandle,
     request: &Message,
     mut response: Message,
     flow: Flow,
     server: Option<&str>,
+    reply: Option<sip_core::Target>,
 ) {
     if let Some(s) = server.filter(|_| !response.has(sip_core::HeaderName::Server)) {
         let at = response.header_count().saturating_sub(1);
         let _ = response.insert_header(at, "Server", s);
     }
-    if let Err(e) = transport.enqueue_response_to(response.to_bytes(), request, Some(flow), None) {
+    let data = response.to_bytes();
+    let sent = match reply {
+        Some(target) => transport.enqueue_response_at(data, target, Some(flow), None),
+        None => transport.enqueue_response_to(data, request, Some(flow), None),
+    };
+    if let Err(e) = sent {
         debug!(%flow, error = %e, "response not sent");
     }
 }
@@ -109,7 +116,7 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
             .as_ref()
             .and_then(|r| r.respond(&request, flow))
         {
-            send(transport, &request, r, flow, None);
+            send(transport, &request, r, flow, None, None);
             return None;
         }
         let (now, wall) = (Instant::now(), SystemTime::now());
@@ -126,7 +133,7 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
             };
             self.answered.fetch_add(1, Ordering::Relaxed);
             if let Some(r) = response {
-                send(transport, &request, r, flow, self.server.as_deref());
+                send(transport, &request, r, flow, self.server.as_deref(), None);
             }
             return None;
         }
@@ -135,6 +142,9 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
         // reach the store together (a multiplexed connection writes them at once).
         self.deferred.fetch_add(1, Ordering::Relaxed);
         let registrar = self.registrar.clone();
+        // Where the answer goes, known now from the Via the receive path stamped (the task
+        // does not parse it again).
+        let reply = transport.reply_destination(&request);
         let transport = transport.clone();
         let server = self.server.clone();
         // Boxed: the work's future is a few KB, and a task holding it inline is moved into
@@ -142,7 +152,7 @@ impl<S: LocationStore> InlineHandler for InlineRegistrar<S> {
         // boxed, the task costs fewer instructions).
         tokio::spawn(Box::pin(async move {
             if let Some(r) = registrar.handle(&request, flow, now, wall).await {
-                send(&transport, &request, r, flow, server.as_deref());
+                send(&transport, &request, r, flow, server.as_deref(), reply);
             }
         }));
         None
