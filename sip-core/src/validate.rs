@@ -195,18 +195,24 @@ impl Message {
 /// what validation would otherwise find by scanning the lines once per header name.
 struct HeaderIndex {
     /// Per [`HeaderName`] (its `u8` value), the index of its first line plus one (0: none).
-    first: [u32; 256],
+    /// Sized for the names there are (cleared for every message validated).
+    first: [u32; NAMES],
     duplicate: Option<HeaderName>,
 }
+
+/// How many [`HeaderName`]s there are (`Other` is the last).
+const NAMES: usize = HeaderName::Other as usize + 1;
 
 impl HeaderIndex {
     fn of(msg: &Message) -> HeaderIndex {
         let mut index = HeaderIndex {
-            first: [0; 256],
+            first: [0; NAMES],
             duplicate: None,
         };
         for (i, h) in msg.headers.iter().enumerate() {
-            let slot = &mut index.first[h.name as u8 as usize];
+            let Some(slot) = index.first.get_mut(h.name as u8 as usize) else {
+                continue;
+            };
             if *slot == 0 {
                 // Entries hold u32 offsets, so a message has fewer than u32::MAX lines.
                 *slot = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -218,9 +224,9 @@ impl HeaderIndex {
     }
 
     fn first(&self, name: HeaderName) -> Option<usize> {
-        match self.first[name as u8 as usize] {
-            0 => None,
-            n => Some(n as usize - 1),
+        match self.first.get(name as u8 as usize) {
+            None | Some(0) => None,
+            Some(&n) => Some(n as usize - 1),
         }
     }
 
