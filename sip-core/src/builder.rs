@@ -13,7 +13,7 @@ use crate::message::{Body, Entry, Message, Span, Src, Start};
 use crate::method::Method;
 use crate::name::HeaderName;
 use crate::net::Transport;
-use crate::random::{IdGenerator, OsRandom};
+use crate::random::IdGenerator;
 
 /// The default reason phrase of a status code (RFC 3261 §21 and companions).
 ///
@@ -333,6 +333,18 @@ pub struct ResponseBuilder {
     extra: ScratchBox,
     body: Bytes,
     error: Option<Error>,
+}
+
+/// The words of a [`ResponseBuilder::request_digest`], handed out in turn (then zeros: a tag
+/// takes 96 bits).
+struct TagDigest([u64; 2], usize);
+
+impl crate::random::RandomSource for TagDigest {
+    fn next_u64(&mut self) -> u64 {
+        let w = self.0.get(self.1).copied().unwrap_or(0);
+        self.1 += 1;
+        w
+    }
 }
 
 /// A value copied from the request into its response, as offsets.
@@ -714,6 +726,35 @@ impl ResponseBuilder {
             .unwrap_or_default()
     }
 
+    /// What a To tag the caller did not choose is made from: a keyed hash (SipHash under a key
+    /// drawn from the OS once per process) of the request's top Via line, From, Call-ID and
+    /// CSeq as the response copies them. The same request, retransmitted, gets the same tag,
+    /// as RFC 3261 §8.2.7 asks of a stateless UAS; other requests get tags nobody can
+    /// predict without the key (§19.3). Requests that differ only in other headers are the
+    /// same request. Two responses to one request that must differ in tag (separate
+    /// dialogs) choose theirs ([`to_tag`](Self::to_tag)), as a dialog-forming UAS does.
+    fn request_digest(&self) -> TagDigest {
+        use std::hash::{BuildHasher, Hasher};
+        static KEY: std::sync::LazyLock<std::hash::RandomState> =
+            std::sync::LazyLock::new(std::hash::RandomState::new);
+        let mut h = KEY.build_hasher();
+        let mut via = false;
+        for c in &self.copied {
+            let wanted = match c.name {
+                HeaderName::Via => !std::mem::replace(&mut via, true),
+                HeaderName::From | HeaderName::CallId | HeaderName::CSeq => true,
+                _ => false,
+            };
+            if wanted {
+                h.write_u8(c.name as u8);
+                h.write(self.value(*c));
+            }
+        }
+        let first = h.finish();
+        h.write_u8(0xff);
+        TagDigest([first, h.finish()], 0)
+    }
+
     /// Writes the response and indexes it as it goes (no parse). The bytes go into a slab
     /// this thread shares among the responses it builds (see [`RESPONSE_SLAB`]), so building
     /// a typical response allocates nothing.
@@ -727,7 +768,7 @@ impl ResponseBuilder {
             (_, false) => "",
             (Some(t), true) => t,
             (None, true) => {
-                IdGenerator::new(OsRandom).fill_alnum(&mut generated);
+                IdGenerator::new(self.request_digest()).fill_alnum(&mut generated);
                 // Alphanumeric ASCII only.
                 std::str::from_utf8(&generated).unwrap_or_default()
             }
@@ -856,6 +897,47 @@ fn push_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 3261 §8.2.7: a stateless UAS gives a retransmitted request the To tag it gave the
+    /// original; other requests (another CSeq, branch, Call-ID or From tag) get other tags.
+    #[test]
+    fn a_generated_to_tag_is_the_same_for_the_same_request_only() {
+        let req = |call_id: &str, from_tag: &str, cseq: u32, branch: &str, extra: &str| {
+            let raw = format!(
+                "OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\r\n\
+                 From: <sip:a@x>;tag={from_tag}\r\nTo: <sip:b@x>\r\nCall-ID: {call_id}\r\n\
+                 CSeq: {cseq} OPTIONS\r\n{extra}Content-Length: 0\r\n\r\n"
+            );
+            Message::parse(raw.into_bytes()).unwrap()
+        };
+        let tag = |m: &Message, status: u16| {
+            let r = m.response(status).build().unwrap();
+            r.to().unwrap().tag().unwrap().to_owned()
+        };
+        let original = req("c1", "f1", 1, "z9hG4bK1", "");
+        let t = tag(&original, 200);
+        assert_eq!(t.len(), GENERATED_TAG_LEN);
+        assert!(t.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(tag(&req("c1", "f1", 1, "z9hG4bK1", ""), 200), t);
+        assert_eq!(
+            tag(&req("c1", "f1", 1, "z9hG4bK1", "X-Other: 1\r\n"), 200),
+            t
+        );
+        assert_eq!(tag(&original, 486), t, "any answer to that request");
+        for other in [
+            req("c2", "f1", 1, "z9hG4bK1", ""),
+            req("c1", "f2", 1, "z9hG4bK1", ""),
+            req("c1", "f1", 2, "z9hG4bK1", ""),
+            req("c1", "f1", 1, "z9hG4bK2", ""),
+        ] {
+            assert_ne!(tag(&other, 200), t);
+        }
+        // A tag the caller chose wins; 100 Trying has none.
+        let chosen = original.response(200).to_tag("mine").build().unwrap();
+        assert_eq!(chosen.to().unwrap().tag(), Some("mine"));
+        let trying = original.response(100).build().unwrap();
+        assert_eq!(trying.to().unwrap().tag(), None);
+    }
 
     #[test]
     fn typed_setters_build_a_request() {

@@ -118,8 +118,11 @@ pub struct RegistrarConfig {
     /// Most answers kept to recognise retransmissions (default 32 768, about 1 000 requests
     /// per second for 64·T1; 0: none). Each answer is kept 64·T1 (32 s) keyed by Call-ID,
     /// CSeq and top Via branch, and a retransmission gets the same answer again without
-    /// being authenticated or counted again. Needed when REGISTER is answered without
-    /// server transactions; with them it only costs a little.
+    /// being authenticated or counted again. Needed when REGISTER is answered with digest
+    /// authentication and without server transactions (a retransmission's credentials would
+    /// otherwise look like a replay); with them it only costs a little. In
+    /// [`AuthMode::Open`] no cache is kept: a retransmission is applied again, which changes
+    /// nothing (same Call-ID and CSeq) and is answered with the same bindings.
     pub response_cache: usize,
     /// Allow digest answers without qop (RFC 2069 form, as GB28181 cameras send). Default true.
     pub allow_missing_qop: bool,
@@ -367,7 +370,10 @@ impl<S: LocationStore> Registrar<S> {
             throttle,
             events,
             stats: RegistrarStats::default(),
-            cache: (config.response_cache > 0)
+            // Without authentication a retransmission is applied again, which changes nothing
+            // (same Call-ID and CSeq: §10.3 step 7 keeps the bindings) and gives the same
+            // answer; only credentials make a second arrival look like a replay.
+            cache: (config.response_cache > 0 && matches!(config.auth, AuthMode::Digest(_)))
                 .then(|| ResponseCache::new(config.response_cache, RETRANSMISSION_WINDOW)),
             config,
         }
