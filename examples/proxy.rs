@@ -296,9 +296,12 @@ async fn run_node<S: LocationStore, R: Router>(
 
     // The proxy runs Timer C itself (it CANCELs a branch that rang and went silent); the
     // transaction layer's own Timer C is off so that it does not end the branch first.
+    // Merged-request detection (RFC 3261 §8.2.2.2) is a UAS's: a proxy forwards every copy
+    // of a forked request, and nothing here asks about merges.
     let txn_config = sip_stack::transaction::Config::default()
         .with_max_transactions(args.max_transactions)
-        .with_timer_c(None);
+        .with_timer_c(None)
+        .with_merge_detection(false);
     // CANCEL: the endpoint answers it 200 and leaves the INVITE to the proxy, which cancels
     // its branches and forwards their best answer (487) itself (RFC 3261 §16.10).
     // A large UDP receive buffer absorbs bursts (the kernel's default ~200 KB overflows at a

@@ -298,24 +298,34 @@ pub fn tag_param(v: &str) -> Option<&str> {
     let b = v.as_bytes();
     let mut i = 0;
     let mut quoted = false;
-    let params = loop {
+    let start = loop {
         match *b.get(i)? {
             b'\\' if quoted => i += 1,
             b'"' => quoted = !quoted,
             b'<' if !quoted => {
-                let close = v[i..].find('>')?;
-                break v[i + close + 1..].split_once(';')?.1;
+                let close = i + memchr::memchr(b'>', b.get(i..)?)?;
+                let rest = b.get(close + 1..)?;
+                break close + 1 + memchr::memchr(b';', rest)? + 1;
             }
-            b';' if !quoted => break &v[i + 1..],
+            b';' if !quoted => break i + 1,
             _ => {}
         }
         i += 1;
     };
     // A `tag` without a value is no tag (as the parser reads it): a later one still counts.
-    params.split(';').find_map(|p| {
-        let (n, v) = param_pair(p);
-        (n.eq_ignore_ascii_case("tag") && !v.is_empty()).then_some(v)
-    })
+    let mut at = start;
+    loop {
+        let rest = b.get(at..)?;
+        let end = memchr::memchr(b';', rest).map_or(b.len(), |e| at + e);
+        let (n, value) = param_pair(v.get(at..end)?);
+        if n.eq_ignore_ascii_case("tag") && !value.is_empty() {
+            return Some(value);
+        }
+        if end >= b.len() {
+            return None;
+        }
+        at = end + 1;
+    }
 }
 
 /// One `name[=value]` of a parameter list, both trimmed.
@@ -338,10 +348,19 @@ fn param_pair(p: &str) -> (&str, &str) {
 /// assert_eq!(header_param("branch=z9hG4bK1", "received"), None);
 /// ```
 pub fn header_param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
-    params.split(';').find_map(|p| {
-        let (n, v) = param_pair(p);
-        n.eq_ignore_ascii_case(name).then_some(v)
-    })
+    let b = params.as_bytes();
+    let mut at = 0;
+    loop {
+        let end = memchr::memchr(b';', b.get(at..)?).map_or(b.len(), |e| at + e);
+        let (n, v) = param_pair(params.get(at..end)?);
+        if n.eq_ignore_ascii_case(name) {
+            return Some(v);
+        }
+        if end >= b.len() {
+            return None;
+        }
+        at = end + 1;
+    }
 }
 
 /// Parses a `qvalue` (RFC 3261 §25.1: `"0" ["." 0*3DIGIT] / "1" ["." 0*3"0"]`) into

@@ -193,6 +193,36 @@ proptest! {
         }
     }
 
+    /// `header_param` finds what splitting the list at every `;` and comparing trimmed names
+    /// finds.
+    #[test]
+    fn header_param_is_the_first_matching_pair(
+        params in prop::collection::vec(("[a-zA-Z]{1,6}", prop::option::of("[a-z0-9 =]{0,5}"), "[ ]{0,2}"), 0..6),
+        name in "[a-zA-Z]{1,6}",
+    ) {
+        let mut list = String::new();
+        for (i, (n, v, lws)) in params.iter().enumerate() {
+            if i > 0 {
+                list.push(';');
+            }
+            list.push_str(lws);
+            list.push_str(n);
+            if let Some(v) = v {
+                list.push('=');
+                list.push_str(v);
+            }
+        }
+        let reference = list.split(';').find_map(|p| {
+            let p = p.trim_ascii_start();
+            let (n, v) = match p.find('=') {
+                Some(i) => (p[..i].trim_ascii_end(), p[i + 1..].trim_ascii()),
+                None => (p.trim_ascii_end(), ""),
+            };
+            n.eq_ignore_ascii_case(&name).then_some(v)
+        });
+        prop_assert_eq!(sip_core::addr::header_param(&list, &name), reference, "{}", list);
+    }
+
     #[test]
     fn generated_messages_parse_validate_and_round_trip(g in generated()) {
         let wire = g.wire();

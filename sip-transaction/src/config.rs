@@ -24,6 +24,7 @@ pub struct Config {
     server_guard: Option<Duration>,
     max_transactions: usize,
     retry_after: u32,
+    merge_detection: bool,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             server_guard: Some(Duration::from_secs(180)),
             max_transactions: 100_000,
             retry_after: 5,
+            merge_detection: true,
         }
     }
 }
@@ -104,6 +106,20 @@ impl Config {
     pub fn with_retry_after(mut self, secs: u32) -> Self {
         self.retry_after = secs;
         self
+    }
+
+    /// Whether new server transactions are checked for merged requests (RFC 3261 §8.2.2.2,
+    /// reported as [`IncomingRequest::merged_with`](crate::IncomingRequest); default true).
+    /// The check is a UAS's: a proxy forwards every copy of a forked request that reaches it
+    /// (§16), so an element that only proxies turns it off and saves its work per request.
+    pub fn with_merge_detection(mut self, on: bool) -> Self {
+        self.merge_detection = on;
+        self
+    }
+
+    /// Whether merged requests are detected.
+    pub fn merge_detection(&self) -> bool {
+        self.merge_detection
     }
 
     /// T1.

@@ -128,7 +128,8 @@ impl TransactionLayer {
             None
         };
         // The merge key (§8.2.2.2) is computed once: looked up, then indexed under if new.
-        let merge_key = key::merge(&mut self.scratch, &msg).then(|| self.scratch.clone());
+        let merge_key = (self.config.merge_detection() && key::merge(&mut self.scratch, &msg))
+            .then(|| self.scratch.clone());
         let merged_with = merge_key.as_deref().and_then(|k| self.merged_with(k));
         let kind = if method == Method::Invite {
             Kind::InviteServer

@@ -282,6 +282,33 @@ fn merged_requests_are_flagged() {
     assert!(matches!(drain_ev(&mut l).as_slice(), [Event::Request(r)] if r.merged_with.is_none()));
 }
 
+/// A proxy's layer (merge detection off) gives both copies of a forked request their own
+/// transaction, neither flagged.
+#[test]
+fn without_merge_detection_copies_are_not_flagged() {
+    let mut l = TransactionLayer::new(Config::default().with_merge_detection(false));
+    let t0 = Instant::now();
+    let a = request(Method::Invite, "z9hG4bKm7a", Transport::Udp);
+    l.handle_message(t0, a, flow(Transport::Udp)).unwrap();
+    let mut b = request(Method::Invite, "z9hG4bKm7b", Transport::Udp);
+    b.set_header(HeaderName::CallId, "call-z9hG4bKm7a").unwrap();
+    l.handle_message(t0, b, flow(Transport::Udp)).unwrap();
+    let events = drain_ev(&mut l);
+    let keys: Vec<_> = events
+        .iter()
+        .map(|e| match e {
+            Event::Request(r) => {
+                assert_eq!(r.merged_with, None);
+                r.key
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(l.stats().merged_requests, 0);
+}
+
 #[test]
 fn a_full_table_answers_503_with_retry_after() {
     let mut l = TransactionLayer::new(
