@@ -65,7 +65,7 @@ async fn next(rx: &mut mpsc::Receiver<TransportEvent>) -> (Message, Flow) {
             .await
             .expect("a message")
             .expect("open");
-        if let TransportEvent::Message { msg, flow } = ev {
+        if let TransportEvent::Message { msg, flow, .. } = ev {
             if msg.status() != Some(100) {
                 return (msg, flow);
             }

@@ -634,3 +634,46 @@ async fn ack_then_bye_to_one_peer_keep_their_order_on_one_connection() {
     assert!(second.is_err(), "a second connection was opened");
     ep.shutdown(Duration::from_millis(100)).await;
 }
+
+/// A server transaction's responses (100 Trying from the layer, then the TU's answers, then
+/// their retransmissions) go where the request's stamped Via says (RFC 3261 §18.2.2, RFC
+/// 3581): with rport to the source, whatever sent-by names; without it to the source address
+/// at the sent-by port.
+#[tokio::test]
+async fn server_transaction_responses_go_where_the_stamped_via_says() {
+    let server = Endpoint::builder().udp(any()).build().await.unwrap();
+    let to = server.local_addr(Transport::Udp).unwrap();
+    let nat = UdpSocket::bind(any()).await.unwrap();
+    let other = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let ep = server.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = ep.next_event().await {
+            if let ServerEvent::Request(txn) = ev {
+                let r = txn.request().response(486).build().unwrap();
+                let _ = txn.respond(r).await;
+            }
+        }
+    });
+    let via = "SIP/2.0/UDP 10.9.9.9:5999;rport;branch=z9hG4bKst1";
+    nat.send_to(request("INVITE", via, "st1", "", "").as_bytes(), to)
+        .await
+        .unwrap();
+    let via = format!("SIP/2.0/UDP 10.9.9.9:{other_port};branch=z9hG4bKst2");
+    other
+        .send_to(request("INVITE", &via, "st2", "", "").as_bytes(), to)
+        .await
+        .unwrap();
+    for (sock, call_id) in [(&nat, "st1"), (&other, "st2")] {
+        // 486 (perhaps after a 100), then its retransmission (no ACK is sent): all here.
+        let mut finals = 0;
+        while finals < 2 {
+            let m = recv_msg(sock).await;
+            assert_eq!(m.call_id(), Some(call_id));
+            if m.status() == Some(486) {
+                finals += 1;
+            }
+        }
+    }
+    server.shutdown(Duration::from_millis(100)).await;
+}

@@ -375,7 +375,11 @@ fn on_frame<'a>(
             match process_message(msg, flow, &shared.cfg, stats) {
                 Inbound::Deliver(msg, _) => {
                     debug!(%flow, size = msg.source().len(), "message received");
-                    let ev = TransportEvent::Message { msg, flow: *flow };
+                    let ev = TransportEvent::Message {
+                        msg,
+                        flow: *flow,
+                        reply: None,
+                    };
                     match deliver(&shared.events, ev) {
                         Ok(None) => Step::Next,
                         Ok(Some(wait)) => Step::Wait(wait),

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use sip_core::{Flow, Message};
+use sip_core::{Flow, Message, Target};
 
 /// An event from the transport layer, read from the bounded channel returned by
 /// [`crate::TransportBuilder::build`].
@@ -16,6 +16,11 @@ pub enum TransportEvent {
         msg: Message,
         /// Where it came from.
         flow: Flow,
+        /// For a request received over UDP, where its responses go (RFC 3261 §18.2.2, RFC
+        /// 3581), computed when its top Via was stamped: a server answering it need not parse
+        /// that Via again ([`TransportHandle::enqueue_response_at`](crate::TransportHandle::enqueue_response_at)).
+        /// `None` otherwise: the responses go on the flow, or where their Via says.
+        reply: Option<Target>,
     },
     /// A TCP or TLS connection was opened (accepted, or connected by us).
     FlowOpened {

@@ -40,7 +40,7 @@
 //! );
 //! handle.send(Target::new(Transport::Udp, me), Bytes::from(options)).await?;
 //! match events.recv().await {
-//!     Some(TransportEvent::Message { msg, flow }) => {
+//!     Some(TransportEvent::Message { msg, flow, .. }) => {
 //!         assert_eq!(flow.remote, me);
 //!         assert_eq!(msg.via()?.rport(), Some(Some(me.port()))); // stamped (RFC 3581)
 //!         let ok = msg.response(200).build()?;

@@ -212,7 +212,7 @@ impl Receiver {
                 let msg = match &self.inline {
                     Some((handler, transport)) => {
                         // Its sends wait for the end of the batch (one sendmmsg).
-                        crate::udp_batch::open(&msg, reply);
+                        crate::udp_batch::open(&msg, reply.clone());
                         let passed = if msg.is_request() {
                             handler.request(msg, flow, transport)
                         } else {
@@ -233,7 +233,7 @@ impl Receiver {
                 crate::udp_batch::flush(shared);
                 shared
                     .events
-                    .send(TransportEvent::Message { msg, flow })
+                    .send(TransportEvent::Message { msg, flow, reply })
                     .await
                     .is_ok()
             }

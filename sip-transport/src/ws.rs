@@ -442,7 +442,14 @@ where
         match process_message(msg, &flow, cfg, stats) {
             Inbound::Deliver(msg, _) => {
                 debug!(%flow, size = msg.source().len(), "message received");
-                match deliver(&shared.events, TransportEvent::Message { msg, flow }) {
+                match deliver(
+                    &shared.events,
+                    TransportEvent::Message {
+                        msg,
+                        flow,
+                        reply: None,
+                    },
+                ) {
                     Ok(None) => {}
                     Ok(Some(wait)) => {
                         if !wait.await {

@@ -299,7 +299,7 @@ impl Dispatcher {
         let mut buf = BytesMut::with_capacity(8192);
         while let Some(ev) = events.recv().await {
             let Some(d) = this.upgrade() else { return };
-            if let TransportEvent::Message { msg, flow } = ev {
+            if let TransportEvent::Message { msg, flow, .. } = ev {
                 if msg.is_request() {
                     d.on_request(msg, flow, &mut buf);
                 } else {

@@ -18,7 +18,7 @@ async fn next_message(rx: &mut mpsc::Receiver<TransportEvent>) -> (Message, Flow
             .await
             .expect("a message within 5 s")
             .expect("layer open");
-        if let TransportEvent::Message { msg, flow } = ev {
+        if let TransportEvent::Message { msg, flow, .. } = ev {
             return (msg, flow);
         }
     }

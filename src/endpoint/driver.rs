@@ -27,6 +27,13 @@ use super::{
     StatelessResponder,
 };
 
+/// Where a message's top Via line is (address and length): what tells the request a reply
+/// destination was computed for from any other.
+fn via_at(msg: &Message) -> Option<(usize, usize)> {
+    msg.header_bytes(HeaderName::Via)
+        .map(|v| (v.as_ptr() as usize, v.len()))
+}
+
 /// Most responses waiting in one client transaction's queue for the TU.
 pub(crate) const RESPONSE_QUEUE: usize = 32;
 
@@ -50,6 +57,9 @@ struct Client {
 
 /// A server transaction the TU holds.
 struct Server {
+    /// Where its responses go over UDP, as the transport computed it when it stamped the
+    /// request's Via (`None`: read from each response's Via).
+    reply: Option<Target>,
     /// The INVITE, kept until its final response to answer a CANCEL with 487 (in
     /// [`CancelMode::Ua`] only; boxed, as most entries never hold one).
     invite: Option<Box<Message>>,
@@ -85,6 +95,9 @@ pub(crate) struct Driver {
     counters: watch::Sender<Counters>,
     clients: KeyMap<Client>,
     servers: KeyMap<Server>,
+    /// The reply destination the transport gave with the request being handled, and where
+    /// that request's top Via line is (see [`via_at`]); until the end of its flush.
+    reply: Option<((usize, usize), Target)>,
     shutdown: Option<(Instant, oneshot::Sender<()>)>,
     stateless: Option<Arc<dyn StatelessResponder>>,
     stateless_methods: Vec<Method<'static>>,
@@ -118,6 +131,7 @@ impl Driver {
             counters: p.counters,
             clients: KeyMap::default(),
             servers: KeyMap::default(),
+            reply: None,
             shutdown: None,
             stateless: p.stateless,
             stateless_methods: p.stateless_methods,
@@ -366,7 +380,12 @@ impl Driver {
 
     fn transport_event(&mut self, ev: TransportEvent) {
         match ev {
-            TransportEvent::Message { msg, flow } => self.message(msg, flow),
+            TransportEvent::Message { msg, flow, reply } => {
+                // Kept for the server transaction the request may open (request_to_tu, in
+                // this message's flush, which forgets it).
+                self.reply = reply.and_then(|t| Some((via_at(&msg)?, t)));
+                self.message(msg, flow);
+            }
             TransportEvent::FlowOpened { flow, .. } => self.deliver(ServerEvent::FlowOpened(flow)),
             TransportEvent::FlowClosed { flow, reason } => {
                 self.deliver(ServerEvent::FlowClosed { flow, reason })
@@ -437,6 +456,11 @@ impl Driver {
         let invite = (self.cancel_mode == CancelMode::Ua
             && request.method() == Some(Method::Invite))
         .then(|| Box::new(request.clone()));
+        // The reply destination the transport gave with this very request (same Via line).
+        let reply = match self.reply.take() {
+            Some((at, t)) if via_at(&request) == Some(at) => Some(t),
+            _ => None,
+        };
         let txn = ServerTransaction {
             key,
             request,
@@ -452,6 +476,7 @@ impl Driver {
                     self.servers.insert(
                         k,
                         Server {
+                            reply,
                             invite,
                             to_tag,
                             span,
@@ -633,6 +658,7 @@ impl Driver {
                 break;
             }
         }
+        self.reply = None;
         self.update_counters();
     }
 
@@ -643,7 +669,17 @@ impl Driver {
         let tag = t.key.map(|k| k.as_u64());
         let r = match t.destination {
             Destination::Flow(f) if is_response(&t.payload) => {
-                self.transport.enqueue_response(t.payload, Some(f), tag)
+                let known = t
+                    .key
+                    .and_then(|k| self.servers.get(k))
+                    .and_then(|s| s.reply.clone());
+                match known {
+                    Some(target) => {
+                        self.transport
+                            .enqueue_response_at(t.payload, target, Some(f), tag)
+                    }
+                    None => self.transport.enqueue_response(t.payload, Some(f), tag),
+                }
             }
             Destination::Flow(f) => self.transport.enqueue(f, t.payload, tag),
             Destination::Target(target) => self.transport.enqueue(target, t.payload, tag),

@@ -62,7 +62,7 @@ pub async fn next_message(
 ) -> (sip_core::Message, sip_core::Flow) {
     loop {
         match next_event(rx).await {
-            TransportEvent::Message { msg, flow } => return (msg, flow),
+            TransportEvent::Message { msg, flow, .. } => return (msg, flow),
             TransportEvent::FlowOpened { .. } => continue,
             other => panic!("unexpected {other:?}"),
         }
