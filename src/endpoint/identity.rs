@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use sip_core::uri::Host;
-use sip_core::{Message, Transport};
+use sip_core::{HeaderName, Message, Transport};
 
 /// Our listeners and advertised addresses.
 #[derive(Debug, Clone, Default)]
@@ -12,6 +12,10 @@ pub(crate) struct Identity {
     listeners: Vec<(Transport, SocketAddr)>,
     /// (transport, host as written, lower case, port).
     advertised: Vec<(Transport, String, u16)>,
+    /// Every `host:port` above as text (listeners bound to a specific address, advertised
+    /// addresses): a response whose top Via carries one of them exactly is ours without a
+    /// parse of that Via.
+    exact: Vec<Box<str>>,
 }
 
 impl Identity {
@@ -32,9 +36,20 @@ impl Identity {
                 .unwrap_or(t.default_port());
             advertised.push((*t, host.to_ascii_lowercase(), port));
         }
+        let exact = listeners
+            .iter()
+            .filter(|(_, a)| !a.ip().is_unspecified())
+            .map(|(_, a)| a.to_string().into_boxed_str())
+            .chain(
+                advertised
+                    .iter()
+                    .map(|(_, h, p)| format!("{h}:{p}").into_boxed_str()),
+            )
+            .collect();
         Identity {
             listeners,
             advertised,
+            exact,
         }
     }
 
@@ -54,6 +69,19 @@ impl Identity {
     /// with its port, or an advertised address). A listener bound to an unspecified address
     /// (`0.0.0.0`, `::`) owns every address at its port.
     pub(crate) fn owns_top_via(&self, response: &Message) -> bool {
+        // The usual case, our own Via as we wrote it: its sent-by is one of ours, as text.
+        if let Some(sent_by) = response
+            .header_bytes(HeaderName::Via)
+            .and_then(plain_sent_by)
+        {
+            if self
+                .exact
+                .iter()
+                .any(|e| e.as_bytes().eq_ignore_ascii_case(sent_by))
+            {
+                return true;
+            }
+        }
         let Ok(via) = response.via() else {
             return false;
         };
@@ -81,6 +109,22 @@ impl Identity {
                     .eq_ignore_ascii_case(host)
         })
     }
+}
+
+/// The sent-by of a Via value written plainly (`SIP/2.0/<transport> <sent-by>` then `;`, `,`
+/// or the end), as text; `None` for any other spelling, which is then parsed.
+fn plain_sent_by(v: &[u8]) -> Option<&[u8]> {
+    let rest = v.strip_prefix(b"SIP/2.0/")?;
+    let sp = rest.iter().position(|&c| c == b' ')?;
+    if !rest.get(..sp)?.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let after = rest.get(sp + 1..)?;
+    let end = after
+        .iter()
+        .position(|&c| matches!(c, b';' | b',' | b' ' | b'\t'))
+        .unwrap_or(after.len());
+    after.get(..end).filter(|s| !s.is_empty())
 }
 
 /// `host[:port]`, with IPv6 references in brackets.
@@ -163,6 +207,41 @@ mod tests {
         )));
         assert_eq!(id.sent_by(Transport::Udp).unwrap(), "sip.example.com:5070");
         assert_eq!(id.sent_by(Transport::Tcp).unwrap(), "0.0.0.0:5080");
+    }
+
+    /// The text match of a plainly written Via agrees with the parse (which decides every
+    /// other spelling).
+    #[test]
+    fn plain_sent_by_is_found_as_written() {
+        assert_eq!(
+            plain_sent_by(b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1"),
+            Some(&b"127.0.0.1:5070"[..])
+        );
+        assert_eq!(
+            plain_sent_by(b"SIP/2.0/TLS [::1]:5061"),
+            Some(&b"[::1]:5061"[..])
+        );
+        assert_eq!(
+            plain_sent_by(b"SIP/2.0/UDP h,SIP/2.0/UDP g"),
+            Some(&b"h"[..])
+        );
+        assert_eq!(plain_sent_by(b"SIP / 2.0 / UDP h"), None);
+        assert_eq!(plain_sent_by(b"SIP/2.0/UDP  h"), None);
+        let id = Identity::new(
+            vec![(Transport::Udp, "127.0.0.1:5070".parse().unwrap())],
+            &[(Transport::Tcp, "sip.example.com:5090".to_owned())],
+        );
+        for (via, ours) in [
+            ("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1", true),
+            ("SIP/2.0/UDP 127.0.0.1:5070", true),
+            ("SIP/2.0/UDP 127.0.0.1:507;branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 127.0.0.1:50700;branch=z9hG4bK1", false),
+            ("SIP/2.0/TCP SIP.EXAMPLE.COM:5090;branch=z9hG4bK1", true),
+            ("SIP/2.0/TCP sip.example.com;branch=z9hG4bK1", false),
+            ("SIP / 2.0 / UDP 127.0.0.1 : 5070 ;branch=z9hG4bK1", true),
+        ] {
+            assert_eq!(id.owns_top_via(&response(via)), ours, "{via}");
+        }
     }
 
     #[test]
