@@ -333,8 +333,10 @@ async fn bursts_are_read_whole_in_batches() {
 }
 
 /// An inline handler that answers every request 200 through the transport (its sends go out
-/// in `sendmmsg` batches) and lets responses pass.
-struct Answer;
+/// in `sendmmsg` batches) and lets responses pass. `Answer(true)` answers through
+/// `enqueue_response_to` (the destination computed when the request's Via was stamped),
+/// `Answer(false)` through `enqueue_response` (read from the response's Via).
+struct Answer(bool);
 
 impl sip_transport::InlineHandler for Answer {
     fn request(
@@ -343,10 +345,13 @@ impl sip_transport::InlineHandler for Answer {
         flow: sip_core::Flow,
         transport: &sip_transport::TransportHandle,
     ) -> Option<Message> {
-        let resp = request.response(200).build().ok()?;
-        transport
-            .enqueue_response(resp.to_bytes(), Some(flow), None)
-            .ok()?;
+        let data = request.response(200).build().ok()?.to_bytes();
+        let sent = if self.0 {
+            transport.enqueue_response_to(data, &request, Some(flow), None)
+        } else {
+            transport.enqueue_response(data, Some(flow), None)
+        };
+        sent.ok()?;
         None
     }
 }
@@ -357,7 +362,7 @@ impl sip_transport::InlineHandler for Answer {
 async fn an_inline_handlers_answers_to_a_burst_all_arrive_in_order() {
     let (t, _rx) = sip_transport::TransportLayer::builder()
         .udp(addr("127.0.0.1:0"))
-        .inline(std::sync::Arc::new(Answer))
+        .inline(std::sync::Arc::new(Answer(false)))
         .build()
         .await
         .unwrap();
@@ -393,25 +398,6 @@ async fn an_inline_handlers_answers_to_a_burst_all_arrive_in_order() {
     assert_eq!(s.udp.messages_out, N as u64);
 }
 
-/// An inline handler that answers through `enqueue_response_to`, the destination computed
-/// when the request's Via was stamped.
-struct AnswerTo;
-
-impl sip_transport::InlineHandler for AnswerTo {
-    fn request(
-        &self,
-        request: Message,
-        flow: sip_core::Flow,
-        transport: &sip_transport::TransportHandle,
-    ) -> Option<Message> {
-        let resp = request.response(200).build().ok()?;
-        transport
-            .enqueue_response_to(resp.to_bytes(), &request, Some(flow), None)
-            .ok()?;
-        None
-    }
-}
-
 /// Answers to requests whose Via names another address (as behind a NAT) reach the source
 /// when the Via asks for rport (RFC 3581), and the Via's port at the source address without
 /// it (RFC 3261 §18.2.2), as the stamped Via says.
@@ -419,7 +405,7 @@ impl sip_transport::InlineHandler for AnswerTo {
 async fn an_inline_answer_to_a_request_goes_where_its_stamped_via_says() {
     let (t, _rx) = sip_transport::TransportLayer::builder()
         .udp(addr("127.0.0.1:0"))
-        .inline(std::sync::Arc::new(AnswerTo))
+        .inline(std::sync::Arc::new(Answer(true)))
         .build()
         .await
         .unwrap();
